@@ -1,0 +1,18 @@
+//! mqtt-keepalive: passive MQTT keepalive analysis.
+//!
+//! ```text
+//! capture ──► decode ──► flow ──► mqtt ──► session ──► sink
+//! ```
+//!
+//! - [`capture`]: packet sources (pcap/pcapng files) yielding timestamped link-layer frames.
+//! - [`decode`]: a frame to a TCP [`decode::Segment`]; stateless.
+//! - [`flow`]: flow keys (client/broker orientation), sequence numbers, reassembly.
+//! - [`mqtt`]: the fixed header, CONNECT/CONNACK/DISCONNECT, the per-direction stream decoder.
+//! - [`session`]: one MQTT session's keepalive clock, pings and close; emits [`session::Event`]s.
+//! - [`tracker`]: the connection table tying flows, decoders and sessions together; deadlines.
+//! - [`sink`]: consumers of events: the report (text/JSON) and the JSON-lines stream.
+//! - [`app`]: the one loop that owns the clock and wires a source to the tracker and sinks.
+
+pub mod mqtt;
+pub mod flow;
+pub mod time;

@@ -1,0 +1,94 @@
+//! Packet time: the only clock type below `app`.
+//!
+//! A [`Timestamp`] is nanoseconds since the Unix epoch, taken from the capture record (offline) or
+//! the kernel's packet timestamp (live). Spans between timestamps are [`std::time::Duration`]s.
+//! Arithmetic saturates: a timestamp never overflows or panics, whatever a capture file claims.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A point in packet time, in nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+impl Timestamp {
+    /// The timestamp `nanos` nanoseconds after the epoch.
+    pub const fn from_nanos(nanos: i64) -> Self {
+        Timestamp(nanos)
+    }
+
+    /// A timestamp from whole seconds plus a fraction counted in `units_per_sec` units
+    /// (1_000_000 for microsecond captures, 1_000_000_000 for nanosecond ones).
+    pub fn from_parts(secs: u64, frac: u64, units_per_sec: u64) -> Self {
+        let units = units_per_sec.max(1) as u128;
+        let frac_ns = (frac as u128 * NANOS_PER_SEC as u128) / units;
+        let total = secs as u128 * NANOS_PER_SEC as u128 + frac_ns;
+        Timestamp(i64::try_from(total).unwrap_or(i64::MAX))
+    }
+
+    /// A timestamp from fractional seconds (tests and examples).
+    pub fn from_secs_f64(secs: f64) -> Self {
+        Timestamp((secs * NANOS_PER_SEC as f64).round() as i64)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Seconds since the epoch, as a float (for reports).
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_SEC as f64
+    }
+
+    /// This timestamp moved `d` later, saturating.
+    pub fn add(self, d: Duration) -> Self {
+        let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(nanos))
+    }
+
+    /// The span from `earlier` to `self`; zero when `earlier` is not earlier.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let diff = self.0.saturating_sub(earlier.0);
+        Duration::from_nanos(u64::try_from(diff).unwrap_or(0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6}", self.as_secs_f64())
+    }
+}
+
+/// `keepalive` seconds times 1.5: the span after which a broker treats a silent client as dead.
+pub fn expiry_span(keepalive_s: u16) -> Duration {
+    Duration::from_millis(u64::from(keepalive_s) * 1500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_parts_handles_micro_and_nano_resolutions() {
+        assert_eq!(Timestamp::from_parts(10, 500_000, 1_000_000).as_nanos(), 10_500_000_000);
+        assert_eq!(Timestamp::from_parts(10, 1, 1_000_000_000).as_nanos(), 10_000_000_001);
+    }
+
+    #[test]
+    fn arithmetic_saturates_instead_of_panicking() {
+        let max = Timestamp::from_nanos(i64::MAX);
+        assert_eq!(max.add(Duration::from_secs(5)), max);
+        assert_eq!(Timestamp::from_nanos(0).since(max), Duration::ZERO);
+        assert_eq!(Timestamp::from_parts(u64::MAX, u64::MAX, 1).as_nanos(), i64::MAX);
+    }
+
+    #[test]
+    fn expiry_span_is_one_and_a_half_keepalives() {
+        assert_eq!(expiry_span(5), Duration::from_millis(7500));
+        assert_eq!(expiry_span(0), Duration::ZERO);
+        assert_eq!(expiry_span(u16::MAX), Duration::from_millis(65535 * 1500));
+    }
+}
