@@ -15,4 +15,5 @@
 
 pub mod mqtt;
 pub mod flow;
+pub mod session;
 pub mod time;

@@ -1,0 +1,184 @@
+//! Events: everything the core reports. Sinks (report, JSON lines, metrics) are folds over them.
+//!
+//! Contract: events are emitted in timestamp order. A timer event carries the time its deadline
+//! passed, not the time of the packet that revealed it, so a capture always gives the same
+//! timeline. JSON field names here are part of the documented output format.
+
+use crate::flow::{FlowKey, Side};
+use crate::mqtt::{PacketType, Protocol};
+use crate::time::Timestamp;
+use serde::{Serialize, Serializer};
+use std::time::Duration;
+
+/// Sessions are numbered from 0 in the order they were first seen.
+pub type SessionId = u64;
+
+/// One thing that happened to one session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    #[serde(serialize_with = "secs")]
+    pub ts: Timestamp,
+    pub session: SessionId,
+    #[serde(flatten)]
+    pub flow: FlowKeyJson,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A flow key as it appears in JSON: `"client": "ip:port", "broker": "ip:port"`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FlowKeyJson {
+    pub client: std::net::SocketAddr,
+    pub broker: std::net::SocketAddr,
+}
+
+impl From<FlowKey> for FlowKeyJson {
+    fn from(k: FlowKey) -> Self {
+        FlowKeyJson { client: k.client, broker: k.broker }
+    }
+}
+
+/// How a session's connection ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseKind {
+    Disconnect,
+    Fin,
+    Rst,
+}
+
+/// Whether the broker enforced an expired keepalive.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Closed by the broker within the tolerance after the deadline.
+    OnTime,
+    /// Closed by the broker, later than the tolerance.
+    Late,
+    /// Not closed by the broker: the client went on, closed itself, or the capture ended.
+    NotEnforced,
+    /// Closed by the broker after at least one keepalive of silence but before 1.5 x keepalive.
+    Early,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A TCP connection to a broker port was first seen (SYN, or data when joined mid-stream).
+    SessionStart { mid_stream: bool },
+    /// The client's CONNECT. The password is never read.
+    Connect {
+        protocol: Protocol,
+        keepalive_s: u16,
+        client_id: Option<String>,
+        clean_start: bool,
+        will: bool,
+    },
+    /// The broker's CONNACK, and the keepalive in force from now on.
+    Connack { code: u8, server_keepalive_s: Option<u16>, effective_keepalive_s: Option<u16> },
+    Pingreq,
+    /// A PINGRESP; `rtt_ms` is absent when no PINGREQ was outstanding.
+    Pingresp {
+        #[serde(serialize_with = "opt_millis")]
+        rtt_ms: Option<Duration>,
+    },
+    /// The client was silent past 1.5 x keepalive; `ts` is the deadline itself.
+    KeepaliveExpired {
+        keepalive_s: u16,
+        #[serde(serialize_with = "secs")]
+        last_activity: Timestamp,
+    },
+    /// No PINGRESP within the ping timeout, or the session closed with a PINGREQ outstanding.
+    PingUnanswered {
+        #[serde(serialize_with = "secs")]
+        sent: Timestamp,
+    },
+    /// The session closed: the first DISCONNECT, FIN or RST.
+    Close {
+        close: CloseKind,
+        by: Side,
+        #[serde(serialize_with = "dur_secs")]
+        after_silence_s: Duration,
+        reason_code: Option<u8>,
+    },
+    /// A FIN or RST without DISCONNECT: the broker publishes the client's Will, if it has one.
+    CloseWithoutDisconnect { close: CloseKind, by: Side, will_expected: bool },
+    /// The enforcement audit of an expired keepalive (or an early close).
+    Enforcement { verdict: Verdict, lag_s: Option<f64> },
+    /// Stream bytes the capture never saw.
+    Gap { side: Side, bytes: u64 },
+    /// Bytes that are not valid MQTT.
+    Malformed { side: Side, packet_type: Option<PacketType>, reason: String },
+    /// Packet framing found again after skipping bytes.
+    Resync { side: Side, skipped_bytes: u64 },
+    /// The session is finished with: closed and done, evicted, or open at the end of the capture.
+    SessionEnd {
+        #[serde(serialize_with = "dur_secs")]
+        max_silence_s: Duration,
+        open: bool,
+        evicted: bool,
+    },
+}
+
+impl EventKind {
+    /// The snake_case name used in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::SessionStart { .. } => "session_start",
+            EventKind::Connect { .. } => "connect",
+            EventKind::Connack { .. } => "connack",
+            EventKind::Pingreq => "pingreq",
+            EventKind::Pingresp { .. } => "pingresp",
+            EventKind::KeepaliveExpired { .. } => "keepalive_expired",
+            EventKind::PingUnanswered { .. } => "ping_unanswered",
+            EventKind::Close { .. } => "close",
+            EventKind::CloseWithoutDisconnect { .. } => "close_without_disconnect",
+            EventKind::Enforcement { .. } => "enforcement",
+            EventKind::Gap { .. } => "gap",
+            EventKind::Malformed { .. } => "malformed",
+            EventKind::Resync { .. } => "resync",
+            EventKind::SessionEnd { .. } => "session_end",
+        }
+    }
+}
+
+/// Rounds to microseconds so JSON output is stable across float formatting.
+pub fn round_us(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+pub(crate) fn secs<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_us(t.as_secs_f64()))
+}
+
+pub(crate) fn dur_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_us(d.as_secs_f64()))
+}
+
+fn opt_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(round_us(d.as_secs_f64() * 1e3)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_flat_with_their_kind() {
+        let e = Event {
+            ts: Timestamp::from_secs_f64(12.5),
+            session: 3,
+            flow: FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() },
+            kind: EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_secs_f64(5.0) },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"ts":12.5,"session":3,"client":"10.0.0.1:5000","broker":"10.0.0.2:1883","kind":"keepalive_expired","keepalive_s":5,"last_activity":5.0}"#
+        );
+        assert_eq!(e.kind.name(), "keepalive_expired");
+    }
+}

@@ -1,0 +1,583 @@
+//! One MQTT session: its keepalive clock, pings, close and the enforcement audit.
+//!
+//! Contract: a [`Session`] changes only through its `on_*`, [`Session::poll`] and
+//! [`Session::finish`] methods, each given the current packet time (`now`); it never reads a
+//! clock. Every method first fires the timers due before `now`, so their events come out in time
+//! order and carry their deadline as timestamp. Rules (README "Keepalive rules"):
+//! - effective keepalive = CONNACK Server Keep Alive if present, else CONNECT keepalive; 0 = off;
+//! - client activity = any MQTT packet from the client (or client bytes lost to a capture gap);
+//! - deadline = last client activity + 1.5 x effective keepalive; passing it while open is
+//!   `keepalive_expired`;
+//! - a PINGREQ unanswered within the ping timeout, or outstanding at close, is `ping_unanswered`;
+//! - the first DISCONNECT, FIN or RST closes the session; FIN/RST without DISCONNECT is
+//!   `close_without_disconnect`;
+//! - after an expiry the broker's close is `on_time` (within the tolerance) or `late`; a client
+//!   that goes on past deadline + tolerance, closes itself, or outlives the capture makes it
+//!   `not_enforced`. A broker close after at least one keepalive of silence but before the
+//!   deadline is `early`.
+
+pub mod event;
+
+pub use event::{CloseKind, Event, EventKind, SessionId, Verdict};
+
+use crate::flow::Side;
+use crate::mqtt::{Body, Packet, PacketType};
+use crate::time::{Timestamp, expiry_span};
+use std::time::Duration;
+
+/// Ping timeout when the keepalive is unknown or off.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings for the rules.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionConfig {
+    /// Ping timeout; `None` means the effective keepalive (30 s when unknown or 0).
+    pub ping_timeout: Option<Duration>,
+    /// How long after the deadline a broker close still counts as on time.
+    pub enforcement_tolerance: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { ping_timeout: None, enforcement_tolerance: Duration::from_secs(1) }
+    }
+}
+
+/// The keepalive timer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KeepaliveClock {
+    /// No CONNECT seen (joined mid-stream, or not sent yet): no verdict from a guess.
+    Unknown,
+    /// Keepalive 0.
+    Disabled,
+    /// The client must show activity by `deadline`.
+    Armed { deadline: Timestamp },
+    /// The deadline passed at `since` and the client has been silent since.
+    Expired { since: Timestamp },
+    /// The session is closed.
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OutstandingPing {
+    sent: Timestamp,
+    reported: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Enforcement {
+    /// No expiry yet.
+    None,
+    /// Expired at `deadline`; `resumed` once the client was active again.
+    Pending { deadline: Timestamp, resumed: bool },
+    Decided,
+}
+
+#[derive(Clone, Copy)]
+enum Timer {
+    Keepalive,
+    Ping,
+    Enforcement,
+}
+
+/// The state of one session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    clock: KeepaliveClock,
+    connected: bool,
+    declared: Option<u16>,
+    effective: Option<u16>,
+    will: bool,
+    last_client: Timestamp,
+    max_silence: Duration,
+    ping: Option<OutstandingPing>,
+    closed: Option<Timestamp>,
+    enforcement: Enforcement,
+}
+
+/// Where session events go: `(timestamp, what)`.
+pub trait Emit: FnMut(Timestamp, EventKind) {}
+impl<F: FnMut(Timestamp, EventKind)> Emit for F {}
+
+impl Session {
+    /// A session first seen at `now`.
+    pub fn new(now: Timestamp) -> Self {
+        Session {
+            clock: KeepaliveClock::Unknown,
+            connected: false,
+            declared: None,
+            effective: None,
+            will: false,
+            last_client: now,
+            max_silence: Duration::ZERO,
+            ping: None,
+            closed: None,
+            enforcement: Enforcement::None,
+        }
+    }
+
+    /// The keepalive timer.
+    pub fn clock(&self) -> KeepaliveClock {
+        self.clock
+    }
+
+    /// The effective keepalive, once known.
+    pub fn effective_keepalive(&self) -> Option<u16> {
+        self.effective
+    }
+
+    /// True once a CONNECT was seen.
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// True after the first DISCONNECT, FIN or RST.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Time of the last client activity (the session start before any).
+    pub fn last_client_activity(&self) -> Timestamp {
+        self.last_client
+    }
+
+    /// An MQTT packet from the client.
+    pub fn on_client_packet(&mut self, now: Timestamp, pkt: &Packet, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.poll(now, cfg, out);
+        if self.closed.is_some() {
+            return;
+        }
+        self.client_activity(now, cfg, out);
+        match (&pkt.body, pkt.header.packet_type) {
+            (Body::Connect(c), _) if !self.connected => {
+                self.connected = true;
+                self.declared = Some(c.keepalive);
+                self.effective = Some(c.keepalive);
+                self.will = c.will;
+                self.clock = self.armed_from(now);
+                out(now, EventKind::Connect {
+                    protocol: c.protocol,
+                    keepalive_s: c.keepalive,
+                    client_id: c.client_id.clone(),
+                    clean_start: c.clean_start,
+                    will: c.will,
+                });
+            }
+            (_, PacketType::Connect) => self.connected = true,
+            (_, PacketType::PingReq) => {
+                if self.ping.is_none_or(|p| p.reported) {
+                    self.ping = Some(OutstandingPing { sent: now, reported: false });
+                }
+                out(now, EventKind::Pingreq);
+            }
+            (body, PacketType::Disconnect) => {
+                let reason = match body {
+                    Body::Disconnect(d) => d.reason_code,
+                    _ => None,
+                };
+                self.close(now, CloseKind::Disconnect, Side::Client, reason, cfg, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// An MQTT packet from the broker.
+    pub fn on_broker_packet(&mut self, now: Timestamp, pkt: &Packet, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.poll(now, cfg, out);
+        if self.closed.is_some() {
+            return;
+        }
+        match (&pkt.body, pkt.header.packet_type) {
+            (Body::ConnAck(ack), _) => {
+                if ack.server_keepalive.is_some() {
+                    self.effective = ack.server_keepalive;
+                }
+                if matches!(self.clock, KeepaliveClock::Armed { .. } | KeepaliveClock::Unknown | KeepaliveClock::Disabled) {
+                    self.clock = self.armed_from(self.last_client);
+                }
+                out(now, EventKind::Connack {
+                    code: ack.code,
+                    server_keepalive_s: ack.server_keepalive,
+                    effective_keepalive_s: self.effective,
+                });
+            }
+            (_, PacketType::PingResp) => {
+                let rtt = self.ping.take().map(|p| now.since(p.sent));
+                out(now, EventKind::Pingresp { rtt_ms: rtt });
+            }
+            (body, PacketType::Disconnect) => {
+                let reason = match body {
+                    Body::Disconnect(d) => d.reason_code,
+                    _ => None,
+                };
+                self.close(now, CloseKind::Disconnect, Side::Broker, reason, cfg, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Client bytes were lost to a capture gap: the client was active, whatever it sent.
+    pub fn on_client_bytes_lost(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.poll(now, cfg, out);
+        if self.closed.is_none() {
+            self.client_activity(now, cfg, out);
+        }
+    }
+
+    /// A FIN or RST from `by`. Only the first close counts.
+    pub fn on_tcp_close(&mut self, now: Timestamp, kind: CloseKind, by: Side, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.close(now, kind, by, None, cfg, out);
+    }
+
+    /// Fires every timer due before `now`, in time order.
+    pub fn poll(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
+        while let Some((at, timer)) = self.next_timer(cfg).filter(|(at, _)| *at < now) {
+            match timer {
+                Timer::Keepalive => {
+                    let last_activity = self.last_client;
+                    self.clock = KeepaliveClock::Expired { since: at };
+                    if self.enforcement == Enforcement::None {
+                        self.enforcement = Enforcement::Pending { deadline: at, resumed: false };
+                    }
+                    let keepalive_s = self.effective.unwrap_or(0);
+                    out(at, EventKind::KeepaliveExpired { keepalive_s, last_activity });
+                }
+                Timer::Ping => {
+                    let ping = self.ping.as_mut().expect("ping timer implies an outstanding ping");
+                    ping.reported = true;
+                    out(at, EventKind::PingUnanswered { sent: ping.sent });
+                }
+                Timer::Enforcement => {
+                    self.enforcement = Enforcement::Decided;
+                    out(at, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
+                }
+            }
+        }
+    }
+
+    /// The earliest time at which [`Session::poll`] has something to do.
+    pub fn next_deadline(&self, cfg: &SessionConfig) -> Option<Timestamp> {
+        self.next_timer(cfg).map(|(at, _)| at)
+    }
+
+    /// The session is done with at `end` (the capture ended, or the connection was evicted or
+    /// fully closed): settles what can be settled and emits `session_end`.
+    pub fn finish(&mut self, end: Timestamp, evicted: bool, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.poll(end, cfg, out);
+        if self.closed.is_none() {
+            self.max_silence = self.max_silence.max(end.since(self.last_client));
+            if let Enforcement::Pending { deadline, .. } = self.enforcement {
+                if end > deadline.add(cfg.enforcement_tolerance) {
+                    self.enforcement = Enforcement::Decided;
+                    out(end, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
+                }
+            }
+        }
+        out(end, EventKind::SessionEnd { max_silence_s: self.max_silence, open: self.closed.is_none(), evicted });
+    }
+
+    /// The clock for an effective keepalive counted from `from`.
+    fn armed_from(&self, from: Timestamp) -> KeepaliveClock {
+        match self.effective {
+            None => KeepaliveClock::Unknown,
+            Some(0) => KeepaliveClock::Disabled,
+            Some(k) => KeepaliveClock::Armed { deadline: from.add(expiry_span(k)) },
+        }
+    }
+
+    fn ping_timeout(&self, cfg: &SessionConfig) -> Duration {
+        cfg.ping_timeout.unwrap_or(match self.effective {
+            Some(k) if k > 0 => Duration::from_secs(u64::from(k)),
+            _ => DEFAULT_PING_TIMEOUT,
+        })
+    }
+
+    fn next_timer(&self, cfg: &SessionConfig) -> Option<(Timestamp, Timer)> {
+        let keepalive = match self.clock {
+            KeepaliveClock::Armed { deadline } => Some((deadline, Timer::Keepalive)),
+            _ => None,
+        };
+        let ping = match self.ping {
+            Some(p) if !p.reported && self.closed.is_none() => Some((p.sent.add(self.ping_timeout(cfg)), Timer::Ping)),
+            _ => None,
+        };
+        let enforcement = match self.enforcement {
+            Enforcement::Pending { deadline, resumed: true } => {
+                Some((deadline.add(cfg.enforcement_tolerance), Timer::Enforcement))
+            }
+            _ => None,
+        };
+        [keepalive, ping, enforcement].into_iter().flatten().min_by_key(|(at, _)| *at)
+    }
+
+    fn client_activity(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
+        self.max_silence = self.max_silence.max(now.since(self.last_client));
+        self.last_client = now;
+        if let KeepaliveClock::Armed { .. } | KeepaliveClock::Expired { .. } = self.clock {
+            self.clock = self.armed_from(now);
+        }
+        if let Enforcement::Pending { deadline, resumed: false } = self.enforcement {
+            if now > deadline.add(cfg.enforcement_tolerance) {
+                self.enforcement = Enforcement::Decided;
+                out(now, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
+            } else {
+                self.enforcement = Enforcement::Pending { deadline, resumed: true };
+            }
+        }
+    }
+
+    fn close(
+        &mut self,
+        now: Timestamp,
+        kind: CloseKind,
+        by: Side,
+        reason_code: Option<u8>,
+        cfg: &SessionConfig,
+        out: &mut impl Emit,
+    ) {
+        self.poll(now, cfg, out);
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(p) = self.ping.as_mut().filter(|p| !p.reported) {
+            p.reported = true;
+            out(now, EventKind::PingUnanswered { sent: p.sent });
+        }
+        let after_silence = now.since(self.last_client);
+        self.max_silence = self.max_silence.max(after_silence);
+        out(now, EventKind::Close { close: kind, by, after_silence_s: after_silence, reason_code });
+        if kind != CloseKind::Disconnect {
+            out(now, EventKind::CloseWithoutDisconnect { close: kind, by, will_expected: self.will });
+        }
+        let verdict = match (self.enforcement, by, self.clock) {
+            (Enforcement::Pending { deadline, .. }, Side::Broker, _) => {
+                let lag = now.since(deadline);
+                let verdict = if lag <= cfg.enforcement_tolerance { Verdict::OnTime } else { Verdict::Late };
+                Some((verdict, Some(lag.as_secs_f64())))
+            }
+            (Enforcement::Pending { .. }, Side::Client, _) => Some((Verdict::NotEnforced, None)),
+            (Enforcement::None, Side::Broker, KeepaliveClock::Armed { deadline }) => {
+                let keepalive = Duration::from_secs(u64::from(self.effective.unwrap_or(0)));
+                (after_silence >= keepalive).then(|| (Verdict::Early, Some(-deadline.since(now).as_secs_f64())))
+            }
+            _ => None,
+        };
+        if let Some((verdict, lag_s)) = verdict {
+            self.enforcement = Enforcement::Decided;
+            out(now, EventKind::Enforcement { verdict, lag_s: lag_s.map(event::round_us) });
+        }
+        self.closed = Some(now);
+        self.clock = KeepaliveClock::Stopped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::{ConnAck, Connect, Disconnect, FixedHeader, Protocol};
+
+    fn t(secs: f64) -> Timestamp {
+        Timestamp::from_secs_f64(secs)
+    }
+
+    fn packet(packet_type: PacketType, body: Body) -> Packet {
+        Packet { header: FixedHeader { packet_type, flags: 0, remaining: 0, header_len: 2 }, body, damaged: false }
+    }
+
+    fn connect(keepalive: u16, will: bool) -> Packet {
+        packet(PacketType::Connect, Body::Connect(Connect {
+            protocol: Protocol::V3_1_1,
+            keepalive,
+            clean_start: true,
+            will,
+            username: false,
+            password: false,
+            client_id: Some("c".into()),
+        }))
+    }
+
+    fn connack(server_keepalive: Option<u16>) -> Packet {
+        packet(PacketType::ConnAck, Body::ConnAck(ConnAck { session_present: false, code: 0, server_keepalive }))
+    }
+
+    /// Drives a session through a script and returns its events as "time kind" lines.
+    struct Run {
+        s: Session,
+        cfg: SessionConfig,
+        log: Vec<(f64, EventKind)>,
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Run { s: Session::new(t(0.0)), cfg: SessionConfig::default(), log: Vec::new() }
+        }
+        fn client(&mut self, at: f64, p: Packet) -> &mut Self {
+            let log = &mut self.log;
+            self.s.on_client_packet(t(at), &p, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
+            self
+        }
+        fn broker(&mut self, at: f64, p: Packet) -> &mut Self {
+            let log = &mut self.log;
+            self.s.on_broker_packet(t(at), &p, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
+            self
+        }
+        fn tcp_close(&mut self, at: f64, kind: CloseKind, by: Side) -> &mut Self {
+            let log = &mut self.log;
+            self.s.on_tcp_close(t(at), kind, by, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
+            self
+        }
+        fn finish(&mut self, at: f64) -> &mut Self {
+            let log = &mut self.log;
+            self.s.finish(t(at), false, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
+            self
+        }
+        fn kinds(&self) -> Vec<String> {
+            self.log.iter().map(|(ts, k)| format!("{ts} {}", k.name())).collect()
+        }
+        fn find(&self, name: &str) -> Option<&EventKind> {
+            self.log.iter().map(|(_, k)| k).find(|k| k.name() == name)
+        }
+    }
+
+    fn ping() -> Packet {
+        packet(PacketType::PingReq, Body::None)
+    }
+    fn pong() -> Packet {
+        packet(PacketType::PingResp, Body::None)
+    }
+    fn publish() -> Packet {
+        packet(PacketType::Publish, Body::None)
+    }
+
+    #[test]
+    fn expiry_fires_at_the_deadline_not_at_the_next_packet() {
+        let mut r = Run::new();
+        r.client(1.0, connect(5, false)).broker(1.0, connack(None));
+        assert_eq!(r.s.next_deadline(&r.cfg), Some(t(8.5)));
+        r.tcp_close(20.0, CloseKind::Fin, Side::Broker);
+        assert_eq!(r.kinds()[2..], ["8.5 keepalive_expired", "20 close", "20 close_without_disconnect", "20 enforcement"]);
+        assert_eq!(r.find("enforcement"), Some(&EventKind::Enforcement { verdict: Verdict::Late, lag_s: Some(11.5) }));
+    }
+
+    #[test]
+    fn broker_close_within_tolerance_is_on_time() {
+        let mut r = Run::new();
+        r.client(0.0, connect(10, true)).broker(0.0, connack(None));
+        r.tcp_close(15.5, CloseKind::Fin, Side::Broker);
+        assert_eq!(r.find("enforcement"), Some(&EventKind::Enforcement { verdict: Verdict::OnTime, lag_s: Some(0.5) }));
+        assert_eq!(
+            r.find("close_without_disconnect"),
+            Some(&EventKind::CloseWithoutDisconnect { close: CloseKind::Fin, by: Side::Broker, will_expected: true })
+        );
+    }
+
+    #[test]
+    fn any_client_packet_is_activity_and_pushes_the_deadline() {
+        let mut r = Run::new();
+        r.client(0.0, connect(10, false)).broker(0.0, connack(None));
+        r.client(14.0, publish()).client(28.0, publish());
+        assert_eq!(r.s.next_deadline(&r.cfg), Some(t(43.0)));
+        r.finish(40.0);
+        assert!(r.find("keepalive_expired").is_none());
+        let Some(EventKind::SessionEnd { max_silence_s, open: true, .. }) = r.find("session_end") else { panic!() };
+        assert_eq!(*max_silence_s, Duration::from_secs(14));
+    }
+
+    #[test]
+    fn keepalive_zero_never_expires() {
+        let mut r = Run::new();
+        r.client(0.0, connect(0, false)).broker(0.0, connack(None));
+        assert_eq!(r.s.clock(), KeepaliveClock::Disabled);
+        r.finish(100_000.0);
+        assert!(r.find("keepalive_expired").is_none());
+    }
+
+    #[test]
+    fn server_keep_alive_overrides_the_declared_one() {
+        let mut r = Run::new();
+        r.client(0.0, connect(60, false)).broker(0.1, connack(Some(10)));
+        assert_eq!(r.s.effective_keepalive(), Some(10));
+        assert_eq!(r.s.next_deadline(&r.cfg), Some(t(15.0)));
+        let Some(EventKind::Connack { effective_keepalive_s, .. }) = r.find("connack") else { panic!() };
+        assert_eq!(*effective_keepalive_s, Some(10));
+    }
+
+    #[test]
+    fn unknown_keepalive_gives_no_verdict() {
+        let mut r = Run::new();
+        r.client(0.0, publish());
+        r.finish(1000.0);
+        assert_eq!(r.s.clock(), KeepaliveClock::Unknown);
+        assert!(r.find("keepalive_expired").is_none());
+    }
+
+    #[test]
+    fn ping_round_trip_and_timeout() {
+        let mut r = Run::new();
+        r.cfg.ping_timeout = Some(Duration::from_secs(2));
+        r.client(0.0, connect(10, false)).broker(0.0, connack(None));
+        r.client(5.0, ping()).broker(5.25, pong());
+        assert_eq!(r.find("pingresp"), Some(&EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(250)) }));
+        r.client(10.0, ping()).client(13.0, publish());
+        assert!(r.kinds().contains(&"12 ping_unanswered".to_string()));
+    }
+
+    #[test]
+    fn close_with_a_ping_outstanding_reports_it_unanswered() {
+        let mut r = Run::new();
+        r.client(0.0, connect(10, false)).broker(0.0, connack(None)).client(9.0, ping());
+        r.tcp_close(9.5, CloseKind::Rst, Side::Client);
+        assert_eq!(r.kinds()[3..], ["9.5 ping_unanswered", "9.5 close", "9.5 close_without_disconnect"]);
+    }
+
+    #[test]
+    fn disconnect_closes_cleanly_and_later_fin_is_ignored() {
+        let mut r = Run::new();
+        r.client(0.0, connect(10, true)).broker(0.0, connack(None));
+        r.client(3.0, packet(PacketType::Disconnect, Body::Disconnect(Disconnect { reason_code: None })));
+        r.tcp_close(3.1, CloseKind::Fin, Side::Client);
+        let closes: Vec<_> = r.log.iter().filter(|(_, k)| k.name().starts_with("close")).collect();
+        assert_eq!(closes.len(), 1);
+        assert_eq!(closes[0].1, EventKind::Close { close: CloseKind::Disconnect, by: Side::Client, after_silence_s: Duration::ZERO, reason_code: None });
+    }
+
+    #[test]
+    fn client_going_on_after_the_deadline_is_not_enforced() {
+        let mut r = Run::new();
+        r.client(0.0, connect(4, false)).broker(0.0, connack(None));
+        r.client(6.5, publish()); // 0.5 s after the 6 s deadline: within tolerance, pending
+        assert!(r.find("enforcement").is_none());
+        r.client(7.5, publish()); // the tolerance ran out at 7 s with the client still going
+        assert_eq!(r.kinds()[2..], ["6 keepalive_expired", "7 enforcement"]);
+        assert_eq!(r.find("enforcement"), Some(&EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None }));
+    }
+
+    #[test]
+    fn capture_ending_long_after_an_expiry_is_not_enforced() {
+        let mut r = Run::new();
+        r.client(0.0, connect(2, false)).broker(0.0, connack(None));
+        r.finish(3.5);
+        assert!(r.find("enforcement").is_none(), "within tolerance: undecided");
+        let mut r = Run::new();
+        r.client(0.0, connect(2, false)).broker(0.0, connack(None));
+        r.finish(30.0);
+        assert_eq!(r.kinds()[2..], ["3 keepalive_expired", "30 enforcement", "30 session_end"]);
+    }
+
+    #[test]
+    fn broker_closing_before_the_deadline_after_a_keepalive_of_silence_is_early() {
+        let mut r = Run::new();
+        r.client(0.0, connect(5, false)).broker(0.0, connack(None));
+        r.tcp_close(7.0, CloseKind::Fin, Side::Broker);
+        assert_eq!(r.find("enforcement"), Some(&EventKind::Enforcement { verdict: Verdict::Early, lag_s: Some(-0.5) }));
+        assert!(r.find("keepalive_expired").is_none());
+    }
+
+    #[test]
+    fn broker_closing_an_active_client_is_no_enforcement() {
+        let mut r = Run::new();
+        r.client(0.0, connect(5, false)).broker(0.0, connack(None));
+        r.tcp_close(2.0, CloseKind::Fin, Side::Broker);
+        assert!(r.find("enforcement").is_none());
+    }
+}
