@@ -14,6 +14,10 @@
 //! - [`app`]: the one loop that owns the clock and wires a source to the tracker and sinks.
 
 pub mod mqtt;
+pub mod capture;
+pub mod decode;
 pub mod flow;
 pub mod session;
+pub mod sink;
 pub mod time;
+pub mod tracker;

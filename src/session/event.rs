@@ -113,11 +113,16 @@ pub enum EventKind {
     /// Packet framing found again after skipping bytes.
     Resync { side: Side, skipped_bytes: u64 },
     /// The session is finished with: closed and done, evicted, or open at the end of the capture.
+    /// `mqtt` is false for a connection that never carried MQTT (no payload, or not MQTT).
     SessionEnd {
+        /// Time of the connection's last packet.
+        #[serde(serialize_with = "secs")]
+        last_packet: Timestamp,
         #[serde(serialize_with = "dur_secs")]
         max_silence_s: Duration,
         open: bool,
         evicted: bool,
+        mqtt: bool,
     },
 }
 

@@ -261,8 +261,9 @@ impl Session {
     }
 
     /// The session is done with at `end` (the capture ended, or the connection was evicted or
-    /// fully closed): settles what can be settled and emits `session_end`.
-    pub fn finish(&mut self, end: Timestamp, evicted: bool, cfg: &SessionConfig, out: &mut impl Emit) {
+    /// fully closed): settles what can be settled. Returns the longest client silence, counting
+    /// the stretch up to `end` for a session still open.
+    pub fn finish(&mut self, end: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) -> Duration {
         self.poll(end, cfg, out);
         if self.closed.is_none() {
             self.max_silence = self.max_silence.max(end.since(self.last_client));
@@ -273,7 +274,7 @@ impl Session {
                 }
             }
         }
-        out(end, EventKind::SessionEnd { max_silence_s: self.max_silence, open: self.closed.is_none(), evicted });
+        self.max_silence
     }
 
     /// The clock for an effective keepalive counted from `from`.
@@ -426,10 +427,9 @@ mod tests {
             self.s.on_tcp_close(t(at), kind, by, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
             self
         }
-        fn finish(&mut self, at: f64) -> &mut Self {
+        fn finish(&mut self, at: f64) -> Duration {
             let log = &mut self.log;
-            self.s.finish(t(at), false, &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)));
-            self
+            self.s.finish(t(at), &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)))
         }
         fn kinds(&self) -> Vec<String> {
             self.log.iter().map(|(ts, k)| format!("{ts} {}", k.name())).collect()
@@ -477,10 +477,8 @@ mod tests {
         r.client(0.0, connect(10, false)).broker(0.0, connack(None));
         r.client(14.0, publish()).client(28.0, publish());
         assert_eq!(r.s.next_deadline(&r.cfg), Some(t(43.0)));
-        r.finish(40.0);
+        assert_eq!(r.finish(40.0), Duration::from_secs(14));
         assert!(r.find("keepalive_expired").is_none());
-        let Some(EventKind::SessionEnd { max_silence_s, open: true, .. }) = r.find("session_end") else { panic!() };
-        assert_eq!(*max_silence_s, Duration::from_secs(14));
     }
 
     #[test]
@@ -561,7 +559,7 @@ mod tests {
         let mut r = Run::new();
         r.client(0.0, connect(2, false)).broker(0.0, connack(None));
         r.finish(30.0);
-        assert_eq!(r.kinds()[2..], ["3 keepalive_expired", "30 enforcement", "30 session_end"]);
+        assert_eq!(r.kinds()[2..], ["3 keepalive_expired", "30 enforcement"]);
     }
 
     #[test]

@@ -1,0 +1,212 @@
+//! Reading pcap and pcapng files (or standard input) in pure Rust, through `pcap-parser`.
+//!
+//! Contract: [`OfflineReader`] yields every packet record of a classic pcap (micro- or
+//! nanosecond, either byte order) or pcapng file (any number of sections and interfaces, each
+//! with its own link type and timestamp resolution; unknown block types skipped). A record cut
+//! short at the end of the file ends the stream cleanly and sets [`OfflineReader::truncated_tail`].
+//! Damage in the middle is a [`CaptureError::Damaged`] naming the record number.
+
+use super::{CaptureError, LinkType, Packet, PacketSource};
+use crate::time::Timestamp;
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
+use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const INITIAL_BUFFER: usize = 1 << 20;
+/// Largest record accepted; real frames are at most 256 KiB.
+const MAX_BUFFER: usize = 16 << 20;
+
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: LinkType,
+    units_per_sec: u64,
+    offset_secs: i64,
+}
+
+/// A pcap or pcapng reader.
+pub struct OfflineReader {
+    path: PathBuf,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    /// Interfaces of the current pcapng section, or the one of a classic pcap.
+    interfaces: Vec<Interface>,
+    frame: Vec<u8>,
+    capacity: usize,
+    records: u64,
+    truncated_tail: bool,
+    size: Option<u64>,
+}
+
+impl OfflineReader {
+    /// Opens a file; `-` is standard input.
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        if path == Path::new("-") {
+            return Self::from_reader(path, std::io::stdin(), None);
+        }
+        let file = std::fs::File::open(path).map_err(|source| CaptureError::Open { path: path.into(), source })?;
+        let size = file.metadata().ok().map(|m| m.len());
+        Self::from_reader(path, file, size)
+    }
+
+    /// Reads a capture from any byte stream; `path` names it in errors.
+    pub fn from_reader(path: &Path, input: impl Read + Send + 'static, size: Option<u64>) -> Result<Self, CaptureError> {
+        let path = path.to_path_buf();
+        let reader = match create_reader(INITIAL_BUFFER, input) {
+            Ok(r) => r,
+            Err(PcapError::Eof) => return Err(CaptureError::Empty { path }),
+            Err(PcapError::Incomplete(_)) => return Err(CaptureError::TruncatedHeader { path }),
+            Err(PcapError::ReadError) => {
+                return Err(CaptureError::Read { path, record: 0, detail: "cannot read the file header".into() });
+            }
+            Err(_) => return Err(CaptureError::NotACapture { path }),
+        };
+        let mut r = OfflineReader { path, reader, interfaces: Vec::new(), frame: Vec::new(), capacity: INITIAL_BUFFER, records: 0, truncated_tail: false, size };
+        r.check_classic_link_type()?;
+        Ok(r)
+    }
+
+    /// Name given at open.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the file consumed so far (for progress).
+    pub fn position(&self) -> u64 {
+        self.reader.consumed() as u64
+    }
+
+    /// File size, when known.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Packet records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// True when the file ended in the middle of a record.
+    pub fn truncated_tail(&self) -> bool {
+        self.truncated_tail
+    }
+
+    /// A classic pcap states its one link type up front: refuse unsupported ones at open.
+    fn check_classic_link_type(&mut self) -> Result<(), CaptureError> {
+        if let Ok((offset, PcapBlockOwned::LegacyHeader(h))) = self.reader.next() {
+            let units = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
+            let link = LinkType(h.network.0 as u32);
+            self.interfaces.push(Interface { link, units_per_sec: units, offset_secs: 0 });
+            self.reader.consume(offset);
+            if !crate::decode::supported(link) {
+                return Err(CaptureError::UnsupportedLink { path: self.path.clone(), link });
+            }
+        }
+        Ok(())
+    }
+
+    fn damaged(&self, detail: String) -> CaptureError {
+        CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail }
+    }
+}
+
+impl PacketSource for OfflineReader {
+    fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        let mut stalled = 0;
+        loop {
+            let (offset, found) = match self.reader.next() {
+                Ok((offset, block)) => {
+                    stalled = 0;
+                    let found = match block {
+                        PcapBlockOwned::LegacyHeader(_) => None,
+                        PcapBlockOwned::Legacy(b) => {
+                            let Some(ifc) = self.interfaces.first().copied() else {
+                                let detail = "packet record before the file header".to_string();
+                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                            };
+                            let ts = Timestamp::from_parts(u64::from(b.ts_sec), u64::from(b.ts_usec), ifc.units_per_sec);
+                            self.frame.clear();
+                            self.frame.extend_from_slice(b.data);
+                            Some((ts, ifc.link, b.origlen))
+                        }
+                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                            self.interfaces.clear();
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                            self.interfaces.push(Interface {
+                                link: LinkType(idb.linktype.0 as u32),
+                                units_per_sec: idb.ts_resolution().unwrap_or(1_000_000),
+                                offset_secs: idb.ts_offset(),
+                            });
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                            let Some(ifc) = self.interfaces.get(epb.if_id as usize).copied() else {
+                                let detail = format!("packet on undeclared interface {}", epb.if_id);
+                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                            };
+                            let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                            let units = ifc.units_per_sec.max(1);
+                            let secs = (raw / units).saturating_add_signed(ifc.offset_secs);
+                            let ts = Timestamp::from_parts(secs, raw % units, units);
+                            self.frame.clear();
+                            self.frame.extend_from_slice(epb.packet_data());
+                            Some((ts, ifc.link, epb.orig_len()))
+                        }
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                            let Some(ifc) = self.interfaces.first().copied() else {
+                                let detail = "simple packet block before any interface".to_string();
+                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                            };
+                            self.frame.clear();
+                            self.frame.extend_from_slice(spb.packet_data());
+                            // Simple packet blocks carry no timestamp.
+                            Some((Timestamp::default(), ifc.link, spb.orig_len()))
+                        }
+                        PcapBlockOwned::NG(_) => None, // statistics, name resolution, custom, unknown
+                    };
+                    (offset, found)
+                }
+                Err(PcapError::Eof) => return Ok(None),
+                Err(PcapError::UnexpectedEof) => {
+                    self.truncated_tail = true;
+                    return Ok(None);
+                }
+                Err(PcapError::Incomplete(_)) => {
+                    stalled += 1;
+                    if stalled > 2 {
+                        self.truncated_tail = true;
+                        return Ok(None);
+                    }
+                    let records = self.records;
+                    if self.reader.refill().is_err() {
+                        return Err(CaptureError::Read { path: self.path.clone(), record: records, detail: "read failed".into() });
+                    }
+                    continue;
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    let size = self.capacity * 2;
+                    if size > MAX_BUFFER || !self.reader.grow(size) {
+                        return Err(self.damaged(format!("a record larger than {} MiB", MAX_BUFFER >> 20)));
+                    }
+                    self.capacity = size;
+                    let _ = self.reader.refill();
+                    continue;
+                }
+                Err(e) => {
+                    let detail = match e {
+                        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => format!("unparseable block ({kind:?})"),
+                        other => format!("{other:?}"),
+                    };
+                    return Err(self.damaged(detail));
+                }
+            };
+            self.reader.consume(offset);
+            if let Some((ts, link, orig_len)) = found {
+                self.records += 1;
+                return Ok(Some(Packet { ts, link, data: &self.frame, orig_len }));
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Consumers of events. Every output is a fold over the same [`Event`] stream, so offline and
+//! live cannot drift apart.
+//!
+//! - [`report`]: per-session records and capture totals, rendered as text or one JSON document.
+//! - [`jsonl`]: the events themselves, one JSON object per line, as they happen.
+
+pub mod jsonl;
+pub mod report;
+
+use crate::session::Event;
+
+/// Something that consumes events.
+pub trait Sink {
+    /// One event; an error stops the run (a closed pipe, a full disk).
+    fn on_event(&mut self, event: &Event) -> std::io::Result<()>;
+}

@@ -1,0 +1,474 @@
+//! The connection table: per TCP connection to a broker port, two reassemblers, two MQTT stream
+//! decoders and a [`Session`]; one deadline heap over all of them.
+//!
+//! Contract: feed segments in time order with [`Tracker::on_segment`]; call [`Tracker::poll`]
+//! with the current time to fire deadlines when no packet comes (live), and [`Tracker::finish`]
+//! at the end of a capture. [`Tracker::next_deadline`] says when polling next has work.
+//! Events accumulate in [`Tracker::events`] in time order; the caller drains them. Memory is
+//! bounded: at most `max_flows` connections (new ones beyond are refused and counted), at most
+//! `max_buffered_per_flow` out-of-order bytes per direction; idle and closed connections are
+//! evicted on the heap's schedule, not by scanning.
+
+use crate::decode::Segment;
+use crate::flow::reassembly::{Chunk, Outcome, Reassembler};
+use crate::flow::seq::SeqNumber;
+use crate::flow::{FlowKey, PortSet, Side};
+use crate::mqtt::{StreamDecoder, StreamEvent};
+use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
+use crate::time::{Timestamp, expiry_span};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+/// Tracker settings.
+#[derive(Clone)]
+pub struct TrackerConfig {
+    pub ports: PortSet,
+    pub session: SessionConfig,
+    /// Most connections tracked at once.
+    pub max_flows: usize,
+    /// Most out-of-order bytes held per direction of a connection.
+    pub max_buffered_per_flow: usize,
+    /// An open connection with traffic is evicted after this long without a packet (or three
+    /// effective keepalives, whichever is longer).
+    pub flow_timeout: Duration,
+    /// A connection that never carried payload (handshake only, SYN flood) is evicted after this.
+    pub handshake_timeout: Duration,
+    /// A closed connection is kept this long to absorb retransmissions before it is dropped.
+    pub linger: Duration,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            ports: PortSet::new(&[1883]),
+            session: SessionConfig::default(),
+            max_flows: 1 << 21,
+            max_buffered_per_flow: 256 * 1024,
+            flow_timeout: Duration::from_secs(600),
+            handshake_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts kept by the tracker (capture-level figures of the report).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct TrackerCounters {
+    /// TCP segments on broker ports.
+    pub segments: u64,
+    /// Segments whose bytes had all been seen already.
+    pub retransmissions: u64,
+    pub out_of_order: u64,
+    pub out_of_window: u64,
+    /// Segments (ACKs, FINs, retransmissions) of connections no longer or not yet tracked.
+    pub stray_segments: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// MQTT packets by type, indexed by the type nibble.
+    #[serde(skip)]
+    pub mqtt_packets: [u64; 16],
+    pub malformed: u64,
+    pub resync_skipped_bytes: u64,
+    /// Connections seen, and what they turned out to be.
+    pub flows: u64,
+    pub mqtt_sessions: u64,
+    pub non_mqtt_flows: u64,
+    pub flows_without_payload: u64,
+    pub flows_evicted: u64,
+    pub flows_rejected: u64,
+}
+
+/// One direction's reassembly and decoding.
+struct Half {
+    reasm: Reassembler,
+    decoder: StreamDecoder,
+}
+
+struct Conn {
+    key: FlowKey,
+    id: SessionId,
+    session: Session,
+    /// Bytes from the client, and from the broker.
+    client: Half,
+    broker: Half,
+    client_isn: Option<SeqNumber>,
+    last_seen: Timestamp,
+    mid_stream: bool,
+    saw_payload: bool,
+    mqtt_packets: u64,
+    fin_client: bool,
+    fin_broker: bool,
+    /// `session_end` emitted; kept only to absorb stray packets until the linger ends.
+    done: bool,
+    /// Earliest heap entry for this connection.
+    scheduled: Option<Timestamp>,
+}
+
+/// What connection-level code needs besides the connection: settings, output, counters.
+struct Ctx<'a> {
+    now: Timestamp,
+    cfg: &'a SessionConfig,
+    events: &'a mut Vec<Event>,
+    counters: &'a mut TrackerCounters,
+}
+
+impl Ctx<'_> {
+    fn emit(&mut self, key: FlowKey, id: SessionId, ts: Timestamp, kind: EventKind) {
+        self.events.push(Event { ts, session: id, flow: key.into(), kind });
+    }
+}
+
+/// The connection table.
+pub struct Tracker {
+    cfg: TrackerConfig,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    index: HashMap<FlowKey, usize>,
+    heap: BinaryHeap<Reverse<(Timestamp, usize, SessionId)>>,
+    next_id: SessionId,
+    live: usize,
+    counters: TrackerCounters,
+    events: Vec<Event>,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig) -> Self {
+        Tracker {
+            cfg,
+            conns: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 0,
+            live: 0,
+            counters: TrackerCounters::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Settings in force.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &TrackerCounters {
+        &self.counters
+    }
+
+    /// Connections currently tracked.
+    pub fn live_connections(&self) -> usize {
+        self.live
+    }
+
+    /// Events emitted so far and not yet drained.
+    pub fn events(&mut self) -> &mut Vec<Event> {
+        &mut self.events
+    }
+
+    /// The earliest time at which [`Tracker::poll`] may have work.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// A TCP segment at `now`. Segments not to or from a broker port are ignored (false).
+    pub fn on_segment(&mut self, now: Timestamp, seg: &Segment<'_>) -> bool {
+        let Some((key, from)) = FlowKey::orient(seg.src, seg.dst, &self.cfg.ports) else { return false };
+        self.poll(now);
+        self.counters.segments += 1;
+        let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
+        let conn = self.conns[slot].as_mut().expect("slot_for returns live slots");
+        let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+        conn.on_segment(from, seg, &mut ctx);
+        if conn.fully_closed() && !conn.done {
+            conn.end(now, false, &mut ctx);
+        }
+        self.reschedule(slot);
+        true
+    }
+
+    /// Fires every deadline before `now`: keepalive expiries, ping timeouts, enforcement
+    /// decisions, evictions.
+    pub fn poll(&mut self, now: Timestamp) {
+        while let Some(&Reverse((at, slot, id))) = self.heap.peek() {
+            if at >= now {
+                break;
+            }
+            self.heap.pop();
+            let Some(conn) = self.conns[slot].as_mut().filter(|c| c.id == id) else { continue };
+            if conn.scheduled == Some(at) {
+                conn.scheduled = None;
+            }
+            // Fire what is due at `at` (inclusive), so events across sessions stay in time order.
+            let fire_at = at.add(Duration::from_nanos(1));
+            let (key, id) = (conn.key, conn.id);
+            let events = &mut self.events;
+            conn.session.poll(fire_at, &self.cfg.session, &mut |ts, kind| events.push(Event { ts, session: id, flow: key.into(), kind }));
+            if conn.eviction_deadline(&self.cfg) <= at {
+                self.evict(slot, at);
+            } else {
+                self.reschedule(slot);
+            }
+        }
+    }
+
+    /// The capture ended at `end`: fires what is due and ends every session still tracked,
+    /// in the order the sessions began.
+    pub fn finish(&mut self, end: Timestamp) {
+        self.poll(end);
+        let mut open: Vec<(SessionId, usize)> =
+            self.conns.iter().enumerate().filter_map(|(slot, c)| c.as_ref().filter(|c| !c.done).map(|c| (c.id, slot))).collect();
+        open.sort_unstable();
+        for (_, slot) in open {
+            let conn = self.conns[slot].as_mut().expect("collected above");
+            let mut ctx = Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+            conn.end(end, false, &mut ctx);
+        }
+    }
+
+    /// The slot of the segment's connection, creating one when the segment can start it.
+    fn slot_for(&mut self, now: Timestamp, key: FlowKey, from: Side, seg: &Segment<'_>) -> Option<usize> {
+        let opening_syn = seg.syn && from == Side::Client && seg.ack.is_none();
+        if let Some(&slot) = self.index.get(&key) {
+            let conn = self.conns[slot].as_ref().expect("indexed slots are live");
+            let reused = opening_syn && conn.client_isn != Some(seg.seq);
+            if !reused {
+                return Some(slot);
+            }
+            // A new connection on the same addresses: the old one is over.
+            self.evict(slot, now);
+        }
+        let syn_ack = seg.syn && from == Side::Broker && seg.ack.is_some();
+        if !(opening_syn || syn_ack || seg.wire_len > 0) {
+            self.counters.stray_segments += 1;
+            return None;
+        }
+        if self.live >= self.cfg.max_flows {
+            self.counters.flows_rejected += 1;
+            return None;
+        }
+        let mid_stream = !(opening_syn || syn_ack);
+        let half = || Half {
+            reasm: Reassembler::new(self.cfg.max_buffered_per_flow),
+            decoder: StreamDecoder::new(!mid_stream),
+        };
+        let mut conn = Conn {
+            key,
+            id: self.next_id,
+            session: Session::new(now),
+            client: half(),
+            broker: half(),
+            client_isn: None,
+            last_seen: now,
+            mid_stream,
+            saw_payload: false,
+            mqtt_packets: 0,
+            fin_client: false,
+            fin_broker: false,
+            done: false,
+            scheduled: None,
+        };
+        if syn_ack {
+            // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
+            let client_isn = SeqNumber(seg.ack.expect("syn_ack has an ack").0.wrapping_sub(1));
+            conn.client.reasm.on_syn(client_isn);
+            conn.client_isn = Some(client_isn);
+        }
+        self.next_id += 1;
+        self.counters.flows += 1;
+        self.events.push(Event { ts: now, session: conn.id, flow: key.into(), kind: EventKind::SessionStart { mid_stream } });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.conns[slot] = Some(conn);
+                slot
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        self.index.insert(key, slot);
+        self.live += 1;
+        Some(slot)
+    }
+
+    /// Ends the connection's session if it has not ended, and drops it.
+    fn evict(&mut self, slot: usize, at: Timestamp) {
+        let Some(mut conn) = self.conns[slot].take() else { return };
+        if !conn.done {
+            let mut ctx = Ctx { now: at, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+            let evicted = !conn.session.is_closed();
+            if evicted {
+                ctx.counters.flows_evicted += 1;
+            }
+            conn.end(at, evicted, &mut ctx);
+        }
+        self.index.remove(&conn.key);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    /// Makes sure the heap holds an entry no later than the connection's next deadline.
+    fn reschedule(&mut self, slot: usize) {
+        let Some(conn) = self.conns[slot].as_mut() else { return };
+        let session_deadline = if conn.done { None } else { conn.session.next_deadline(&self.cfg.session) };
+        let eviction = conn.eviction_deadline(&self.cfg);
+        let next = session_deadline.map_or(eviction, |d| d.min(eviction));
+        if conn.scheduled.is_none_or(|s| next < s) {
+            conn.scheduled = Some(next);
+            self.heap.push(Reverse((next, slot, conn.id)));
+        }
+    }
+}
+
+impl Conn {
+    fn on_segment(&mut self, from: Side, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        self.last_seen = ctx.now;
+        if self.done {
+            ctx.counters.stray_segments += 1;
+            return;
+        }
+        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
+        let (key, id) = (*key, *id);
+        let (this, other) = match from {
+            Side::Client => (client, broker),
+            Side::Broker => (broker, client),
+        };
+        if seg.syn {
+            this.reasm.on_syn(seg.seq);
+            if from == Side::Client {
+                self.client_isn = Some(seg.seq);
+            }
+        }
+        if seg.wire_len > 0 {
+            self.saw_payload = true;
+            let seq = if seg.syn { seg.seq.add(1) } else { seg.seq };
+            let Half { reasm, decoder } = this;
+            let outcome = reasm.on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| {
+                deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx)
+            });
+            match outcome {
+                Outcome::Retransmission => ctx.counters.retransmissions += 1,
+                Outcome::OutOfOrder => ctx.counters.out_of_order += 1,
+                Outcome::OutOfWindow => ctx.counters.out_of_window += 1,
+                Outcome::InOrder | Outcome::Empty => {}
+            }
+        }
+        if let Some(ack) = seg.ack {
+            let Half { reasm, decoder } = other;
+            reasm.on_peer_ack(ack, &mut |chunk| deliver(from.peer(), chunk, decoder, session, mqtt_packets, key, id, ctx));
+        }
+        if seg.fin || seg.rst {
+            let Half { reasm, decoder } = this;
+            reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx));
+            let kind = if seg.rst { CloseKind::Rst } else { CloseKind::Fin };
+            session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+            match (seg.rst, from) {
+                (true, _) => (self.fin_client, self.fin_broker) = (true, true),
+                (false, Side::Client) => self.fin_client = true,
+                (false, Side::Broker) => self.fin_broker = true,
+            }
+        }
+    }
+
+    /// Both sides sent FIN, or one sent RST.
+    fn fully_closed(&self) -> bool {
+        self.fin_client && self.fin_broker
+    }
+
+    fn eviction_deadline(&self, cfg: &TrackerConfig) -> Timestamp {
+        let idle = if self.done || self.session.is_closed() {
+            cfg.linger
+        } else if !self.saw_payload {
+            cfg.handshake_timeout
+        } else {
+            let keepalive = self.session.effective_keepalive().unwrap_or(0);
+            cfg.flow_timeout.max(2 * expiry_span(keepalive))
+        };
+        self.last_seen.add(idle)
+    }
+
+    /// Ends the session at `at`: gives up holes, settles the session, emits `session_end`.
+    fn end(&mut self, at: Timestamp, evicted: bool, ctx: &mut Ctx<'_>) {
+        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
+        let (key, id) = (*key, *id);
+        for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
+            let Half { reasm, decoder } = half;
+            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, mqtt_packets, key, id, ctx));
+        }
+        let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+        let mqtt = session.connected() || (self.mid_stream && self.mqtt_packets > 0);
+        match (self.saw_payload, mqtt) {
+            (false, _) => ctx.counters.flows_without_payload += 1,
+            (true, false) => ctx.counters.non_mqtt_flows += 1,
+            (true, true) => ctx.counters.mqtt_sessions += 1,
+        }
+        let open = !session.is_closed();
+        ctx.emit(key, id, at, EventKind::SessionEnd { last_packet: self.last_seen, max_silence_s: max_silence, open, evicted, mqtt });
+        self.done = true;
+    }
+}
+
+impl Side {
+    /// The other side.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Broker,
+            Side::Broker => Side::Client,
+        }
+    }
+}
+
+/// Hands one chunk of `side`'s stream to its decoder and the session.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    side: Side,
+    chunk: Chunk<'_>,
+    decoder: &mut StreamDecoder,
+    session: &mut Session,
+    mqtt_packets: &mut u64,
+    key: FlowKey,
+    id: SessionId,
+    ctx: &mut Ctx<'_>,
+) {
+    let now = ctx.now;
+    let mut on_stream_event = |ev: StreamEvent, ctx: &mut Ctx<'_>| match ev {
+        StreamEvent::Packet(p) => {
+            ctx.counters.mqtt_packets[p.header.packet_type as usize] += 1;
+            *mqtt_packets += 1;
+            let cfg = ctx.cfg;
+            let mut emit = |ts, kind| ctx.emit(key, id, ts, kind);
+            match side {
+                Side::Client => session.on_client_packet(now, &p, cfg, &mut emit),
+                Side::Broker => session.on_broker_packet(now, &p, cfg, &mut emit),
+            }
+        }
+        StreamEvent::Malformed(m) => {
+            ctx.counters.malformed += 1;
+            let packet_type = match m {
+                crate::mqtt::Malformed::Body(t, _) => Some(t),
+                crate::mqtt::Malformed::Header(_) => None,
+            };
+            ctx.emit(key, id, now, EventKind::Malformed { side, packet_type, reason: m.to_string() });
+        }
+        StreamEvent::Resync { skipped } => {
+            ctx.counters.resync_skipped_bytes += skipped;
+            ctx.emit(key, id, now, EventKind::Resync { side, skipped_bytes: skipped });
+        }
+    };
+    match chunk {
+        Chunk::Data(data) => decoder.feed(data, &mut |ev| on_stream_event(ev, ctx)),
+        Chunk::Gap(bytes) => {
+            ctx.counters.gaps += 1;
+            ctx.counters.gap_bytes += bytes;
+            ctx.emit(key, id, now, EventKind::Gap { side, bytes });
+            decoder.gap(bytes, &mut |ev| on_stream_event(ev, ctx));
+            if side == Side::Client {
+                let cfg = ctx.cfg;
+                session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+            }
+        }
+    }
+}
