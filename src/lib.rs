@@ -14,10 +14,13 @@
 //! - [`app`]: the one loop that owns the clock and wires a source to the tracker and sinks.
 
 pub mod mqtt;
+pub mod app;
 pub mod capture;
+pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod session;
+pub mod synth;
 pub mod sink;
 pub mod time;
 pub mod tracker;

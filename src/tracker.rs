@@ -363,6 +363,10 @@ impl Conn {
         if seg.fin || seg.rst {
             let Half { reasm, decoder } = this;
             reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx));
+            if seg.fin {
+                let data_start = if seg.syn { seg.seq.add(1) } else { seg.seq };
+                reasm.on_fin(data_start.add(seg.wire_len));
+            }
             let kind = if seg.rst { CloseKind::Rst } else { CloseKind::Fin };
             session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
             match (seg.rst, from) {

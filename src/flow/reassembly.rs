@@ -79,6 +79,16 @@ impl Reassembler {
         }
     }
 
+    /// A FIN at `fin_seq` (after the segment's payload): once the stream reaches it, the FIN's
+    /// sequence number is consumed, so the peer's ACK of it is not mistaken for lost bytes.
+    pub fn on_fin(&mut self, fin_seq: SeqNumber) {
+        match self.next {
+            Some(next) if next == fin_seq => self.next = Some(fin_seq.add(1)),
+            None => self.next = Some(fin_seq.add(1)),
+            _ => {}
+        }
+    }
+
     /// A segment carrying `payload` at `seq`; `wire_len` is its payload length on the wire
     /// (larger than `payload.len()` when the capture truncated it).
     pub fn on_segment(
@@ -358,6 +368,15 @@ mod tests {
         let mut r = Reassembler::new(64);
         assert_eq!(seg(&mut r, 5000, "xyz"), (Outcome::InOrder, "xyz".into()));
         assert_eq!(seg(&mut r, 4000, "old"), (Outcome::Retransmission, "".into()));
+    }
+
+    #[test]
+    fn the_fin_sequence_number_is_not_a_gap() {
+        let mut r = started_at(0);
+        seg(&mut r, 1, "ab");
+        r.on_fin(SeqNumber(3));
+        let s = collect(|out| r.on_peer_ack(SeqNumber(4), &mut |c| out(c)));
+        assert_eq!(s, "");
     }
 
     #[test]

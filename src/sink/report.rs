@@ -442,9 +442,8 @@ impl AnalysisReport {
         };
         let _ = writeln!(
             out,
-            "{} MQTT session{} in {} ({} packets{})\n",
-            self.sessions.len(),
-            if self.sessions.len() == 1 { "" } else { "s" },
+            "{} in {} ({} packets{})\n",
+            plural(self.sessions.len() as u64, "MQTT session"),
             c.files.join(", "),
             c.packets,
             span
@@ -483,8 +482,9 @@ impl AnalysisReport {
         let s = &self.summary;
         let _ = writeln!(
             out,
-            "\nSummary: {} sessions ({} joined mid-stream), {} expired, {} of {} pings unanswered, {} closed without DISCONNECT ({} with a Will)",
-            s.sessions, s.mid_stream, s.expired, s.pings_unanswered, s.pings, s.closes_without_disconnect, s.wills_expected
+            "\nSummary: {} ({} joined mid-stream), {} expired, {} of {} pings unanswered, {} closed without DISCONNECT ({} with a Will)",
+            plural(s.sessions, "session"),
+            s.mid_stream, s.expired, s.pings_unanswered, s.pings, s.closes_without_disconnect, s.wills_expected
         );
         if !s.enforcement.is_empty() {
             let verdicts: Vec<String> = s.enforcement.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
@@ -504,6 +504,10 @@ impl AnalysisReport {
         }
         out
     }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 fn text_row(r: &SessionRecord) -> [String; 10] {

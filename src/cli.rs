@@ -1,0 +1,134 @@
+//! Command line: raw arguments to validated options.
+
+use crate::app::AnalyzeOptions;
+use crate::flow::PortSet;
+use crate::session::SessionConfig;
+use crate::tracker::TrackerConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Passive MQTT keepalive analysis: does every client's keepalive contract hold?
+#[derive(Parser, Debug)]
+#[command(name = "mqtt-keepalive", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Analyse pcap/pcapng captures and report each MQTT session's keepalive verdict.
+    Analyze(AnalyzeArgs),
+}
+
+/// Output formats of `analyze`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// One JSON document (versioned; see README).
+    Json,
+    /// The event stream, one JSON object per line, in time order.
+    Jsonl,
+}
+
+/// Options shared by every command that runs the analysis.
+#[derive(clap::Args, Debug)]
+pub struct RuleArgs {
+    /// TCP port a broker listens on (repeatable).
+    #[arg(short, long = "port", value_name = "PORT", default_values_t = [1883])]
+    pub ports: Vec<u16>,
+    /// How long a PINGREQ may wait for its PINGRESP [default: the effective keepalive, 30s when unknown].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ping_timeout: Option<Duration>,
+    /// How long after the deadline a broker close still counts as on time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub enforcement_tolerance: Duration,
+    /// Most TCP connections tracked at once; more are refused and counted.
+    #[arg(long, default_value_t = 1 << 21, value_name = "N")]
+    pub max_flows: usize,
+    /// Most out-of-order bytes buffered per connection direction.
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub max_buffered: usize,
+    /// An open connection with no packets for this long (and at least 3 keepalives) is evicted.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m", value_name = "DURATION")]
+    pub flow_timeout: Duration,
+}
+
+impl RuleArgs {
+    /// The tracker settings these arguments describe.
+    pub fn tracker_config(&self) -> TrackerConfig {
+        TrackerConfig {
+            ports: PortSet::new(&self.ports),
+            session: SessionConfig { ping_timeout: self.ping_timeout, enforcement_tolerance: self.enforcement_tolerance },
+            max_flows: self.max_flows,
+            max_buffered_per_flow: self.max_buffered,
+            flow_timeout: self.flow_timeout,
+            ..TrackerConfig::default()
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Capture files (pcap or pcapng), read in order as one capture; `-` is standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Progress bar on stderr for large files [default: when stderr is a terminal].
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+impl AnalyzeArgs {
+    /// The options for [`crate::app::analyze`].
+    pub fn options(&self) -> AnalyzeOptions {
+        AnalyzeOptions {
+            files: self.files.clone(),
+            tracker: self.rules.tracker_config(),
+            ports: self.rules.ports.clone(),
+            progress: !self.no_progress,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mqtt-keepalive").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn analyze_defaults() {
+        let Command::Analyze(a) = parse(&["analyze", "x.pcap"]).unwrap().command;
+        assert_eq!(a.rules.ports, [1883]);
+        assert_eq!(a.format, Format::Text);
+        assert_eq!(a.rules.enforcement_tolerance, Duration::from_secs(1));
+        assert_eq!(a.rules.ping_timeout, None);
+    }
+
+    #[test]
+    fn repeated_ports_and_durations() {
+        let Command::Analyze(a) =
+            parse(&["analyze", "-p", "1883", "--port", "8883", "--ping-timeout", "2s", "--format", "json", "a", "b"]).unwrap().command;
+        assert_eq!(a.rules.ports, [1883, 8883]);
+        assert_eq!(a.rules.ping_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(a.files.len(), 2);
+        let cfg = a.rules.tracker_config();
+        assert!(cfg.ports.contains(8883) && !cfg.ports.contains(80));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(parse(&["analyze"]).is_err());
+        assert!(parse(&["analyze", "--port", "70000", "x"]).is_err());
+        assert!(parse(&["analyze", "--ping-timeout", "soon", "x"]).is_err());
+    }
+}
