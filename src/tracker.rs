@@ -13,7 +13,7 @@ use crate::decode::Segment;
 use crate::flow::reassembly::{Chunk, Outcome, Reassembler};
 use crate::flow::seq::SeqNumber;
 use crate::flow::{FlowKey, PortSet, Side};
-use crate::mqtt::{StreamDecoder, StreamEvent};
+use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
 use crate::time::{Timestamp, expiry_span};
 use serde::Serialize;
@@ -250,16 +250,16 @@ impl Tracker {
             return None;
         }
         let mid_stream = !(opening_syn || syn_ack);
-        let half = || Half {
+        let half = |first| Half {
             reasm: Reassembler::new(self.cfg.max_buffered_per_flow),
-            decoder: StreamDecoder::new(!mid_stream),
+            decoder: if mid_stream { StreamDecoder::new(false) } else { StreamDecoder::starting_with(first) },
         };
         let mut conn = Conn {
             key,
             id: self.next_id,
             session: Session::new(now),
-            client: half(),
-            broker: half(),
+            client: half(PacketType::Connect),
+            broker: half(PacketType::ConnAck),
             client_isn: None,
             last_seen: now,
             mid_stream,
@@ -452,7 +452,7 @@ fn deliver(
         StreamEvent::Malformed(m) => {
             ctx.counters.malformed += 1;
             let packet_type = match m {
-                crate::mqtt::Malformed::Body(t, _) => Some(t),
+                crate::mqtt::Malformed::Body(t, _) | crate::mqtt::Malformed::UnexpectedFirst { got: t, .. } => Some(t),
                 crate::mqtt::Malformed::Header(_) => None,
             };
             ctx.emit(key, id, now, EventKind::Malformed { side, packet_type, reason: m.to_string() });

@@ -10,8 +10,9 @@
 
 use super::seq::SeqNumber;
 
-/// Segments further ahead of the next expected byte than this are out of window and dropped.
-pub const MAX_WINDOW: i64 = 64 << 20;
+/// Segments (and acknowledgments) further ahead of the next expected byte than the largest TCP
+/// window (2^30 with window scaling) are out of window and ignored.
+pub const MAX_WINDOW: i64 = 1 << 30;
 
 /// What the reassembler hands on, in stream order.
 #[derive(Debug, PartialEq, Eq)]

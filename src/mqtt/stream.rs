@@ -11,6 +11,7 @@
 //! that falls inside a body being skipped keeps the framing: its length is known.
 
 use super::header::{FixedHeader, HeaderError, PacketType, check};
+
 use super::packet::{BodyError, ConnAck, Connect, Disconnect, decode_connack, decode_connect, decode_disconnect};
 
 /// Most body bytes kept for a CONNECT or CONNACK; the rest is skipped.
@@ -44,6 +45,8 @@ pub enum Malformed {
     Header(#[from] HeaderError),
     #[error("{1}")]
     Body(PacketType, BodyError),
+    #[error("stream starts with {got}, not {expected}")]
+    UnexpectedFirst { expected: PacketType, got: PacketType },
 }
 
 /// What the decoder reports.
@@ -72,12 +75,35 @@ pub struct StreamDecoder {
     buf: Vec<u8>,
     /// Bytes dropped while hunting, reported at the next resync.
     skipped: u64,
+    /// The type the stream's first packet must have (CONNECT from a client, CONNACK from a
+    /// broker), while it has not been seen.
+    first: Option<PacketType>,
 }
 
 impl StreamDecoder {
     /// A decoder for a stream seen from its first byte (`framed`) or joined mid-way.
     pub fn new(framed: bool) -> Self {
-        StreamDecoder { state: if framed { State::Header } else { State::Hunting }, buf: Vec::new(), skipped: 0 }
+        StreamDecoder { state: if framed { State::Header } else { State::Hunting }, buf: Vec::new(), skipped: 0, first: None }
+    }
+
+    /// A decoder for a stream seen from its first byte, which must be a `first` packet (CONNECT
+    /// for a client's stream, CONNACK for a broker's; MQTT 5 AUTH is accepted before CONNACK).
+    /// Anything else there is malformed, and the decoder hunts for framing.
+    pub fn starting_with(first: PacketType) -> Self {
+        StreamDecoder { first: Some(first), ..StreamDecoder::new(true) }
+    }
+
+    /// Checks the stream's first packet type; false when it breaks the rule.
+    fn first_ok(&mut self, h: &FixedHeader) -> Result<(), Malformed> {
+        match self.first {
+            Some(expected) if h.packet_type != expected && !(expected == PacketType::ConnAck && h.packet_type == PacketType::Auth) => {
+                Err(Malformed::UnexpectedFirst { expected, got: h.packet_type })
+            }
+            _ => {
+                self.first = None;
+                Ok(())
+            }
+        }
     }
 
     /// True while the decoder has no packet framing.
@@ -105,8 +131,10 @@ impl StreamDecoder {
     /// `n` bytes of the stream were never captured.
     pub fn gap(&mut self, n: u64, out: &mut impl FnMut(StreamEvent)) {
         match self.state {
-            State::Body { header, keep, left, .. } => {
-                let damaged = self.buf.len() < keep as usize;
+            State::Body { header, keep, left, damaged } => {
+                // Bytes of the kept prefix before the hole are real; none after it are kept.
+                let damaged = damaged || self.buf.len() < keep as usize;
+                let keep = self.buf.len() as u32;
                 if n <= left {
                     // The hole lies inside this body: framing survives.
                     self.state = State::Body { header, keep, left: left - n, damaged };
@@ -142,6 +170,9 @@ impl StreamDecoder {
                 }
                 State::Header if self.buf.is_empty() => match check(data) {
                     Ok(Some(h)) => {
+                        if let Err(m) = self.first_ok(&h) {
+                            return self.lose_framing(m, data, out);
+                        }
                         let body = &data[usize::from(h.header_len)..];
                         let len = h.remaining as usize;
                         if body.len() >= len {
@@ -157,7 +188,7 @@ impl StreamDecoder {
                         self.buf.extend_from_slice(data);
                         data = &[];
                     }
-                    Err(e) => return self.lose_framing(e, data, out),
+                    Err(e) => return self.lose_framing(e.into(), data, out),
                 },
                 State::Header => {
                     // A fixed header split across chunks: complete it in a small array.
@@ -166,7 +197,10 @@ impl StreamDecoder {
                     let n = (5 - have).min(data.len());
                     tmp[..have].copy_from_slice(&self.buf);
                     tmp[have..have + n].copy_from_slice(&data[..n]);
-                    match check(&tmp[..have + n]) {
+                    match check(&tmp[..have + n]).map_err(Malformed::from).and_then(|h| match h {
+                        Some(h) => self.first_ok(&h).map(|()| Some(h)),
+                        None => Ok(None),
+                    }) {
                         Ok(Some(h)) => {
                             data = &data[usize::from(h.header_len) - have..];
                             self.buf.clear();
@@ -190,8 +224,9 @@ impl StreamDecoder {
         }
     }
 
-    fn lose_framing(&mut self, e: HeaderError, rest: &[u8], out: &mut impl FnMut(StreamEvent)) {
-        out(StreamEvent::Malformed(Malformed::Header(e)));
+    fn lose_framing(&mut self, e: Malformed, rest: &[u8], out: &mut impl FnMut(StreamEvent)) {
+        self.first = None;
+        out(StreamEvent::Malformed(e));
         self.state = State::Hunting;
         self.buf.clear();
         self.buf.extend_from_slice(rest);
@@ -244,11 +279,14 @@ fn keep_len(h: &FixedHeader) -> u32 {
     }
 }
 
+/// Emits a packet decoded from its kept prefix. When capture loss cut the prefix short
+/// (`damaged`), what decodes from the bytes before the cut is kept, and a body too short to
+/// decode is capture loss, not malformed input.
 fn emit_packet(header: FixedHeader, prefix: &[u8], damaged: bool, out: &mut impl FnMut(StreamEvent)) {
-    let body = if damaged { Ok(Body::None) } else { decode_body(&header, prefix) };
-    out(match body {
-        Ok(body) => StreamEvent::Packet(Packet { header, body, damaged }),
-        Err(e) => StreamEvent::Malformed(Malformed::Body(header.packet_type, e)),
+    out(match (decode_body(&header, prefix), damaged) {
+        (Ok(body), _) => StreamEvent::Packet(Packet { header, body, damaged }),
+        (Err(_), true) => StreamEvent::Packet(Packet { header, body: Body::None, damaged }),
+        (Err(e), false) => StreamEvent::Malformed(Malformed::Body(header.packet_type, e)),
     });
 }
 
@@ -485,9 +523,20 @@ mod tests {
         d.gap(6, &mut |e| ev.push(e));
         d.feed(&CONNECT_KA10[12..], &mut |e| ev.push(e));
         d.feed(PINGREQ, &mut |e| ev.push(e));
+        // The 4 body bytes before the hole are too few for a CONNECT: type only.
         let StreamEvent::Packet(p) = &ev[0] else { panic!("{ev:?}") };
         assert!(p.damaged && p.body == Body::None && p.header.packet_type == PacketType::Connect);
         assert_eq!(types(&ev[1..]), ["pingreq"]);
+    }
+
+    #[test]
+    fn gap_after_the_keepalive_keeps_the_keepalive() {
+        let mut d = StreamDecoder::new(true);
+        let mut ev = Vec::new();
+        d.feed(&CONNECT_KA10[..14], &mut |e| ev.push(e)); // up to the client id length
+        d.gap(4, &mut |e| ev.push(e)); // the client id itself
+        let StreamEvent::Packet(Packet { body: Body::Connect(c), damaged: true, .. }) = &ev[0] else { panic!("{ev:?}") };
+        assert_eq!((c.keepalive, c.client_id.as_deref()), (10, None));
     }
 
     #[test]
@@ -509,6 +558,19 @@ mod tests {
         let bytes = [&bogus[..], PINGREQ].concat();
         let ev = decode_in_chunks(true, &bytes, 3);
         assert_eq!(types(&ev), ["malformed: CONNECT with unknown protocol name", "pingreq"]);
+    }
+
+    #[test]
+    fn a_stream_seen_from_its_start_must_open_with_connect() {
+        let mut d = StreamDecoder::starting_with(PacketType::Connect);
+        let mut ev = Vec::new();
+        d.feed(&[0x30, 0x7f, 0x01, 0x02], &mut |e| ev.push(e));
+        assert_eq!(types(&ev), ["malformed: stream starts with publish, not connect"]);
+        assert!(d.is_hunting());
+        let mut d = StreamDecoder::starting_with(PacketType::Connect);
+        let mut ev = Vec::new();
+        d.feed(&session_bytes(), &mut |e| ev.push(e));
+        assert_eq!(types(&ev).len(), 5);
     }
 
     #[test]
