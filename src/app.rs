@@ -50,7 +50,8 @@ pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<Anal
     };
     let mut tracker = Tracker::new(opts.tracker);
     let mut report = Report::new();
-    let mut stats = CaptureStats { files: opts.files.iter().map(|f| f.display().to_string()).collect(), ..Default::default() };
+    let mut stats =
+        CaptureStats { files: opts.files.iter().map(|f| f.display().to_string()).collect(), ..Default::default() };
     let mut warned_links = HashSet::new();
     let mut clock: Option<Timestamp> = None;
     for mut reader in readers {
@@ -87,30 +88,33 @@ pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<Anal
                     }
                 }
                 Err(skip) => {
-                    if let Skip::UnsupportedLink(link) = skip {
-                        if warned_links.insert(link) {
-                            let w = format!(
-                                "{}: packets with unsupported link type {} skipped",
-                                reader.path().display(),
-                                crate::capture::LinkType(link).name()
-                            );
-                            eprintln!("mqtt-keepalive: warning: {w}");
-                            stats.warnings.push(w);
-                        }
+                    if let Skip::UnsupportedLink(link) = skip
+                        && warned_links.insert(link)
+                    {
+                        let w = format!(
+                            "{}: packets with unsupported link type {} skipped",
+                            reader.path().display(),
+                            crate::capture::LinkType(link).name()
+                        );
+                        eprintln!("mqtt-keepalive: warning: {w}");
+                        stats.warnings.push(w);
                     }
                     *stats.skipped.entry(skip_name(skip).to_string()).or_default() += 1;
                 }
             }
             dispatch(&mut tracker, &mut report, sinks)?;
-            if let Some(bar) = &progress {
-                if stats.packets % 4096 == 0 {
-                    bar.set_position(reader.position());
-                }
+            if let Some(bar) = &progress
+                && stats.packets.is_multiple_of(4096)
+            {
+                bar.set_position(reader.position());
             }
         }
         if reader.truncated_tail() {
             stats.truncated_files += 1;
-            let w = format!("{}: the file ends inside a packet record (cut short); the records before it were analysed", reader.path().display());
+            let w = format!(
+                "{}: the file ends inside a packet record (cut short); the records before it were analysed",
+                reader.path().display()
+            );
             eprintln!("mqtt-keepalive: warning: {w}");
             stats.warnings.push(w);
         }

@@ -61,7 +61,10 @@ impl RuleArgs {
     pub fn tracker_config(&self) -> TrackerConfig {
         TrackerConfig {
             ports: PortSet::new(&self.ports),
-            session: SessionConfig { ping_timeout: self.ping_timeout, enforcement_tolerance: self.enforcement_tolerance },
+            session: SessionConfig {
+                ping_timeout: self.ping_timeout,
+                enforcement_tolerance: self.enforcement_tolerance,
+            },
             max_flows: self.max_flows,
             max_buffered_per_flow: self.max_buffered,
             flow_timeout: self.flow_timeout,
@@ -117,7 +120,9 @@ mod tests {
     #[test]
     fn repeated_ports_and_durations() {
         let Command::Analyze(a) =
-            parse(&["analyze", "-p", "1883", "--port", "8883", "--ping-timeout", "2s", "--format", "json", "a", "b"]).unwrap().command;
+            parse(&["analyze", "-p", "1883", "--port", "8883", "--ping-timeout", "2s", "--format", "json", "a", "b"])
+                .unwrap()
+                .command;
         assert_eq!(a.rules.ports, [1883, 8883]);
         assert_eq!(a.rules.ping_timeout, Some(Duration::from_secs(2)));
         assert_eq!(a.files.len(), 2);

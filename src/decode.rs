@@ -68,20 +68,40 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, Skip> {
         276 => from_ether_type(frame, 0, 20)?,
         other => return Err(Skip::UnsupportedLink(other)),
     };
-    let (src_ip, dst_ip, ip_start, declared_ip_len, incomplete, fragmented): (IpAddr, IpAddr, *const u8, usize, bool, bool) =
-        match &sliced.net {
-            Some(LaxNetSlice::Ipv4(ip)) => {
-                let h = ip.header();
-                let p = ip.payload();
-                (h.source_addr().into(), h.destination_addr().into(), h.slice().as_ptr(), usize::from(h.total_len()), p.incomplete, p.fragmented)
-            }
-            Some(LaxNetSlice::Ipv6(ip)) => {
-                let h = ip.header();
-                let p = ip.payload();
-                (h.source_addr().into(), h.destination_addr().into(), h.slice().as_ptr(), 40 + usize::from(h.payload_length()), p.incomplete, p.fragmented)
-            }
-            _ => return Err(Skip::NotIp),
-        };
+    let (src_ip, dst_ip, ip_start, declared_ip_len, incomplete, fragmented): (
+        IpAddr,
+        IpAddr,
+        *const u8,
+        usize,
+        bool,
+        bool,
+    ) = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let p = ip.payload();
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                h.slice().as_ptr(),
+                usize::from(h.total_len()),
+                p.incomplete,
+                p.fragmented,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let p = ip.payload();
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                h.slice().as_ptr(),
+                40 + usize::from(h.payload_length()),
+                p.incomplete,
+                p.fragmented,
+            )
+        }
+        _ => return Err(Skip::NotIp),
+    };
     if fragmented {
         return Err(Skip::Fragment);
     }

@@ -13,14 +13,14 @@
 //! - [`sink`]: consumers of events: the report (text/JSON) and the JSON-lines stream.
 //! - [`app`]: the one loop that owns the clock and wires a source to the tracker and sinks.
 
-pub mod mqtt;
 pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod mqtt;
 pub mod session;
-pub mod synth;
 pub mod sink;
+pub mod synth;
 pub mod time;
 pub mod tracker;

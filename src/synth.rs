@@ -62,7 +62,17 @@ impl Capture {
     }
 
     /// Appends one TCP segment.
-    pub fn segment(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: Flags, payload: &[u8]) {
+    #[allow(clippy::too_many_arguments)] // one argument per header field
+    pub fn segment(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq: u32,
+        ack: u32,
+        flags: Flags,
+        payload: &[u8],
+    ) {
         let frame = build_frame(self.encap, src, dst, seq, ack, flags, payload);
         self.frames.push((ts, frame));
     }
@@ -104,7 +114,15 @@ impl Capture {
 }
 
 /// Builds one frame carrying a TCP segment.
-pub fn build_frame(encap: Encap, src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+pub fn build_frame(
+    encap: Encap,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 80);
     let (mac_a, mac_b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let ether_type: u16 = if src.is_ipv4() { 0x0800 } else { 0x86dd };
@@ -125,7 +143,9 @@ pub fn build_frame(encap: Encap, src: SocketAddr, dst: SocketAddr, seq: u32, ack
     let step = match encap {
         Encap::Ethernet => ip_layer(PacketBuilder::ethernet2(mac_a, mac_b), src, dst),
         Encap::Vlan(id) => ip_layer(PacketBuilder::ethernet2(mac_a, mac_b).single_vlan(vlan(id)), src, dst),
-        Encap::QinQ(outer, inner) => ip_layer(PacketBuilder::ethernet2(mac_a, mac_b).double_vlan(vlan(outer), vlan(inner)), src, dst),
+        Encap::QinQ(outer, inner) => {
+            ip_layer(PacketBuilder::ethernet2(mac_a, mac_b).double_vlan(vlan(outer), vlan(inner)), src, dst)
+        }
         Encap::RawIp | Encap::LinuxSll | Encap::LinuxSll2 | Encap::Null => match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
             (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
@@ -152,7 +172,11 @@ pub fn build_frame(encap: Encap, src: SocketAddr, dst: SocketAddr, seq: u32, ack
     out
 }
 
-fn ip_layer<T>(b: etherparse::PacketBuilderStep<T>, src: SocketAddr, dst: SocketAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>
+fn ip_layer<T>(
+    b: etherparse::PacketBuilderStep<T>,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> etherparse::PacketBuilderStep<etherparse::IpHeaders>
 where
     etherparse::PacketBuilderStep<T>: IpStep,
 {
@@ -297,7 +321,15 @@ impl Conn {
         let (c, b) = (self.client, self.broker);
         cap.segment(ts, c, b, self.client_seq, 0, Flags { syn: true, ..Default::default() }, &[]);
         self.advance(Side::Client, 1);
-        cap.segment(ts, b, c, self.broker_seq, self.client_seq, Flags { syn: true, ack: true, ..Default::default() }, &[]);
+        cap.segment(
+            ts,
+            b,
+            c,
+            self.broker_seq,
+            self.client_seq,
+            Flags { syn: true, ack: true, ..Default::default() },
+            &[],
+        );
         self.advance(Side::Broker, 1);
         cap.segment(ts, c, b, self.client_seq, self.broker_seq, Flags { ack: true, ..Default::default() }, &[]);
     }
@@ -366,7 +398,13 @@ pub mod mqtt {
     }
 
     /// CONNECT for protocol level 3 (3.1), 4 (3.1.1) or 5.
-    pub fn connect(level: u8, keepalive: u16, client_id: &str, will: bool, credentials: Option<(&str, &str)>) -> Vec<u8> {
+    pub fn connect(
+        level: u8,
+        keepalive: u16,
+        client_id: &str,
+        will: bool,
+        credentials: Option<(&str, &str)>,
+    ) -> Vec<u8> {
         let mut body = Vec::new();
         string(if level == 3 { b"MQIsdp" } else { b"MQTT" }, &mut body);
         let mut flags = 0x02;

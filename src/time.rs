@@ -44,7 +44,7 @@ impl Timestamp {
     }
 
     /// This timestamp moved `d` later, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn saturating_add(self, d: Duration) -> Self {
         let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(nanos))
     }
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {
         let max = Timestamp::from_nanos(i64::MAX);
-        assert_eq!(max.add(Duration::from_secs(5)), max);
+        assert_eq!(max.saturating_add(Duration::from_secs(5)), max);
         assert_eq!(Timestamp::from_nanos(0).since(max), Duration::ZERO);
         assert_eq!(Timestamp::from_parts(u64::MAX, u64::MAX, 1).as_nanos(), i64::MAX);
     }

@@ -62,7 +62,8 @@ pub struct TrackerCounters {
     pub retransmissions: u64,
     pub out_of_order: u64,
     pub out_of_window: u64,
-    /// Segments (ACKs, FINs, retransmissions) of connections no longer or not yet tracked.
+    /// Segments that belong to no tracked connection (an ACK or FIN of a connection never seen
+    /// opening, data after a connection ended).
     pub stray_segments: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
@@ -202,10 +203,12 @@ impl Tracker {
                 conn.scheduled = None;
             }
             // Fire what is due at `at` (inclusive), so events across sessions stay in time order.
-            let fire_at = at.add(Duration::from_nanos(1));
+            let fire_at = at.saturating_add(Duration::from_nanos(1));
             let (key, id) = (conn.key, conn.id);
             let events = &mut self.events;
-            conn.session.poll(fire_at, &self.cfg.session, &mut |ts, kind| events.push(Event { ts, session: id, flow: key.into(), kind }));
+            conn.session.poll(fire_at, &self.cfg.session, &mut |ts, kind| {
+                events.push(Event { ts, session: id, flow: key.into(), kind })
+            });
             if conn.eviction_deadline(&self.cfg) <= at {
                 self.evict(slot, at);
             } else {
@@ -218,12 +221,17 @@ impl Tracker {
     /// in the order the sessions began.
     pub fn finish(&mut self, end: Timestamp) {
         self.poll(end);
-        let mut open: Vec<(SessionId, usize)> =
-            self.conns.iter().enumerate().filter_map(|(slot, c)| c.as_ref().filter(|c| !c.done).map(|c| (c.id, slot))).collect();
+        let mut open: Vec<(SessionId, usize)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| c.as_ref().filter(|c| !c.done).map(|c| (c.id, slot)))
+            .collect();
         open.sort_unstable();
         for (_, slot) in open {
             let conn = self.conns[slot].as_mut().expect("collected above");
-            let mut ctx = Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+            let mut ctx =
+                Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             conn.end(end, false, &mut ctx);
         }
     }
@@ -278,7 +286,12 @@ impl Tracker {
         }
         self.next_id += 1;
         self.counters.flows += 1;
-        self.events.push(Event { ts: now, session: conn.id, flow: key.into(), kind: EventKind::SessionStart { mid_stream } });
+        self.events.push(Event {
+            ts: now,
+            session: conn.id,
+            flow: key.into(),
+            kind: EventKind::SessionStart { mid_stream },
+        });
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.conns[slot] = Some(conn);
@@ -298,7 +311,8 @@ impl Tracker {
     fn evict(&mut self, slot: usize, at: Timestamp) {
         let Some(mut conn) = self.conns[slot].take() else { return };
         if !conn.done {
-            let mut ctx = Ctx { now: at, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+            let mut ctx =
+                Ctx { now: at, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             let evicted = !conn.session.is_closed();
             if evicted {
                 ctx.counters.flows_evicted += 1;
@@ -327,7 +341,10 @@ impl Conn {
     fn on_segment(&mut self, from: Side, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         self.last_seen = ctx.now;
         if self.done {
-            ctx.counters.stray_segments += 1;
+            // The last ACK of a close is expected; data after the end is not.
+            if seg.wire_len > 0 {
+                ctx.counters.stray_segments += 1;
+            }
             return;
         }
         let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
@@ -344,7 +361,7 @@ impl Conn {
         }
         if seg.wire_len > 0 {
             self.saw_payload = true;
-            let seq = if seg.syn { seg.seq.add(1) } else { seg.seq };
+            let seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
             let Half { reasm, decoder } = this;
             let outcome = reasm.on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| {
                 deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx)
@@ -358,14 +375,16 @@ impl Conn {
         }
         if let Some(ack) = seg.ack {
             let Half { reasm, decoder } = other;
-            reasm.on_peer_ack(ack, &mut |chunk| deliver(from.peer(), chunk, decoder, session, mqtt_packets, key, id, ctx));
+            reasm.on_peer_ack(ack, &mut |chunk| {
+                deliver(from.peer(), chunk, decoder, session, mqtt_packets, key, id, ctx)
+            });
         }
         if seg.fin || seg.rst {
             let Half { reasm, decoder } = this;
             reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx));
             if seg.fin {
-                let data_start = if seg.syn { seg.seq.add(1) } else { seg.seq };
-                reasm.on_fin(data_start.add(seg.wire_len));
+                let data_start = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+                reasm.on_fin(data_start.wrapping_add(seg.wire_len));
             }
             let kind = if seg.rst { CloseKind::Rst } else { CloseKind::Fin };
             session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
@@ -391,7 +410,7 @@ impl Conn {
             let keepalive = self.session.effective_keepalive().unwrap_or(0);
             cfg.flow_timeout.max(2 * expiry_span(keepalive))
         };
-        self.last_seen.add(idle)
+        self.last_seen.saturating_add(idle)
     }
 
     /// Ends the session at `at`: gives up holes, settles the session, emits `session_end`.
@@ -410,7 +429,12 @@ impl Conn {
             (true, true) => ctx.counters.mqtt_sessions += 1,
         }
         let open = !session.is_closed();
-        ctx.emit(key, id, at, EventKind::SessionEnd { last_packet: self.last_seen, max_silence_s: max_silence, open, evicted, mqtt });
+        ctx.emit(
+            key,
+            id,
+            at,
+            EventKind::SessionEnd { last_packet: self.last_seen, max_silence_s: max_silence, open, evicted, mqtt },
+        );
         self.done = true;
     }
 }

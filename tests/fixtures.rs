@@ -13,7 +13,11 @@ const US: f64 = 1e-6;
 
 /// Expiry at exactly last activity + 1.5 x keepalive, a bare FIN from the broker after it, and
 /// an enforcement verdict consistent with the lag.
-fn assert_expired_and_closed_by_broker(s: &SessionRecord, events: &[mqtt_keepalive::session::Event], last_activity: f64) {
+fn assert_expired_and_closed_by_broker(
+    s: &SessionRecord,
+    events: &[mqtt_keepalive::session::Event],
+    last_activity: f64,
+) {
     let k = f64::from(s.effective_keepalive_s.unwrap());
     assert!(s.expired);
     let expired = events_named(events, s.id, "keepalive_expired");
@@ -33,14 +37,24 @@ fn classic_experiment_keepalive_5_silent_client_is_expired_and_closed_late_by_a_
     let (report, events) = analyze_fixture("classic-keepalive5-silent.pcap");
     let s = only_session(&report);
     assert_eq!(s.client_id.as_deref(), Some("silent-5"));
-    assert_eq!((s.protocol, s.keepalive_s, s.effective_keepalive_s, s.will), (Some(Protocol::V3_1_1), Some(5), Some(5), Some(true)));
+    assert_eq!(
+        (s.protocol, s.keepalive_s, s.effective_keepalive_s, s.will),
+        (Some(Protocol::V3_1_1), Some(5), Some(5), Some(true))
+    );
     assert_eq!(s.expiry_s, Some(7.5));
     assert_eq!((s.pingreq, s.pingresp), (0, 0));
     assert_expired_and_closed_by_broker(s, &events, connect_time(&events, s.id));
     // mosquitto 2.0.11 closes this one seconds after the deadline: the capture shows 9.5 s.
     assert_eq!(s.enforcement.unwrap().verdict, Verdict::Late);
     let cwd = events_named(&events, s.id, "close_without_disconnect");
-    assert_eq!(cwd[0].kind, EventKind::CloseWithoutDisconnect { close: mqtt_keepalive::session::CloseKind::Fin, by: Side::Broker, will_expected: true });
+    assert_eq!(
+        cwd[0].kind,
+        EventKind::CloseWithoutDisconnect {
+            close: mqtt_keepalive::session::CloseKind::Fin,
+            by: Side::Broker,
+            will_expected: true
+        }
+    );
     assert!(s.headroom.unwrap() > 1.5);
     assert_eq!(report.summary.wills_expected, 1);
 }
@@ -180,7 +194,7 @@ fn every_fixture_is_clean_tcp() {
         if !matches!(path.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
             continue;
         }
-        let (report, _) = analyze_with(&[path.clone()], Default::default(), &[1883]);
+        let (report, _) = analyze_with(std::slice::from_ref(&path), Default::default(), &[1883]);
         let t = &report.tcp;
         assert_eq!((t.gaps, t.malformed, t.non_mqtt_flows, t.retransmissions), (0, 0, 0, 0), "{}", path.display());
         assert!(report.capture.warnings.is_empty(), "{}", path.display());

@@ -54,7 +54,8 @@ struct Carriage {
     duplicate: bool,
 }
 
-const PLAIN: Carriage = Carriage { encap: Encap::Ethernet, v6: false, client_isn: 1000, chunk: 0, reorder: false, duplicate: false };
+const PLAIN: Carriage =
+    Carriage { encap: Encap::Ethernet, v6: false, client_isn: 1000, chunk: 0, reorder: false, duplicate: false };
 
 fn render(c: Carriage) -> Capture {
     let (client, broker) = addrs(c.v6);
@@ -287,7 +288,7 @@ fn snaplen_cut_frames_are_counted_and_their_missing_bytes_are_gaps() {
     let s = only_session(&report);
     assert!(s.expired, "the verdict survives the cut");
     assert_eq!(report.mqtt_packets["publish"], 2, "the cut fell inside the body: both PUBLISHes still framed");
-    assert_eq!(serde_json::to_value(&s.enforcement).unwrap(), serde_json::json!({"verdict": "late", "lag_s": 8.0}));
+    assert_eq!(serde_json::to_value(s.enforcement).unwrap(), serde_json::json!({"verdict": "late", "lag_s": 8.0}));
 }
 
 #[test]
@@ -316,7 +317,15 @@ fn a_silent_client_expires_at_its_deadline_even_with_no_later_packet_of_its_own(
     conn.send(&mut cap, t(0.5), Side::Client, &mqtt::connect(4, 2, "quiet", false, None));
     conn.send(&mut cap, t(0.5), Side::Broker, &mqtt::connack(0, None));
     // An unrelated packet much later ends the capture at 100 s.
-    cap.segment(t(100.0), "192.0.2.9:1".parse().unwrap(), "192.0.2.10:2".parse().unwrap(), 1, 1, Flags::default(), b"x");
+    cap.segment(
+        t(100.0),
+        "192.0.2.9:1".parse().unwrap(),
+        "192.0.2.10:2".parse().unwrap(),
+        1,
+        1,
+        Flags::default(),
+        b"x",
+    );
     let (report, events) = analyze_bytes(&cap.to_pcap());
     let s = only_session(&report);
     assert_eq!(events_named(&events, s.id, "keepalive_expired")[0].ts, t(3.5));
@@ -369,8 +378,17 @@ fn port_reuse_starts_a_new_session_and_stray_retransmissions_do_not() {
 fn a_flood_of_half_open_connections_is_bounded_and_counted() {
     let mut cap = render(PLAIN);
     for i in 0..3000u32 {
-        let src: SocketAddr = format!("10.{}.{}.{}:{}", i >> 16 & 255, i >> 8 & 255, i & 255, 1024 + i % 60000).parse().unwrap();
-        cap.segment(t(0.5), src, "192.0.2.2:1883".parse().unwrap(), i, 0, Flags { syn: true, ..Default::default() }, &[]);
+        let src: SocketAddr =
+            format!("10.{}.{}.{}:{}", i >> 16 & 255, i >> 8 & 255, i & 255, 1024 + i % 60000).parse().unwrap();
+        cap.segment(
+            t(0.5),
+            src,
+            "192.0.2.2:1883".parse().unwrap(),
+            i,
+            0,
+            Flags { syn: true, ..Default::default() },
+            &[],
+        );
     }
     cap.sort();
     let cfg = TrackerConfig { max_flows: 1000, ..Default::default() };

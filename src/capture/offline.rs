@@ -50,7 +50,11 @@ impl OfflineReader {
     }
 
     /// Reads a capture from any byte stream; `path` names it in errors.
-    pub fn from_reader(path: &Path, input: impl Read + Send + 'static, size: Option<u64>) -> Result<Self, CaptureError> {
+    pub fn from_reader(
+        path: &Path,
+        input: impl Read + Send + 'static,
+        size: Option<u64>,
+    ) -> Result<Self, CaptureError> {
         let path = path.to_path_buf();
         let reader = match create_reader(INITIAL_BUFFER, input) {
             Ok(r) => r,
@@ -61,7 +65,16 @@ impl OfflineReader {
             }
             Err(_) => return Err(CaptureError::NotACapture { path }),
         };
-        let mut r = OfflineReader { path, reader, interfaces: Vec::new(), frame: Vec::new(), capacity: INITIAL_BUFFER, records: 0, truncated_tail: false, size };
+        let mut r = OfflineReader {
+            path,
+            reader,
+            interfaces: Vec::new(),
+            frame: Vec::new(),
+            capacity: INITIAL_BUFFER,
+            records: 0,
+            truncated_tail: false,
+            size,
+        };
         r.check_classic_link_type()?;
         Ok(r)
     }
@@ -122,9 +135,14 @@ impl PacketSource for OfflineReader {
                         PcapBlockOwned::Legacy(b) => {
                             let Some(ifc) = self.interfaces.first().copied() else {
                                 let detail = "packet record before the file header".to_string();
-                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                                return Err(CaptureError::Damaged {
+                                    path: self.path.clone(),
+                                    record: self.records + 1,
+                                    detail,
+                                });
                             };
-                            let ts = Timestamp::from_parts(u64::from(b.ts_sec), u64::from(b.ts_usec), ifc.units_per_sec);
+                            let ts =
+                                Timestamp::from_parts(u64::from(b.ts_sec), u64::from(b.ts_usec), ifc.units_per_sec);
                             self.frame.clear();
                             self.frame.extend_from_slice(b.data);
                             Some((ts, ifc.link, b.origlen))
@@ -144,7 +162,11 @@ impl PacketSource for OfflineReader {
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             let Some(ifc) = self.interfaces.get(epb.if_id as usize).copied() else {
                                 let detail = format!("packet on undeclared interface {}", epb.if_id);
-                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                                return Err(CaptureError::Damaged {
+                                    path: self.path.clone(),
+                                    record: self.records + 1,
+                                    detail,
+                                });
                             };
                             let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                             let units = ifc.units_per_sec.max(1);
@@ -157,7 +179,11 @@ impl PacketSource for OfflineReader {
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let Some(ifc) = self.interfaces.first().copied() else {
                                 let detail = "simple packet block before any interface".to_string();
-                                return Err(CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail });
+                                return Err(CaptureError::Damaged {
+                                    path: self.path.clone(),
+                                    record: self.records + 1,
+                                    detail,
+                                });
                             };
                             self.frame.clear();
                             self.frame.extend_from_slice(spb.packet_data());
@@ -181,7 +207,11 @@ impl PacketSource for OfflineReader {
                     }
                     let records = self.records;
                     if self.reader.refill().is_err() {
-                        return Err(CaptureError::Read { path: self.path.clone(), record: records, detail: "read failed".into() });
+                        return Err(CaptureError::Read {
+                            path: self.path.clone(),
+                            record: records,
+                            detail: "read failed".into(),
+                        });
                     }
                     continue;
                 }
@@ -196,7 +226,9 @@ impl PacketSource for OfflineReader {
                 }
                 Err(e) => {
                     let detail = match e {
-                        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => format!("unparseable block ({kind:?})"),
+                        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+                            format!("unparseable block ({kind:?})")
+                        }
                         other => format!("{other:?}"),
                     };
                     return Err(self.damaged(detail));

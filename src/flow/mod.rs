@@ -76,6 +76,6 @@ mod tests {
         assert_eq!(k1.broker, b);
         let other: SocketAddr = "10.0.0.2:80".parse().unwrap();
         assert!(FlowKey::orient(c, other, &ports).is_none());
-        assert!(ports.contains(65535) == false && PortSet::new(&[65535]).contains(65535));
+        assert!(!ports.contains(65535) && PortSet::new(&[65535]).contains(65535));
     }
 }

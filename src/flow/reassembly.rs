@@ -76,7 +76,7 @@ impl Reassembler {
     /// Ignored once the stream has started (a retransmitted SYN).
     pub fn on_syn(&mut self, isn: SeqNumber) {
         if self.next.is_none() {
-            self.next = Some(isn.add(1));
+            self.next = Some(isn.wrapping_add(1));
         }
     }
 
@@ -84,8 +84,8 @@ impl Reassembler {
     /// sequence number is consumed, so the peer's ACK of it is not mistaken for lost bytes.
     pub fn on_fin(&mut self, fin_seq: SeqNumber) {
         match self.next {
-            Some(next) if next == fin_seq => self.next = Some(fin_seq.add(1)),
-            None => self.next = Some(fin_seq.add(1)),
+            Some(next) if next == fin_seq => self.next = Some(fin_seq.wrapping_add(1)),
+            None => self.next = Some(fin_seq.wrapping_add(1)),
             _ => {}
         }
     }
@@ -144,13 +144,7 @@ impl Reassembler {
     }
 
     /// Delivers the part of `[seq, seq + wire_len)` at or after `next`; false if nothing was new.
-    fn deliver(
-        &mut self,
-        seq: SeqNumber,
-        payload: &[u8],
-        wire_len: u32,
-        out: &mut impl FnMut(Chunk<'_>),
-    ) -> bool {
+    fn deliver(&mut self, seq: SeqNumber, payload: &[u8], wire_len: u32, out: &mut impl FnMut(Chunk<'_>)) -> bool {
         let next = self.next.expect("deliver runs once the stream has started");
         let behind = next.distance_from(seq);
         debug_assert!(behind >= 0);
@@ -166,17 +160,11 @@ impl Reassembler {
         if missing > 0 {
             out(Chunk::Gap(missing));
         }
-        self.next = Some(seq.add(wire_len));
+        self.next = Some(seq.wrapping_add(wire_len));
         true
     }
 
-    fn store(
-        &mut self,
-        seq: SeqNumber,
-        payload: &[u8],
-        wire_len: u32,
-        out: &mut impl FnMut(Chunk<'_>),
-    ) {
+    fn store(&mut self, seq: SeqNumber, payload: &[u8], wire_len: u32, out: &mut impl FnMut(Chunk<'_>)) {
         if self.pending.iter().any(|p| p.seq == seq && p.wire_len >= wire_len) {
             return; // a retransmission of a segment already waiting
         }
@@ -193,7 +181,7 @@ impl Reassembler {
             // Cannot hold it: the bytes before it and the segment itself are lost to us.
             let lost = seq.distance_from(next) as u64 + u64::from(wire_len);
             out(Chunk::Gap(lost));
-            self.next = Some(seq.add(wire_len));
+            self.next = Some(seq.wrapping_add(wire_len));
             return;
         }
         let at = self.pending.partition_point(|p| p.seq.distance_from(seq) < 0);
@@ -260,9 +248,8 @@ mod tests {
 
     fn seg(r: &mut Reassembler, seq: u32, data: &str) -> (Outcome, String) {
         let mut outcome = Outcome::Empty;
-        let s = collect(|out| {
-            outcome = r.on_segment(SeqNumber(seq), data.as_bytes(), data.len() as u32, &mut |c| out(c))
-        });
+        let s =
+            collect(|out| outcome = r.on_segment(SeqNumber(seq), data.as_bytes(), data.len() as u32, &mut |c| out(c)));
         (outcome, s)
     }
 

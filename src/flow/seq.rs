@@ -9,7 +9,7 @@ pub struct SeqNumber(pub u32);
 
 impl SeqNumber {
     /// `self` moved forward by `n` bytes (wrapping).
-    pub fn add(self, n: u32) -> SeqNumber {
+    pub fn wrapping_add(self, n: u32) -> SeqNumber {
         SeqNumber(self.0.wrapping_add(n))
     }
 
@@ -32,7 +32,7 @@ mod tests {
     #[test]
     fn compares_across_the_wrap() {
         let before = SeqNumber(u32::MAX - 10);
-        let after = before.add(20);
+        let after = before.wrapping_add(20);
         assert_eq!(after.0, 9);
         assert!(before < after);
         assert!(after > before);

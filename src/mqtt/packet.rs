@@ -155,11 +155,7 @@ pub fn decode_connack(body: &[u8]) -> Result<ConnAck, BodyError> {
     let mut r = Reader { buf: body };
     let ack_flags = r.u8().ok_or(BodyError::Short("CONNACK"))?;
     let code = r.u8().ok_or(BodyError::Short("CONNACK"))?;
-    let server_keepalive = if r.buf.is_empty() {
-        None
-    } else {
-        find_two_byte_property(&mut r, SERVER_KEEP_ALIVE)?
-    };
+    let server_keepalive = if r.buf.is_empty() { None } else { find_two_byte_property(&mut r, SERVER_KEEP_ALIVE)? };
     Ok(ConnAck { session_present: ack_flags & 0x01 != 0, code, server_keepalive })
 }
 

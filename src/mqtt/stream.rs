@@ -55,7 +55,9 @@ pub enum StreamEvent {
     Packet(Packet),
     Malformed(Malformed),
     /// Framing found again after skipping this many bytes.
-    Resync { skipped: u64 },
+    Resync {
+        skipped: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +85,12 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// A decoder for a stream seen from its first byte (`framed`) or joined mid-way.
     pub fn new(framed: bool) -> Self {
-        StreamDecoder { state: if framed { State::Header } else { State::Hunting }, buf: Vec::new(), skipped: 0, first: None }
+        StreamDecoder {
+            state: if framed { State::Header } else { State::Hunting },
+            buf: Vec::new(),
+            skipped: 0,
+            first: None,
+        }
     }
 
     /// A decoder for a stream seen from its first byte, which must be a `first` packet (CONNECT
@@ -96,7 +103,10 @@ impl StreamDecoder {
     /// Checks the stream's first packet type; false when it breaks the rule.
     fn first_ok(&mut self, h: &FixedHeader) -> Result<(), Malformed> {
         match self.first {
-            Some(expected) if h.packet_type != expected && !(expected == PacketType::ConnAck && h.packet_type == PacketType::Auth) => {
+            Some(expected)
+                if h.packet_type != expected
+                    && !(expected == PacketType::ConnAck && h.packet_type == PacketType::Auth) =>
+            {
                 Err(Malformed::UnexpectedFirst { expected, got: h.packet_type })
             }
             _ => {
@@ -180,7 +190,12 @@ impl StreamDecoder {
                             emit_packet(h, &body[..keep_len(&h) as usize], false, out);
                             data = &body[len..];
                         } else {
-                            self.state = State::Body { header: h, keep: keep_len(&h), left: u64::from(h.remaining), damaged: false };
+                            self.state = State::Body {
+                                header: h,
+                                keep: keep_len(&h),
+                                left: u64::from(h.remaining),
+                                damaged: false,
+                            };
                             data = body;
                         }
                     }
@@ -204,7 +219,12 @@ impl StreamDecoder {
                         Ok(Some(h)) => {
                             data = &data[usize::from(h.header_len) - have..];
                             self.buf.clear();
-                            self.state = State::Body { header: h, keep: keep_len(&h), left: u64::from(h.remaining), damaged: false };
+                            self.state = State::Body {
+                                header: h,
+                                keep: keep_len(&h),
+                                left: u64::from(h.remaining),
+                                damaged: false,
+                            };
                             if h.remaining == 0 {
                                 self.finish_packet(out);
                             }
@@ -535,7 +555,9 @@ mod tests {
         let mut ev = Vec::new();
         d.feed(&CONNECT_KA10[..14], &mut |e| ev.push(e)); // up to the client id length
         d.gap(4, &mut |e| ev.push(e)); // the client id itself
-        let StreamEvent::Packet(Packet { body: Body::Connect(c), damaged: true, .. }) = &ev[0] else { panic!("{ev:?}") };
+        let StreamEvent::Packet(Packet { body: Body::Connect(c), damaged: true, .. }) = &ev[0] else {
+            panic!("{ev:?}")
+        };
         assert_eq!((c.keepalive, c.client_id.as_deref()), (10, None));
     }
 
@@ -546,7 +568,7 @@ mod tests {
         d.feed(&PUBLISH[..5], &mut |e| ev.push(e));
         d.gap(10, &mut |e| ev.push(e)); // rest of PUBLISH (4) and 6 bytes of the next packet
         assert!(d.is_hunting());
-        d.feed(&[b'x', b'y', b'z'], &mut |e| ev.push(e));
+        d.feed(b"xyz", &mut |e| ev.push(e));
         d.feed(PINGREQ, &mut |e| ev.push(e));
         assert_eq!(types(&ev), ["publish", "resync 3", "pingreq"]);
     }

@@ -66,7 +66,9 @@ pub enum Verdict {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// A TCP connection to a broker port was first seen (SYN, or data when joined mid-stream).
-    SessionStart { mid_stream: bool },
+    SessionStart {
+        mid_stream: bool,
+    },
     /// The client's CONNECT. The password is never read.
     Connect {
         protocol: Protocol,
@@ -76,7 +78,11 @@ pub enum EventKind {
         will: bool,
     },
     /// The broker's CONNACK, and the keepalive in force from now on.
-    Connack { code: u8, server_keepalive_s: Option<u16>, effective_keepalive_s: Option<u16> },
+    Connack {
+        code: u8,
+        server_keepalive_s: Option<u16>,
+        effective_keepalive_s: Option<u16>,
+    },
     Pingreq,
     /// A PINGRESP; `rtt_ms` is absent when no PINGREQ was outstanding.
     Pingresp {
@@ -103,15 +109,32 @@ pub enum EventKind {
         reason_code: Option<u8>,
     },
     /// A FIN or RST without DISCONNECT: the broker publishes the client's Will, if it has one.
-    CloseWithoutDisconnect { close: CloseKind, by: Side, will_expected: bool },
+    CloseWithoutDisconnect {
+        close: CloseKind,
+        by: Side,
+        will_expected: bool,
+    },
     /// The enforcement audit of an expired keepalive (or an early close).
-    Enforcement { verdict: Verdict, lag_s: Option<f64> },
+    Enforcement {
+        verdict: Verdict,
+        lag_s: Option<f64>,
+    },
     /// Stream bytes the capture never saw.
-    Gap { side: Side, bytes: u64 },
+    Gap {
+        side: Side,
+        bytes: u64,
+    },
     /// Bytes that are not valid MQTT.
-    Malformed { side: Side, packet_type: Option<PacketType>, reason: String },
+    Malformed {
+        side: Side,
+        packet_type: Option<PacketType>,
+        reason: String,
+    },
     /// Packet framing found again after skipping bytes.
-    Resync { side: Side, skipped_bytes: u64 },
+    Resync {
+        side: Side,
+        skipped_bytes: u64,
+    },
     /// The session is finished with: closed and done, evicted, or open at the end of the capture.
     /// `mqtt` is false for a connection that never carried MQTT (no payload, or not MQTT).
     SessionEnd {

@@ -69,7 +69,10 @@ enum Enforcement {
     /// No expiry yet.
     None,
     /// Expired at `deadline`; `resumed` once the client was active again.
-    Pending { deadline: Timestamp, resumed: bool },
+    Pending {
+        deadline: Timestamp,
+        resumed: bool,
+    },
     Decided,
 }
 
@@ -155,13 +158,16 @@ impl Session {
                 self.effective = Some(c.keepalive);
                 self.will = c.will;
                 self.clock = self.armed_from(now);
-                out(now, EventKind::Connect {
-                    protocol: c.protocol,
-                    keepalive_s: c.keepalive,
-                    client_id: c.client_id.clone(),
-                    clean_start: c.clean_start,
-                    will: c.will,
-                });
+                out(
+                    now,
+                    EventKind::Connect {
+                        protocol: c.protocol,
+                        keepalive_s: c.keepalive,
+                        client_id: c.client_id.clone(),
+                        clean_start: c.clean_start,
+                        will: c.will,
+                    },
+                );
             }
             (_, PacketType::Connect) => self.connected = true,
             (_, PacketType::PingReq) => {
@@ -192,14 +198,20 @@ impl Session {
                 if ack.server_keepalive.is_some() {
                     self.effective = ack.server_keepalive;
                 }
-                if matches!(self.clock, KeepaliveClock::Armed { .. } | KeepaliveClock::Unknown | KeepaliveClock::Disabled) {
+                if matches!(
+                    self.clock,
+                    KeepaliveClock::Armed { .. } | KeepaliveClock::Unknown | KeepaliveClock::Disabled
+                ) {
                     self.clock = self.armed_from(self.last_client);
                 }
-                out(now, EventKind::Connack {
-                    code: ack.code,
-                    server_keepalive_s: ack.server_keepalive,
-                    effective_keepalive_s: self.effective,
-                });
+                out(
+                    now,
+                    EventKind::Connack {
+                        code: ack.code,
+                        server_keepalive_s: ack.server_keepalive,
+                        effective_keepalive_s: self.effective,
+                    },
+                );
             }
             (_, PacketType::PingResp) => {
                 let rtt = self.ping.take().map(|p| now.since(p.sent));
@@ -225,7 +237,14 @@ impl Session {
     }
 
     /// A FIN or RST from `by`. Only the first close counts.
-    pub fn on_tcp_close(&mut self, now: Timestamp, kind: CloseKind, by: Side, cfg: &SessionConfig, out: &mut impl Emit) {
+    pub fn on_tcp_close(
+        &mut self,
+        now: Timestamp,
+        kind: CloseKind,
+        by: Side,
+        cfg: &SessionConfig,
+        out: &mut impl Emit,
+    ) {
         self.close(now, kind, by, None, cfg, out);
     }
 
@@ -267,11 +286,11 @@ impl Session {
         self.poll(end, cfg, out);
         if self.closed.is_none() {
             self.max_silence = self.max_silence.max(end.since(self.last_client));
-            if let Enforcement::Pending { deadline, .. } = self.enforcement {
-                if end > deadline.add(cfg.enforcement_tolerance) {
-                    self.enforcement = Enforcement::Decided;
-                    out(end, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
-                }
+            if let Enforcement::Pending { deadline, .. } = self.enforcement
+                && end > deadline.saturating_add(cfg.enforcement_tolerance)
+            {
+                self.enforcement = Enforcement::Decided;
+                out(end, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
             }
         }
         self.max_silence
@@ -282,7 +301,7 @@ impl Session {
         match self.effective {
             None => KeepaliveClock::Unknown,
             Some(0) => KeepaliveClock::Disabled,
-            Some(k) => KeepaliveClock::Armed { deadline: from.add(expiry_span(k)) },
+            Some(k) => KeepaliveClock::Armed { deadline: from.saturating_add(expiry_span(k)) },
         }
     }
 
@@ -299,12 +318,14 @@ impl Session {
             _ => None,
         };
         let ping = match self.ping {
-            Some(p) if !p.reported && self.closed.is_none() => Some((p.sent.add(self.ping_timeout(cfg)), Timer::Ping)),
+            Some(p) if !p.reported && self.closed.is_none() => {
+                Some((p.sent.saturating_add(self.ping_timeout(cfg)), Timer::Ping))
+            }
             _ => None,
         };
         let enforcement = match self.enforcement {
             Enforcement::Pending { deadline, resumed: true } => {
-                Some((deadline.add(cfg.enforcement_tolerance), Timer::Enforcement))
+                Some((deadline.saturating_add(cfg.enforcement_tolerance), Timer::Enforcement))
             }
             _ => None,
         };
@@ -318,7 +339,7 @@ impl Session {
             self.clock = self.armed_from(now);
         }
         if let Enforcement::Pending { deadline, resumed: false } = self.enforcement {
-            if now > deadline.add(cfg.enforcement_tolerance) {
+            if now > deadline.saturating_add(cfg.enforcement_tolerance) {
                 self.enforcement = Enforcement::Decided;
                 out(now, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
             } else {
@@ -386,15 +407,18 @@ mod tests {
     }
 
     fn connect(keepalive: u16, will: bool) -> Packet {
-        packet(PacketType::Connect, Body::Connect(Connect {
-            protocol: Protocol::V3_1_1,
-            keepalive,
-            clean_start: true,
-            will,
-            username: false,
-            password: false,
-            client_id: Some("c".into()),
-        }))
+        packet(
+            PacketType::Connect,
+            Body::Connect(Connect {
+                protocol: Protocol::V3_1_1,
+                keepalive,
+                clean_start: true,
+                will,
+                username: false,
+                password: false,
+                client_id: Some("c".into()),
+            }),
+        )
     }
 
     fn connack(server_keepalive: Option<u16>) -> Packet {
@@ -455,7 +479,10 @@ mod tests {
         r.client(1.0, connect(5, false)).broker(1.0, connack(None));
         assert_eq!(r.s.next_deadline(&r.cfg), Some(t(8.5)));
         r.tcp_close(20.0, CloseKind::Fin, Side::Broker);
-        assert_eq!(r.kinds()[2..], ["8.5 keepalive_expired", "20 close", "20 close_without_disconnect", "20 enforcement"]);
+        assert_eq!(
+            r.kinds()[2..],
+            ["8.5 keepalive_expired", "20 close", "20 close_without_disconnect", "20 enforcement"]
+        );
         assert_eq!(r.find("enforcement"), Some(&EventKind::Enforcement { verdict: Verdict::Late, lag_s: Some(11.5) }));
     }
 
@@ -536,7 +563,15 @@ mod tests {
         r.tcp_close(3.1, CloseKind::Fin, Side::Client);
         let closes: Vec<_> = r.log.iter().filter(|(_, k)| k.name().starts_with("close")).collect();
         assert_eq!(closes.len(), 1);
-        assert_eq!(closes[0].1, EventKind::Close { close: CloseKind::Disconnect, by: Side::Client, after_silence_s: Duration::ZERO, reason_code: None });
+        assert_eq!(
+            closes[0].1,
+            EventKind::Close {
+                close: CloseKind::Disconnect,
+                by: Side::Client,
+                after_silence_s: Duration::ZERO,
+                reason_code: None
+            }
+        );
     }
 
     #[test]

@@ -197,7 +197,10 @@ impl SessionRecord {
         }
         let listed = !matches!(
             e.kind,
-            EventKind::SessionStart { .. } | EventKind::SessionEnd { .. } | EventKind::Pingreq | EventKind::Pingresp { .. }
+            EventKind::SessionStart { .. }
+                | EventKind::SessionEnd { .. }
+                | EventKind::Pingreq
+                | EventKind::Pingresp { .. }
         );
         if listed {
             if self.events.len() < MAX_EVENTS_PER_SESSION {
@@ -285,12 +288,8 @@ impl Report {
     pub fn build(self, capture: CaptureStats, tcp: TrackerCounters, settings: Settings) -> AnalysisReport {
         let sessions: Vec<SessionRecord> = self.sessions.into_iter().flatten().filter(|s| s.mqtt).collect();
         let summary = Summary::of(&sessions);
-        let mqtt_packets = PacketType::ALL
-            .iter()
-            .zip(tcp.mqtt_packets)
-            .filter(|(_, n)| *n > 0)
-            .map(|(t, n)| (t.name(), n))
-            .collect();
+        let mqtt_packets =
+            PacketType::ALL.iter().zip(tcp.mqtt_packets).filter(|(_, n)| *n > 0).map(|(t, n)| (t.name(), n)).collect();
         AnalysisReport {
             format: "mqtt-keepalive/analyze",
             version: JSON_VERSION,
@@ -380,7 +379,13 @@ impl Percentiles {
         }
         values.sort_unstable_by(f64::total_cmp);
         let rank = |p: f64| values[((p / 100.0 * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
-        Some(Percentiles { count: values.len() as u64, p50: rank(50.0), p90: rank(90.0), p99: rank(99.0), max: values[values.len() - 1] })
+        Some(Percentiles {
+            count: values.len() as u64,
+            p50: rank(50.0),
+            p90: rank(90.0),
+            p99: rank(99.0),
+            max: values[values.len() - 1],
+        })
     }
 }
 
@@ -455,7 +460,18 @@ impl AnalysisReport {
                 .then(b.headroom.unwrap_or(0.0).total_cmp(&a.headroom.unwrap_or(0.0)))
                 .then(a.id.cmp(&b.id))
         });
-        let header = ["CLIENT", "CLIENT ID", "VER", "KEEPALIVE", "PINGS", "RTT ms", "MAX SILENCE", "EXPIRED", "CLOSE", "ENFORCEMENT"];
+        let header = [
+            "CLIENT",
+            "CLIENT ID",
+            "VER",
+            "KEEPALIVE",
+            "PINGS",
+            "RTT ms",
+            "MAX SILENCE",
+            "EXPIRED",
+            "CLOSE",
+            "ENFORCEMENT",
+        ];
         let rows: Vec<[String; 10]> = order.iter().map(|r| text_row(r)).collect();
         let mut widths = header.map(str::len);
         for row in &rows {
@@ -484,20 +500,37 @@ impl AnalysisReport {
             out,
             "\nSummary: {} ({} joined mid-stream), {} expired, {} of {} pings unanswered, {} closed without DISCONNECT ({} with a Will)",
             plural(s.sessions, "session"),
-            s.mid_stream, s.expired, s.pings_unanswered, s.pings, s.closes_without_disconnect, s.wills_expected
+            s.mid_stream,
+            s.expired,
+            s.pings_unanswered,
+            s.pings,
+            s.closes_without_disconnect,
+            s.wills_expected
         );
         if !s.enforcement.is_empty() {
-            let verdicts: Vec<String> = s.enforcement.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
+            let verdicts: Vec<String> =
+                s.enforcement.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect();
             let _ = writeln!(out, "Broker enforcement: {}", verdicts.join(", "));
         }
         if let Some(p) = s.ping_rtt_ms {
-            let _ = writeln!(out, "Ping RTT ms: p50 {:.3}, p90 {:.3}, p99 {:.3}, max {:.3} ({} pings)", p.p50, p.p90, p.p99, p.max, p.count);
+            let _ = writeln!(
+                out,
+                "Ping RTT ms: p50 {:.3}, p90 {:.3}, p99 {:.3}, max {:.3} ({} pings)",
+                p.p50, p.p90, p.p99, p.max, p.count
+            );
         }
         let t = &self.tcp;
         let _ = writeln!(
             out,
             "Capture: {} packets, {} bytes; {} gaps ({} bytes), {} malformed, {} truncated frames, {} retransmissions, {} non-MQTT flows",
-            c.packets, c.bytes, t.gaps, t.gap_bytes, t.malformed, c.truncated_packets, t.retransmissions, t.non_mqtt_flows
+            c.packets,
+            c.bytes,
+            t.gaps,
+            t.gap_bytes,
+            t.malformed,
+            c.truncated_packets,
+            t.retransmissions,
+            t.non_mqtt_flows
         );
         for w in &c.warnings {
             let _ = writeln!(out, "warning: {w}");
@@ -527,7 +560,9 @@ fn text_row(r: &SessionRecord) -> [String; 10] {
         None => r.close.kind.to_string(),
     };
     let enforcement = match r.enforcement {
-        Some(EnforcementRecord { verdict, lag_s: Some(lag) }) => format!("{} ({lag:+.1} s)", verdict_name(verdict).replace('_', " ")),
+        Some(EnforcementRecord { verdict, lag_s: Some(lag) }) => {
+            format!("{} ({lag:+.1} s)", verdict_name(verdict).replace('_', " "))
+        }
         Some(EnforcementRecord { verdict, lag_s: None }) => verdict_name(verdict).replace('_', " "),
         None => dash(),
     };
@@ -576,13 +611,32 @@ mod tests {
         for e in [
             ev(0.0, 0, EventKind::SessionStart { mid_stream: false }),
             ev(0.0, 1, EventKind::SessionStart { mid_stream: false }),
-            ev(0.1, 0, EventKind::Connect { protocol: Protocol::V5, keepalive_s: 60, client_id: Some("a".into()), clean_start: true, will: true }),
+            ev(
+                0.1,
+                0,
+                EventKind::Connect {
+                    protocol: Protocol::V5,
+                    keepalive_s: 60,
+                    client_id: Some("a".into()),
+                    clean_start: true,
+                    will: true,
+                },
+            ),
             ev(0.1, 0, EventKind::Connack { code: 0, server_keepalive_s: Some(20), effective_keepalive_s: Some(20) }),
             ev(5.0, 0, EventKind::Pingreq),
             ev(5.002, 0, EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(2)) }),
             ev(9.0, 0, EventKind::Pingreq),
             ev(9.004, 0, EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(4)) }),
-            ev(30.0, 0, EventKind::Close { close: CloseKind::Rst, by: Side::Client, after_silence_s: Duration::from_secs(21), reason_code: None }),
+            ev(
+                30.0,
+                0,
+                EventKind::Close {
+                    close: CloseKind::Rst,
+                    by: Side::Client,
+                    after_silence_s: Duration::from_secs(21),
+                    reason_code: None,
+                },
+            ),
             ev(30.0, 1, end(3.0, 0.0, false)),
             ev(30.0, 0, end(30.0, 21.0, true)),
         ] {

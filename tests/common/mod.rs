@@ -28,7 +28,12 @@ impl Sink for Collect {
 /// Analyses files with default rules on `ports`; returns the report and every event.
 pub fn analyze_with(files: &[PathBuf], tracker: TrackerConfig, ports: &[u16]) -> (AnalysisReport, Vec<Event>) {
     let mut events = Collect::default();
-    let opts = AnalyzeOptions { files: files.to_vec(), tracker: TrackerConfig { ports: PortSet::new(ports), ..tracker }, ports: ports.to_vec(), progress: false };
+    let opts = AnalyzeOptions {
+        files: files.to_vec(),
+        tracker: TrackerConfig { ports: PortSet::new(ports), ..tracker },
+        ports: ports.to_vec(),
+        progress: false,
+    };
     let report = app::analyze(opts, &mut [&mut events as &mut dyn Sink]).expect("analysis succeeds");
     (report, events.0)
 }

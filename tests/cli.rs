@@ -1,0 +1,197 @@
+//! The binary as users run it: formats, standard input, exit codes, closed pipes, secrets.
+
+mod common;
+
+use common::fixture;
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn text_report_of_the_classic_experiment() {
+    let o = run(&["analyze", fixture("classic-keepalive5-silent.pcap").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("silent-5"), "{text}");
+    assert!(text.contains("fin by broker"), "{text}");
+    assert!(text.contains("late (+2.0 s)"), "{text}");
+    assert!(text.contains("1 expired"), "{text}");
+}
+
+#[test]
+fn json_document_is_versioned_and_complete() {
+    let o = run(&["analyze", "--format", "json", fixture("many-sessions.pcap").to_str().unwrap()]);
+    assert!(o.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["format"], "mqtt-keepalive/analyze");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 30);
+    let s = &doc["sessions"][0];
+    for key in [
+        "client",
+        "broker",
+        "client_id",
+        "protocol",
+        "keepalive_s",
+        "effective_keepalive_s",
+        "will",
+        "started",
+        "ended",
+        "pingreq",
+        "pingresp",
+        "ping_rtt_ms",
+        "max_silence_s",
+        "expired",
+        "close",
+        "enforcement",
+        "events",
+    ] {
+        assert!(s.get(key).is_some(), "session field {key} missing");
+    }
+    for key in ["packets", "bytes", "truncated_packets"] {
+        assert!(doc["capture"].get(key).is_some(), "capture field {key} missing");
+    }
+    for key in ["gaps", "non_mqtt_flows", "malformed"] {
+        assert!(doc["tcp"].get(key).is_some(), "tcp field {key} missing");
+    }
+    assert_eq!(doc["mqtt_packets"]["connect"], 30);
+    assert_eq!(doc["summary"]["expired"], 8);
+}
+
+#[test]
+fn jsonl_is_one_event_per_line_in_time_order() {
+    let o = run(&["analyze", "-f", "jsonl", fixture("many-sessions.pcap").to_str().unwrap()]);
+    assert!(o.status.success());
+    let events: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.len() > 100);
+    let ts: Vec<f64> = events.iter().map(|e| e["ts"].as_f64().unwrap()).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(events.iter().filter(|e| e["kind"] == "keepalive_expired").count(), 8);
+    assert!(events.iter().all(|e| e["client"].is_string() && e["broker"].is_string()));
+}
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    let capture = std::fs::read(fixture("healthy-pings.pcap")).unwrap();
+    let mut child =
+        bin().args(["analyze", "-f", "json", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&capture).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["sessions"][0]["client_id"], "pinger");
+    assert_eq!(doc["capture"]["files"][0], "-");
+}
+
+#[test]
+fn a_closed_output_pipe_is_not_an_error() {
+    let mut child = bin()
+        .args(["analyze", "-f", "jsonl", fixture("many-sessions.pcap").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take()); // like `| head -c 10`
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unusable_input_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, b"this is not a capture file at all, just some words\n").unwrap();
+    let short = dir.path().join("short.pcap");
+    std::fs::write(&short, &std::fs::read(fixture("healthy-pings.pcap")).unwrap()[..10]).unwrap();
+    let usb = dir.path().join("usb.pcap");
+    let mut bytes = Vec::new();
+    mqtt_keepalive::synth::write_pcap_header(&mut bytes, mqtt_keepalive::capture::LinkType(189), 65535);
+    std::fs::write(&usb, &bytes).unwrap();
+    let missing = dir.path().join("missing.pcap");
+    for (path, what) in [
+        (&empty, "empty file"),
+        (&text, "not a pcap or pcapng capture"),
+        (&short, "ends inside its capture header"),
+        (&usb, "link type USB_LINUX is not supported"),
+        (&missing, "cannot open"),
+    ] {
+        let o = run(&["analyze", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{what}");
+        let err = stderr(&o);
+        assert!(err.contains(path.to_str().unwrap()) && err.contains(what), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(o.stdout.is_empty());
+    }
+    // A good file first does not hide a bad one later: nothing is analysed until all open.
+    let o = run(&["analyze", fixture("healthy-pings.pcap").to_str().unwrap(), text.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_file_cut_mid_record_is_analysed_up_to_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    let bytes = std::fs::read(fixture("classic-keepalive5-silent.pcap")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let o = run(&["analyze", "-f", "json", cut.to_str().unwrap()]);
+    assert!(o.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["capture"]["truncated_files"], 1);
+    assert_eq!(doc["capture"]["packets"], 9);
+    assert_eq!(doc["sessions"][0]["expired"], true);
+    assert!(stderr(&o).contains("ends inside a packet record"));
+}
+
+#[test]
+fn passwords_never_appear_in_any_output() {
+    let path = fixture("any-sll2.pcapng");
+    // The fixture really carries the password on the wire.
+    let raw = std::fs::read(&path).unwrap();
+    let password = b"S3cr3t-Passw0rd";
+    assert!(raw.windows(password.len()).any(|w| w == password));
+    for format in ["text", "json", "jsonl"] {
+        let o =
+            bin().args(["analyze", "-f", format, path.to_str().unwrap()]).env("RUST_LOG", "trace").output().unwrap();
+        assert!(o.status.success());
+        for stream in [&o.stdout, &o.stderr] {
+            let s = String::from_utf8_lossy(stream);
+            assert!(!s.contains("S3cr3t"), "{format}: {s}");
+        }
+        assert!(String::from_utf8_lossy(&o.stdout).contains("with-credentials"), "{format}");
+    }
+}
+
+#[test]
+fn port_option_selects_the_broker_ports() {
+    let path = fixture("healthy-pings.pcap");
+    let o = run(&["analyze", "-f", "json", "--port", "8883", path.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 0);
+    assert!(doc["capture"]["other_tcp_segments"].as_u64().unwrap() > 0);
+    let o = run(&["analyze", "-f", "json", "-p", "8883", "-p", "1883", path.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["settings"]["ports"], serde_json::json!([8883, 1883]));
+}
