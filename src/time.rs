@@ -33,6 +33,13 @@ impl Timestamp {
         Timestamp((secs * NANOS_PER_SEC as f64).round() as i64)
     }
 
+    /// The system's real-time clock now. Only the app loop (live) reads it; below it, time is
+    /// always an argument.
+    pub fn now_realtime() -> Self {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+    }
+
     /// Nanoseconds since the epoch.
     pub const fn as_nanos(self) -> i64 {
         self.0

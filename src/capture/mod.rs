@@ -4,6 +4,8 @@
 //! and link type. A damaged file ends its stream with an error after the packets before the
 //! damage; a record cut short at the end of a file ends the stream cleanly and is counted.
 
+pub mod afpacket;
+pub mod bpf;
 pub mod offline;
 
 use crate::time::Timestamp;

@@ -1,0 +1,259 @@
+//! Live capture through Linux AF_PACKET sockets, with no system library: the one module with
+//! `unsafe` code, kept to the system calls.
+//!
+//! Contract: [`AfPacket::open`] opens one `SOCK_DGRAM` packet socket per interface (`any`: all
+//! interfaces), attaches the kernel BPF filter from [`super::bpf::port_filter`] before binding
+//! (so nothing unfiltered is queued), asks for nanosecond kernel timestamps, and enlarges the
+//! receive buffer. [`AfPacket::next_packet`] waits at most the given time and yields IP packets
+//! (link type RAW) with their kernel timestamps. On loopback each packet is seen twice by a
+//! packet socket; the outgoing copy is dropped, as libpcap does. [`AfPacket::stats`] reads the
+//! kernel's received and dropped counts.
+
+use super::bpf::{self, Insn};
+use super::{LinkType, Packet};
+use crate::time::Timestamp;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+/// Why the live capture cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveCaptureError {
+    #[error("no interface named {name:?}; interfaces here: {}", existing.join(", "))]
+    NoSuchInterface { name: String, existing: Vec<String> },
+    #[error(
+        "permission denied opening a packet socket on {iface}: run as root or give the binary CAP_NET_RAW \
+         (sudo setcap cap_net_raw,cap_net_admin=eip {exe})"
+    )]
+    Permission { iface: String, exe: String },
+    #[error("capture on {iface}: {what}: {source}")]
+    Os { iface: String, what: &'static str, source: io::Error },
+}
+
+/// Packets received and dropped by the kernel since the capture opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub received: u64,
+    pub dropped: u64,
+}
+
+struct Sock {
+    fd: OwnedFd,
+    iface: String,
+}
+
+/// Live capture on one or more interfaces.
+pub struct AfPacket {
+    socks: Vec<Sock>,
+    pollfds: Vec<libc::pollfd>,
+    /// Index of the next socket to read without polling (round robin over ready sockets).
+    ready: Vec<usize>,
+    buf: Vec<u8>,
+    stats: KernelStats,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+const ARPHRD_LOOPBACK: u16 = 772;
+const RECV_BUFFER: libc::c_int = 64 << 20;
+
+fn os_err(iface: &str, what: &'static str) -> LiveCaptureError {
+    LiveCaptureError::Os { iface: iface.to_string(), what, source: io::Error::last_os_error() }
+}
+
+/// Names of the network interfaces on this host.
+pub fn interface_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.push("any".into());
+    names
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+impl AfPacket {
+    /// Opens the capture on `interfaces` for TCP to or from `ports`.
+    pub fn open(interfaces: &[String], ports: &[u16]) -> Result<Self, LiveCaptureError> {
+        let filter = bpf::port_filter(ports);
+        let mut socks = Vec::new();
+        for iface in interfaces {
+            socks.push(open_one(iface, &filter)?);
+        }
+        let pollfds = socks.iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        Ok(AfPacket { socks, pollfds, ready: Vec::new(), buf: vec![0; bpf::SNAPLEN as usize], stats: KernelStats::default() })
+    }
+
+    /// The next packet, waiting at most `timeout`; `Ok(None)` when none came.
+    pub fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        let mut waited = false;
+        loop {
+            while let Some(i) = self.ready.pop() {
+                if let Some((len, orig_len, ts)) = self.recv(i)? {
+                    self.ready.push(i); // more may be queued on this socket
+                    return Ok(Some(Packet { ts, link: LinkType::RAW, data: &self.buf[..len], orig_len }));
+                }
+            }
+            if waited {
+                return Ok(None);
+            }
+            let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: `pollfds` is a valid array of `len` pollfd structs.
+            let n = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    return Ok(None);
+                }
+                return Err(LiveCaptureError::Os { iface: self.socks[0].iface.clone(), what: "poll", source: e });
+            }
+            for (i, p) in self.pollfds.iter().enumerate() {
+                if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    let iface = self.socks[i].iface.clone();
+                    let source = io::Error::new(io::ErrorKind::BrokenPipe, "the interface went down or disappeared");
+                    return Err(LiveCaptureError::Os { iface, what: "receive", source });
+                }
+                if p.revents & libc::POLLIN != 0 {
+                    self.ready.push(i);
+                }
+            }
+            waited = true;
+        }
+    }
+
+    /// Reads one packet from socket `i` into `buf`: (captured length, wire length, timestamp),
+    /// or `None` when nothing is queued. Outgoing loopback copies are skipped.
+    fn recv(&mut self, i: usize) -> Result<Option<(usize, u32, Timestamp)>, LiveCaptureError> {
+        loop {
+            // SAFETY: all-zero is a valid value for these plain C structs.
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut control = [0u64; 8]; // aligned room for one SCM_TIMESTAMPNS message
+            let mut iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: self.buf.len() };
+            // SAFETY: as above.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            let fd = self.socks[i].fd.as_raw_fd();
+            // SAFETY: `msg` points at live buffers of the sizes it states.
+            let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(LiveCaptureError::Os { iface: self.socks[i].iface.clone(), what: "receive", source: e }),
+                };
+            }
+            if addr.sll_pkttype == libc::PACKET_OUTGOING as u8 && addr.sll_hatype == ARPHRD_LOOPBACK {
+                continue;
+            }
+            let ts = timestamp_of(&msg).unwrap_or_else(Timestamp::now_realtime);
+            let orig_len = n as usize;
+            return Ok(Some((orig_len.min(self.buf.len()), orig_len as u32, ts)));
+        }
+    }
+
+    /// Kernel counts since the capture opened (the kernel resets its counters on each read).
+    pub fn stats(&mut self) -> KernelStats {
+        for s in &self.socks {
+            let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+            let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+            // SAFETY: `st` is a tpacket_stats and `len` its size.
+            let rc = unsafe {
+                libc::getsockopt(s.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len)
+            };
+            if rc == 0 {
+                self.stats.received += u64::from(st.tp_packets);
+                self.stats.dropped += u64::from(st.tp_drops);
+            }
+        }
+        self.stats
+    }
+}
+
+fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
+    let ifindex = if iface == "any" {
+        0
+    } else {
+        let name = std::ffi::CString::new(iface).map_err(|_| no_such(iface))?;
+        // SAFETY: `name` is a NUL-terminated string.
+        match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+            0 => return Err(no_such(iface)),
+            i => i as libc::c_int,
+        }
+    };
+    let proto = ETH_P_ALL.to_be();
+    // SAFETY: plain socket(2) call.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::c_int::from(proto)) };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mqtt-keepalive".into());
+            return Err(LiveCaptureError::Permission { iface: iface.into(), exe });
+        }
+        return Err(LiveCaptureError::Os { iface: iface.into(), what: "socket", source: e });
+    }
+    // SAFETY: `raw` is a new descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|_| os_err(iface, "attach BPF filter"))?;
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int).map_err(|_| os_err(iface, "enable timestamps"))?;
+    // A large buffer absorbs bursts; FORCE needs CAP_NET_ADMIN, the plain one is capped by rmem_max.
+    if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RECV_BUFFER).is_err() {
+        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECV_BUFFER);
+    }
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex;
+    // SAFETY: `addr` is a sockaddr_ll of the size passed.
+    let rc = unsafe {
+        libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+    };
+    if rc != 0 {
+        return Err(os_err(iface, "bind"));
+    }
+    Ok(Sock { fd, iface: iface.into() })
+}
+
+fn no_such(iface: &str) -> LiveCaptureError {
+    LiveCaptureError::NoSuchInterface { name: iface.into(), existing: interface_names() }
+}
+
+/// The SCM_TIMESTAMPNS control message of a received packet.
+fn timestamp_of(msg: &libc::msghdr) -> Option<Timestamp> {
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control buffer in bounds.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                return Some(Timestamp::from_parts(ts.tv_sec as u64, ts.tv_nsec as u64, 1_000_000_000));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_interface_names_the_ones_that_exist() {
+        let Err(e) = AfPacket::open(&["no-such-if0".into()], &[1883]) else { panic!("opened a missing interface") };
+        let msg = e.to_string();
+        assert!(msg.contains("no-such-if0") && msg.contains("lo") && msg.contains("any"), "{msg}");
+    }
+}
