@@ -20,6 +20,68 @@ pub struct Cli {
 pub enum Command {
     /// Analyse pcap/pcapng captures and report each MQTT session's keepalive verdict.
     Analyze(AnalyzeArgs),
+    /// Watch live traffic on a broker host and serve Prometheus metrics over HTTP.
+    Live(LiveArgs),
+}
+
+/// Default address of the agent's HTTP endpoints.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9883";
+
+/// Capture implementations.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    /// Linux AF_PACKET socket with a kernel BPF filter; no system library needed.
+    Afpacket,
+    /// libpcap (builds with `--features libpcap`); allows --filter.
+    Libpcap,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LiveArgs {
+    /// Interface to capture on (repeatable; `any` for all).
+    #[arg(short, long = "interface", value_name = "IFACE", required = true)]
+    pub interfaces: Vec<String>,
+    /// Address for /metrics, /healthz, /sessions.
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Write the event stream as JSON lines to FILE (appending), or `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Label the client_expired metric with client ids for at most N clients (0: never; client
+    /// ids may be personal data).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub client_id_labels: usize,
+    /// Closed sessions kept for /sessions.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub keep_closed: usize,
+    /// Capture implementation.
+    #[arg(long, value_enum, default_value_t = BackendArg::Afpacket)]
+    pub backend: BackendArg,
+    /// A libpcap filter expression instead of the port filter (libpcap backend only).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+impl LiveArgs {
+    /// The options for [`crate::live::run`].
+    pub fn options(&self) -> crate::live::LiveOptions {
+        crate::live::LiveOptions {
+            interfaces: self.interfaces.clone(),
+            ports: self.rules.ports.clone(),
+            tracker: self.rules.tracker_config(),
+            listen: self.listen,
+            events: self.events.clone(),
+            client_id_labels: self.client_id_labels,
+            keep_closed: self.keep_closed,
+            backend: match self.backend {
+                BackendArg::Afpacket => crate::live::Backend::AfPacket,
+                BackendArg::Libpcap => crate::live::Backend::Libpcap,
+            },
+            filter: self.filter.clone(),
+        }
+    }
 }
 
 /// Output formats of `analyze`.
@@ -64,6 +126,7 @@ impl RuleArgs {
             session: SessionConfig {
                 ping_timeout: self.ping_timeout,
                 enforcement_tolerance: self.enforcement_tolerance,
+                activity_events: false,
             },
             max_flows: self.max_flows,
             max_buffered_per_flow: self.max_buffered,
@@ -109,8 +172,19 @@ mod tests {
     }
 
     #[test]
+    fn live_defaults_and_options() {
+        let Command::Live(l) = parse(&["live", "-i", "eth0", "-i", "lo", "--events", "-"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(l.interfaces, ["eth0", "lo"]);
+        assert_eq!(l.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!((l.client_id_labels, l.backend), (0, BackendArg::Afpacket));
+        assert!(parse(&["live"]).is_err(), "an interface is required");
+    }
+
+    #[test]
     fn analyze_defaults() {
-        let Command::Analyze(a) = parse(&["analyze", "x.pcap"]).unwrap().command;
+        let Command::Analyze(a) = parse(&["analyze", "x.pcap"]).unwrap().command else { panic!() };
         assert_eq!(a.rules.ports, [1883]);
         assert_eq!(a.format, Format::Text);
         assert_eq!(a.rules.enforcement_tolerance, Duration::from_secs(1));
@@ -122,7 +196,10 @@ mod tests {
         let Command::Analyze(a) =
             parse(&["analyze", "-p", "1883", "--port", "8883", "--ping-timeout", "2s", "--format", "json", "a", "b"])
                 .unwrap()
-                .command;
+                .command
+        else {
+            panic!()
+        };
         assert_eq!(a.rules.ports, [1883, 8883]);
         assert_eq!(a.rules.ping_timeout, Some(Duration::from_secs(2)));
         assert_eq!(a.files.len(), 2);

@@ -11,14 +11,18 @@
 //! - [`session`]: one MQTT session's keepalive clock, pings and close; emits [`session::Event`]s.
 //! - [`tracker`]: the connection table tying flows, decoders and sessions together; deadlines.
 //! - [`sink`]: consumers of events: the report (text/JSON) and the JSON-lines stream.
-//! - [`app`]: the one loop that owns the clock and wires a source to the tracker and sinks.
+//! - [`app`]: the offline loop (`analyze`): capture files through the tracker to the sinks.
+//! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
+//!   [`server`], its HTTP endpoints (metrics, health, sessions).
 
 pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod live;
 pub mod mqtt;
+pub mod server;
 pub mod session;
 pub mod sink;
 pub mod synth;

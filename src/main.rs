@@ -1,6 +1,7 @@
 //! mqtt-keepalive: thin main. Parses the command line, runs it, maps errors to exit codes:
-//! 0 analysed (findings are output, not errors), 1 runtime failure, 2 unusable input or usage.
-//! A closed output pipe (`| head`) ends the run quietly with status 0.
+//! 0 analysed (findings are output, not errors) or stopped by a signal; 1 runtime failure (an
+//! interface went away, output failed); 2 unusable input, bad usage or setup (no such interface,
+//! no permission, port taken). A closed output pipe (`| head`) ends the run quietly with status 0.
 
 use clap::Parser;
 use mqtt_keepalive::app::{self, AppError};
@@ -12,8 +13,26 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Live(_)) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
     let result = match cli.command {
         Command::Analyze(args) => run_analyze(&args),
+        Command::Live(args) => {
+            return match mqtt_keepalive::live::run(args.options()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mqtt-keepalive: {e}");
+                    ExitCode::from(if e.is_setup() { 2 } else { 1 })
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

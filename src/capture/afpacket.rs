@@ -86,8 +86,15 @@ impl AfPacket {
         for iface in interfaces {
             socks.push(open_one(iface, &filter)?);
         }
-        let pollfds = socks.iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        Ok(AfPacket { socks, pollfds, ready: Vec::new(), buf: vec![0; bpf::SNAPLEN as usize], stats: KernelStats::default() })
+        let pollfds =
+            socks.iter().map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        Ok(AfPacket {
+            socks,
+            pollfds,
+            ready: Vec::new(),
+            buf: vec![0; bpf::SNAPLEN as usize],
+            stats: KernelStats::default(),
+        })
     }
 
     /// The next packet, waiting at most `timeout`; `Ok(None)` when none came.
@@ -169,7 +176,13 @@ impl AfPacket {
             let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
             // SAFETY: `st` is a tpacket_stats and `len` its size.
             let rc = unsafe {
-                libc::getsockopt(s.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len)
+                libc::getsockopt(
+                    s.fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_STATISTICS,
+                    (&mut st as *mut libc::tpacket_stats).cast(),
+                    &mut len,
+                )
             };
             if rc == 0 {
                 self.stats.received += u64::from(st.tp_packets);
@@ -197,7 +210,8 @@ fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
     if raw < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::PermissionDenied {
-            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mqtt-keepalive".into());
+            let exe =
+                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mqtt-keepalive".into());
             return Err(LiveCaptureError::Permission { iface: iface.into(), exe });
         }
         return Err(LiveCaptureError::Os { iface: iface.into(), what: "socket", source: e });
@@ -206,7 +220,8 @@ fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|_| os_err(iface, "attach BPF filter"))?;
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int).map_err(|_| os_err(iface, "enable timestamps"))?;
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int)
+        .map_err(|_| os_err(iface, "enable timestamps"))?;
     // A large buffer absorbs bursts; FORCE needs CAP_NET_ADMIN, the plain one is capped by rmem_max.
     if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RECV_BUFFER).is_err() {
         let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECV_BUFFER);
@@ -218,7 +233,11 @@ fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
     addr.sll_ifindex = ifindex;
     // SAFETY: `addr` is a sockaddr_ll of the size passed.
     let rc = unsafe {
-        libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
     };
     if rc != 0 {
         return Err(os_err(iface, "bind"));

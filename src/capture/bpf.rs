@@ -84,7 +84,10 @@ pub fn port_filter(ports: &[u16]) -> Vec<Insn> {
         };
         u8::try_from(dest - at - 1).expect("a filter for at most 60 ports")
     };
-    prog.iter().enumerate().map(|(at, &(code, jt, jf, k))| Insn { code, jt: resolve(at, jt), jf: resolve(at, jf), k }).collect()
+    prog.iter()
+        .enumerate()
+        .map(|(at, &(code, jt, jf, k))| Insn { code, jt: resolve(at, jt), jf: resolve(at, jf), k })
+        .collect()
 }
 
 /// Interprets `prog` over `packet` (network header first) with ancillary `protocol`; returns
@@ -100,11 +103,36 @@ pub fn run(prog: &[Insn], packet: &[u8], protocol: u16) -> u32 {
         pc += 1;
         match i.code {
             LD_W_ABS | LD_H_ABS | LD_B_ABS if i.k == AD_PROTOCOL => a = u32::from(protocol),
-            LD_W_ABS => a = match load(i.k, 4) { Some(v) => v, None => return 0 },
-            LD_H_ABS => a = match load(i.k, 2) { Some(v) => v, None => return 0 },
-            LD_B_ABS => a = match load(i.k, 1) { Some(v) => v, None => return 0 },
-            LD_H_IND => a = match load(x.wrapping_add(i.k), 2) { Some(v) => v, None => return 0 },
-            LDX_B_MSH => x = match load(i.k, 1) { Some(v) => 4 * (v & 0xf), None => return 0 },
+            LD_W_ABS => {
+                a = match load(i.k, 4) {
+                    Some(v) => v,
+                    None => return 0,
+                }
+            }
+            LD_H_ABS => {
+                a = match load(i.k, 2) {
+                    Some(v) => v,
+                    None => return 0,
+                }
+            }
+            LD_B_ABS => {
+                a = match load(i.k, 1) {
+                    Some(v) => v,
+                    None => return 0,
+                }
+            }
+            LD_H_IND => {
+                a = match load(x.wrapping_add(i.k), 2) {
+                    Some(v) => v,
+                    None => return 0,
+                }
+            }
+            LDX_B_MSH => {
+                x = match load(i.k, 1) {
+                    Some(v) => 4 * (v & 0xf),
+                    None => return 0,
+                }
+            }
             JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
             JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
             RET_K => return i.k,
@@ -130,7 +158,9 @@ mod tests {
     fn accepts_tcp_to_or_from_the_ports_only() {
         let prog = port_filter(&[1883, 8883]);
         for v6 in [false, true] {
-            for (sport, dport, accepted) in [(50000, 1883, true), (1883, 50000, true), (8883, 1, true), (50000, 80, false)] {
+            for (sport, dport, accepted) in
+                [(50000, 1883, true), (1883, 50000, true), (8883, 1, true), (50000, 80, false)]
+            {
                 let (p, proto) = ip_packet(v6, sport, dport);
                 assert_eq!(run(&prog, &p, proto) > 0, accepted, "v6={v6} {sport}->{dport}");
             }

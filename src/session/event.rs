@@ -135,6 +135,14 @@ pub enum EventKind {
         side: Side,
         skipped_bytes: u64,
     },
+    /// A client packet, with its silence since the previous activity / effective keepalive.
+    /// Emitted only when asked for ([`super::SessionConfig::activity_events`]), for metrics;
+    /// not part of the JSON outputs.
+    ClientActivity {
+        #[serde(serialize_with = "dur_secs")]
+        silence_s: Duration,
+        keepalive_s: u16,
+    },
     /// The session is finished with: closed and done, evicted, or open at the end of the capture.
     /// `mqtt` is false for a connection that never carried MQTT (no payload, or not MQTT).
     SessionEnd {
@@ -166,6 +174,7 @@ impl EventKind {
             EventKind::Gap { .. } => "gap",
             EventKind::Malformed { .. } => "malformed",
             EventKind::Resync { .. } => "resync",
+            EventKind::ClientActivity { .. } => "client_activity",
             EventKind::SessionEnd { .. } => "session_end",
         }
     }

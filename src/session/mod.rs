@@ -35,11 +35,13 @@ pub struct SessionConfig {
     pub ping_timeout: Option<Duration>,
     /// How long after the deadline a broker close still counts as on time.
     pub enforcement_tolerance: Duration,
+    /// Emit a `client_activity` event at each client packet (for the silence-ratio metric).
+    pub activity_events: bool,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { ping_timeout: None, enforcement_tolerance: Duration::from_secs(1) }
+        SessionConfig { ping_timeout: None, enforcement_tolerance: Duration::from_secs(1), activity_events: false }
     }
 }
 
@@ -333,7 +335,11 @@ impl Session {
     }
 
     fn client_activity(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
-        self.max_silence = self.max_silence.max(now.since(self.last_client));
+        let silence = now.since(self.last_client);
+        self.max_silence = self.max_silence.max(silence);
+        if let (true, Some(k)) = (cfg.activity_events, self.effective.filter(|k| *k > 0)) {
+            out(now, EventKind::ClientActivity { silence_s: silence, keepalive_s: k });
+        }
         self.last_client = now;
         if let KeepaliveClock::Armed { .. } | KeepaliveClock::Expired { .. } = self.clock {
             self.clock = self.armed_from(now);

@@ -3,7 +3,7 @@
 //! "Events").
 
 use super::Sink;
-use crate::session::Event;
+use crate::session::{Event, EventKind};
 use std::io::Write;
 
 /// Writes events as JSON lines.
@@ -16,6 +16,11 @@ impl<W: Write> JsonLines<W> {
         JsonLines { out }
     }
 
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
     /// Flushes and returns the writer.
     pub fn into_inner(mut self) -> std::io::Result<W> {
         self.out.flush()?;
@@ -25,6 +30,9 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write> Sink for JsonLines<W> {
     fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+        if let EventKind::ClientActivity { .. } = event.kind {
+            return Ok(()); // a metrics feed, not an event of the stream
+        }
         serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")
     }

@@ -3,8 +3,10 @@
 //!
 //! - [`report`]: per-session records and capture totals, rendered as text or one JSON document.
 //! - [`jsonl`]: the events themselves, one JSON object per line, as they happen.
+//! - [`metrics`]: Prometheus counters, gauges and histograms.
 
 pub mod jsonl;
+pub mod metrics;
 pub mod report;
 
 use crate::session::Event;

@@ -14,7 +14,7 @@ use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
 use crate::time::{Timestamp, expiry_span};
 use crate::tracker::TrackerCounters;
 use serde::{Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -188,11 +188,14 @@ impl SessionRecord {
             EventKind::Gap { .. } => self.gaps += 1,
             EventKind::Malformed { .. } => self.malformed += 1,
             EventKind::Resync { .. } => {}
+            EventKind::ClientActivity { silence_s, .. } => self.max_silence_s = self.max_silence_s.max(*silence_s),
             EventKind::SessionEnd { last_packet, max_silence_s, mqtt, .. } => {
                 self.ended = Some(*last_packet);
                 self.max_silence_s = *max_silence_s;
                 self.mqtt = *mqtt;
                 self.summarise();
+                self.rtts.shrink_to_fit();
+                self.pingreq_times = Vec::new();
             }
         }
         let listed = !matches!(
@@ -211,7 +214,7 @@ impl SessionRecord {
         }
     }
 
-    /// Fills the derived fields once the session has ended.
+    /// Fills the derived fields from what has been seen so far.
     fn summarise(&mut self) {
         if !self.rtts.is_empty() {
             self.rtts.sort_unstable();
@@ -231,8 +234,13 @@ impl SessionRecord {
             intervals.sort_unstable();
             self.inferred_keepalive_s = Some(intervals[intervals.len() / 2].as_secs_f64().round() as u32);
         }
-        self.rtts.shrink_to_fit();
-        self.pingreq_times = Vec::new();
+    }
+
+    /// A copy with the derived fields filled, for a session still open.
+    pub fn snapshot(&self) -> SessionRecord {
+        let mut copy = self.clone();
+        copy.summarise();
+        copy
     }
 
     /// Severity for ordering the text table, highest first.
@@ -308,6 +316,56 @@ impl Sink for Report {
     fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
         self.apply(event);
         Ok(())
+    }
+}
+
+/// Open and recently closed sessions, for a live agent's `/sessions`.
+pub struct LiveSessions {
+    open: HashMap<SessionId, SessionRecord>,
+    closed: VecDeque<SessionRecord>,
+    keep_closed: usize,
+}
+
+/// The `/sessions` document: the same session objects as `analyze --format json`.
+#[derive(Serialize)]
+pub struct SessionsDocument {
+    pub format: &'static str,
+    pub version: u32,
+    /// Open sessions (in the order they began), then the most recently closed, newest last.
+    pub sessions: Vec<SessionRecord>,
+}
+
+impl LiveSessions {
+    /// Keeps at most `keep_closed` closed sessions.
+    pub fn new(keep_closed: usize) -> Self {
+        LiveSessions { open: HashMap::new(), closed: VecDeque::new(), keep_closed }
+    }
+
+    /// Folds one event.
+    pub fn apply(&mut self, e: &Event) {
+        if let EventKind::SessionStart { mid_stream } = e.kind {
+            self.open.insert(e.session, SessionRecord::new(e, mid_stream));
+        }
+        let Some(record) = self.open.get_mut(&e.session) else { return };
+        record.apply(e);
+        if let EventKind::SessionEnd { mqtt, .. } = e.kind {
+            let record = self.open.remove(&e.session).expect("present above");
+            if mqtt && self.keep_closed > 0 {
+                if self.closed.len() == self.keep_closed {
+                    self.closed.pop_front();
+                }
+                self.closed.push_back(record);
+            }
+        }
+    }
+
+    /// The current document. Open connections that have not shown MQTT yet are left out.
+    pub fn snapshot(&self) -> SessionsDocument {
+        let mut open: Vec<&SessionRecord> =
+            self.open.values().filter(|r| r.protocol.is_some() || r.pingreq + r.pingresp > 0).collect();
+        open.sort_by_key(|r| r.id);
+        let sessions = open.into_iter().map(SessionRecord::snapshot).chain(self.closed.iter().cloned()).collect();
+        SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, sessions }
     }
 }
 
@@ -608,6 +666,7 @@ mod tests {
     #[test]
     fn folds_a_session_and_skips_non_mqtt_connections() {
         let mut r = Report::new();
+        let mut live = LiveSessions::new(10);
         for e in [
             ev(0.0, 0, EventKind::SessionStart { mid_stream: false }),
             ev(0.0, 1, EventKind::SessionStart { mid_stream: false }),
@@ -641,7 +700,17 @@ mod tests {
             ev(30.0, 0, end(30.0, 21.0, true)),
         ] {
             r.apply(&e);
+            live.apply(&e);
+            if e.kind.name() == "pingresp" && e.ts.as_secs_f64() > 9.0 {
+                let open = live.snapshot();
+                assert_eq!(open.sessions.len(), 1);
+                assert_eq!(open.sessions[0].ping_rtt_ms.map(|p| p.max), Some(4.0), "derived fields while open");
+                assert_eq!(open.sessions[0].close.kind, "open");
+            }
         }
+        let closed = live.snapshot();
+        assert_eq!(closed.sessions.len(), 1, "the non-MQTT connection is not kept");
+        assert_eq!(closed.sessions[0].close.kind, "rst");
         let settings = Settings { ports: vec![1883], ping_timeout_s: None, enforcement_tolerance_s: 1.0 };
         let report = r.build(CaptureStats::default(), TrackerCounters::default(), settings);
         assert_eq!(report.sessions.len(), 1);

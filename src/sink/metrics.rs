@@ -1,0 +1,456 @@
+//! Prometheus metrics: a fold of the event stream into counters, gauges and histograms.
+//!
+//! Contract: metric names and labels here are the contract dashboards and alerts rely on
+//! (README "Metrics"). Labels are typed and bounded: protocol, ping direction, close kind and
+//! side, enforcement verdict. Client ids never become labels unless `client_id_labels` > 0, and
+//! then only for that many clients (the ones with the most expiries, approximately: when a new
+//! client would exceed the bound, the one with the fewest is dropped from the exposition).
+
+use super::Sink;
+use crate::flow::Side;
+use crate::mqtt::Protocol;
+use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+/// An enum whose label value is given text.
+macro_rules! label_value {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name { $($variant),* }
+        impl EncodeLabelValue for $name {
+            fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                e.write_str(match self { $(Self::$variant => $text),* })
+            }
+        }
+    };
+}
+
+label_value!(ProtocolLabel { V31 => "3.1", V311 => "3.1.1", V5 => "5.0" });
+label_value!(Direction { Request => "request", Response => "response" });
+label_value!(CloseLabel { Disconnect => "disconnect", Fin => "fin", Rst => "rst" });
+label_value!(SideLabel { Client => "client", Broker => "broker" });
+label_value!(VerdictLabel { OnTime => "on_time", Late => "late", NotEnforced => "not_enforced", Early => "early" });
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: ProtocolLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PingLabels {
+    pub direction: Direction,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    pub kind: CloseLabel,
+    pub by: SideLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: VerdictLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    pub client_id: String,
+}
+
+/// The metric handles; values live in the registry's metrics, shared with the HTTP server.
+#[derive(Clone, Default)]
+struct Handles {
+    sessions_open: Gauge,
+    connects: Family<ProtocolLabels, Counter>,
+    pings: Family<PingLabels, Counter>,
+    pings_unanswered: Counter,
+    expired: Counter,
+    closes: Family<CloseLabels, Counter>,
+    closes_without_disconnect: Counter,
+    enforcement: Family<VerdictLabels, Counter>,
+    stream_gaps: Counter,
+    malformed: Counter,
+    flows_evicted: Counter,
+    capture_packets: Counter,
+    capture_dropped: Counter,
+    flows_tracked: Gauge,
+    client_expired: Family<ClientLabels, Counter>,
+}
+
+/// The metrics sink.
+pub struct Metrics {
+    h: Handles,
+    effective_keepalive: Histogram,
+    ping_rtt: Histogram,
+    enforcement_lag: Histogram,
+    silence_ratio: Histogram,
+    open: HashSet<SessionId>,
+    client_id_labels: usize,
+    client_ids: HashMap<SessionId, String>,
+    client_expiries: HashMap<String, u64>,
+    kernel_dropped_seen: u64,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` (prefix `mqtt_keepalive_`).
+    pub fn new(registry: &mut Registry, client_id_labels: usize) -> Self {
+        let h = Handles::default();
+        let effective_keepalive =
+            Histogram::new([0.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0]);
+        let ping_rtt = Histogram::new(exponential_buckets(0.0001, 2.0, 18)); // 100 us .. 13 s
+        let enforcement_lag = Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]);
+        let silence_ratio = Histogram::new([0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0]);
+        let r = registry.sub_registry_with_prefix("mqtt_keepalive");
+        r.register(
+            "sessions_open",
+            "MQTT sessions open now (CONNECT seen, or joined mid-stream, and not closed)",
+            h.sessions_open.clone(),
+        );
+        r.register("connects", "CONNECT packets, by protocol version", h.connects.clone());
+        r.register(
+            "effective_keepalive_seconds",
+            "Effective keepalive at CONNACK (Server Keep Alive if the broker set one, else the declared one; 0 = off)",
+            effective_keepalive.clone(),
+        );
+        r.register("pings", "PINGREQ (request) and PINGRESP (response) packets", h.pings.clone());
+        r.register("ping_rtt_seconds", "Time from PINGREQ to its PINGRESP", ping_rtt.clone());
+        r.register(
+            "pings_unanswered",
+            "PINGREQs without a PINGRESP within the ping timeout or before the session closed",
+            h.pings_unanswered.clone(),
+        );
+        r.register("expired", "Sessions whose client was silent past 1.5 x keepalive while open", h.expired.clone());
+        r.register(
+            "closes",
+            "Session closes, by kind (disconnect, fin, rst) and side that closed first",
+            h.closes.clone(),
+        );
+        r.register(
+            "closes_without_disconnect",
+            "Closes by FIN or RST without an MQTT DISCONNECT (the broker publishes the Will, if any)",
+            h.closes_without_disconnect.clone(),
+        );
+        r.register(
+            "enforcement",
+            "Broker enforcement of expired keepalives: on_time, late, not_enforced; early = closed before the deadline",
+            h.enforcement.clone(),
+        );
+        r.register(
+            "enforcement_lag_seconds",
+            "How long after the deadline the broker closed an expired session",
+            enforcement_lag.clone(),
+        );
+        r.register(
+            "silence_ratio",
+            "Client silence / effective keepalive, at each client packet (above 1.5 the session had expired)",
+            silence_ratio.clone(),
+        );
+        r.register("capture_packets", "Packets received from the capture", h.capture_packets.clone());
+        r.register(
+            "capture_dropped_packets",
+            "Packets the kernel dropped before the agent read them",
+            h.capture_dropped.clone(),
+        );
+        r.register("stream_gaps", "Holes in TCP streams (bytes the capture never saw)", h.stream_gaps.clone());
+        r.register("malformed_packets", "Bytes on MQTT ports that are not valid MQTT", h.malformed.clone());
+        r.register(
+            "flows_evicted",
+            "Open connections dropped from tracking after being idle too long",
+            h.flows_evicted.clone(),
+        );
+        r.register("flows_tracked", "TCP connections tracked now", h.flows_tracked.clone());
+        if client_id_labels > 0 {
+            r.register(
+                "client_expired",
+                "Keepalive expiries of the clients with the most (opt-in, bounded by --client-id-labels)",
+                h.client_expired.clone(),
+            );
+        }
+        Metrics {
+            h,
+            effective_keepalive,
+            ping_rtt,
+            enforcement_lag,
+            silence_ratio,
+            open: HashSet::new(),
+            client_id_labels,
+            client_ids: HashMap::new(),
+            client_expiries: HashMap::new(),
+            kernel_dropped_seen: 0,
+        }
+    }
+
+    /// Packets read from the capture.
+    pub fn add_captured(&self, packets: u64) {
+        self.h.capture_packets.inc_by(packets);
+    }
+
+    /// The kernel's cumulative drop count.
+    pub fn set_kernel_dropped(&mut self, total: u64) {
+        if total > self.kernel_dropped_seen {
+            self.h.capture_dropped.inc_by(total - self.kernel_dropped_seen);
+            self.kernel_dropped_seen = total;
+        }
+    }
+
+    /// Connections tracked now.
+    pub fn set_flows_tracked(&self, n: usize) {
+        self.h.flows_tracked.set(n as i64);
+    }
+
+    fn open_session(&mut self, id: SessionId) {
+        if self.open.insert(id) {
+            self.h.sessions_open.inc();
+        }
+    }
+
+    fn close_session(&mut self, id: SessionId) {
+        if self.open.remove(&id) {
+            self.h.sessions_open.dec();
+        }
+    }
+
+    fn count_client_expiry(&mut self, id: SessionId) {
+        let Some(client_id) = self.client_ids.get(&id).cloned() else { return };
+        *self.client_expiries.entry(client_id.clone()).or_default() += 1;
+        if self.client_expiries.len() > self.client_id_labels {
+            // Drop the client with the fewest expiries (not the one just counted).
+            let fewest = self
+                .client_expiries
+                .iter()
+                .filter(|(c, _)| **c != client_id)
+                .min_by_key(|(c, n)| (**n, (*c).clone()))
+                .map(|(c, _)| c.clone());
+            if let Some(c) = fewest {
+                self.client_expiries.remove(&c);
+                self.h.client_expired.remove(&ClientLabels { client_id: c });
+            }
+        }
+        self.h.client_expired.get_or_create(&ClientLabels { client_id }).inc();
+    }
+}
+
+fn side(s: Side) -> SideLabel {
+    match s {
+        Side::Client => SideLabel::Client,
+        Side::Broker => SideLabel::Broker,
+    }
+}
+
+impl Sink for Metrics {
+    fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
+        match &e.kind {
+            EventKind::SessionStart { .. } | EventKind::Resync { .. } => {}
+            EventKind::Connect { protocol, client_id, .. } => {
+                let protocol = match protocol {
+                    Protocol::V3_1 => ProtocolLabel::V31,
+                    Protocol::V3_1_1 => ProtocolLabel::V311,
+                    Protocol::V5 => ProtocolLabel::V5,
+                };
+                self.h.connects.get_or_create(&ProtocolLabels { protocol }).inc();
+                self.open_session(e.session);
+                if self.client_id_labels > 0 {
+                    if let Some(c) = client_id {
+                        self.client_ids.insert(e.session, c.clone());
+                    }
+                }
+            }
+            EventKind::Connack { effective_keepalive_s, .. } => {
+                if let Some(k) = effective_keepalive_s {
+                    self.effective_keepalive.observe(f64::from(*k));
+                }
+            }
+            EventKind::Pingreq => {
+                self.h.pings.get_or_create(&PingLabels { direction: Direction::Request }).inc();
+                self.open_session(e.session); // joined mid-stream: pings show it is MQTT
+            }
+            EventKind::Pingresp { rtt_ms } => {
+                self.h.pings.get_or_create(&PingLabels { direction: Direction::Response }).inc();
+                if let Some(rtt) = rtt_ms {
+                    self.ping_rtt.observe(rtt.as_secs_f64());
+                }
+            }
+            EventKind::KeepaliveExpired { .. } => {
+                self.h.expired.inc();
+                if self.client_id_labels > 0 {
+                    self.count_client_expiry(e.session);
+                }
+            }
+            EventKind::PingUnanswered { .. } => {
+                self.h.pings_unanswered.inc();
+            }
+            EventKind::Close { close, by, .. } => {
+                let kind = match close {
+                    CloseKind::Disconnect => CloseLabel::Disconnect,
+                    CloseKind::Fin => CloseLabel::Fin,
+                    CloseKind::Rst => CloseLabel::Rst,
+                };
+                self.h.closes.get_or_create(&CloseLabels { kind, by: side(*by) }).inc();
+                self.close_session(e.session);
+            }
+            EventKind::CloseWithoutDisconnect { .. } => {
+                self.h.closes_without_disconnect.inc();
+            }
+            EventKind::Enforcement { verdict, lag_s } => {
+                let verdict_label = match verdict {
+                    Verdict::OnTime => VerdictLabel::OnTime,
+                    Verdict::Late => VerdictLabel::Late,
+                    Verdict::NotEnforced => VerdictLabel::NotEnforced,
+                    Verdict::Early => VerdictLabel::Early,
+                };
+                self.h.enforcement.get_or_create(&VerdictLabels { verdict: verdict_label }).inc();
+                if let (Verdict::OnTime | Verdict::Late, Some(lag)) = (verdict, lag_s) {
+                    self.enforcement_lag.observe(*lag);
+                }
+            }
+            EventKind::Gap { .. } => {
+                self.h.stream_gaps.inc();
+            }
+            EventKind::Malformed { .. } => {
+                self.h.malformed.inc();
+            }
+            EventKind::ClientActivity { silence_s, keepalive_s } => {
+                self.silence_ratio.observe(silence_s.as_secs_f64() / f64::from(*keepalive_s));
+            }
+            EventKind::SessionEnd { evicted, .. } => {
+                if *evicted {
+                    self.h.flows_evicted.inc();
+                }
+                self.close_session(e.session);
+                self.client_ids.remove(&e.session);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The exposition in the Prometheus text format (0.0.4) from prometheus-client's OpenMetrics
+/// text: counters' HELP and TYPE lines name the `_total` sample, `# UNIT` and `# EOF` go.
+pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let mut counters = HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::event::FlowKeyJson;
+    use crate::time::Timestamp;
+    use std::time::Duration;
+
+    fn ev(session: u64, kind: EventKind) -> Event {
+        let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
+        Event { ts: Timestamp::from_nanos(0), session, flow, kind }
+    }
+
+    fn exposition(registry: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, registry).unwrap();
+        s
+    }
+
+    fn connect(id: &str) -> EventKind {
+        EventKind::Connect {
+            protocol: Protocol::V5,
+            keepalive_s: 5,
+            client_id: Some(id.into()),
+            clean_start: true,
+            will: false,
+        }
+    }
+
+    #[test]
+    fn events_become_the_documented_series() {
+        let mut registry = Registry::default();
+        let mut m = Metrics::new(&mut registry, 0);
+        for e in [
+            ev(1, connect("a")),
+            ev(1, EventKind::Pingreq),
+            ev(1, EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(2)) }),
+            ev(1, EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_nanos(0) }),
+            ev(
+                1,
+                EventKind::Close {
+                    close: CloseKind::Fin,
+                    by: Side::Broker,
+                    after_silence_s: Duration::from_secs(8),
+                    reason_code: None,
+                },
+            ),
+            ev(1, EventKind::Enforcement { verdict: Verdict::Late, lag_s: Some(0.5) }),
+        ] {
+            m.on_event(&e).unwrap();
+        }
+        let text = exposition(&registry);
+        for line in [
+            "mqtt_keepalive_connects_total{protocol=\"5.0\"} 1",
+            "mqtt_keepalive_pings_total{direction=\"request\"} 1",
+            "mqtt_keepalive_pings_total{direction=\"response\"} 1",
+            "mqtt_keepalive_ping_rtt_seconds_count 1",
+            "mqtt_keepalive_expired_total 1",
+            "mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\"} 1",
+            "mqtt_keepalive_enforcement_total{verdict=\"late\"} 1",
+            "mqtt_keepalive_enforcement_lag_seconds_sum 0.5",
+            "mqtt_keepalive_sessions_open 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("client_id"), "client ids are not labels by default");
+    }
+
+    #[test]
+    fn client_id_labels_are_opt_in_and_bounded() {
+        let mut registry = Registry::default();
+        let mut m = Metrics::new(&mut registry, 2);
+        let expired = EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_nanos(0) };
+        for (session, id, expiries) in [(1, "a", 3), (2, "b", 1), (3, "c", 2)] {
+            m.on_event(&ev(session, connect(id))).unwrap();
+            for _ in 0..expiries {
+                m.on_event(&ev(session, expired.clone())).unwrap();
+            }
+        }
+        let text = exposition(&registry);
+        assert!(text.contains("mqtt_keepalive_client_expired_total{client_id=\"a\"} 3"), "{text}");
+        assert!(text.contains("mqtt_keepalive_client_expired_total{client_id=\"c\"} 2"), "{text}");
+        assert!(!text.contains("client_id=\"b\""), "{text}");
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_total_sample() {
+        let om = "# HELP x_connects CONNECT packets.\n# TYPE x_connects counter\nx_connects_total 1\n# TYPE x_open gauge\nx_open 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(om),
+            "# HELP x_connects_total CONNECT packets.\n# TYPE x_connects_total counter\nx_connects_total 1\n# TYPE x_open gauge\nx_open 2\n"
+        );
+    }
+}
