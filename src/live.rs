@@ -179,11 +179,11 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
             for e in tracker.events().drain(..) {
                 let _ = metrics.on_event(&e);
                 live.apply(&e);
-                if let Some(l) = lines.as_mut() {
-                    if let Err(err) = l.on_event(&e) {
-                        tracing::error!("writing events failed, events are no longer written: {err}");
-                        lines = None;
-                    }
+                if let Some(l) = lines.as_mut()
+                    && let Err(err) = l.on_event(&e)
+                {
+                    tracing::error!("writing events failed, events are no longer written: {err}");
+                    lines = None;
                 }
             }
         }
@@ -198,10 +198,10 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
         }
     };
     metrics.add_captured(captured);
-    if let Some(l) = lines {
-        if let Err(err) = l.into_inner() {
-            tracing::error!("flushing events: {err}");
-        }
+    if let Some(l) = lines
+        && let Err(err) = l.into_inner()
+    {
+        tracing::error!("flushing events: {err}");
     }
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
@@ -222,7 +222,7 @@ fn spawn_server(
         .enable_all()
         .build()
         .map_err(LiveError::Server)?;
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
             runtime.block_on(async move {
@@ -240,5 +240,5 @@ fn spawn_server(
                 }
             });
         })
-        .map_err(LiveError::Server)?)
+        .map_err(LiveError::Server)
 }

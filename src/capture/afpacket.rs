@@ -160,7 +160,7 @@ impl AfPacket {
                     _ => Err(LiveCaptureError::Os { iface: self.socks[i].iface.clone(), what: "receive", source: e }),
                 };
             }
-            if addr.sll_pkttype == libc::PACKET_OUTGOING as u8 && addr.sll_hatype == ARPHRD_LOOPBACK {
+            if addr.sll_pkttype == libc::PACKET_OUTGOING && addr.sll_hatype == ARPHRD_LOOPBACK {
                 continue;
             }
             let ts = timestamp_of(&msg).unwrap_or_else(Timestamp::now_realtime);

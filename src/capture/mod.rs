@@ -6,6 +6,8 @@
 
 pub mod afpacket;
 pub mod bpf;
+#[cfg(feature = "libpcap")]
+pub mod libpcap;
 pub mod offline;
 
 use crate::time::Timestamp;

@@ -256,10 +256,10 @@ impl Sink for Metrics {
                 };
                 self.h.connects.get_or_create(&ProtocolLabels { protocol }).inc();
                 self.open_session(e.session);
-                if self.client_id_labels > 0 {
-                    if let Some(c) = client_id {
-                        self.client_ids.insert(e.session, c.clone());
-                    }
+                if self.client_id_labels > 0
+                    && let Some(c) = client_id
+                {
+                    self.client_ids.insert(e.session, c.clone());
                 }
             }
             EventKind::Connack { effective_keepalive_s, .. } => {
@@ -336,10 +336,10 @@ impl Sink for Metrics {
 pub fn openmetrics_to_prometheus(openmetrics: &str) -> String {
     let mut counters = HashSet::new();
     for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some(name) = rest.strip_suffix(" counter") {
-                counters.insert(name.to_string());
-            }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_string());
         }
     }
     let mut out = String::with_capacity(openmetrics.len());
