@@ -55,6 +55,13 @@ impl Agent {
     }
 }
 
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A broker that answers CONNECT with CONNACK and then never closes anything.
 fn fake_broker() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -94,18 +101,19 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
     let events_path = dir.path().join("events.jsonl");
     let pcap_path = dir.path().join("same-traffic.pcap");
     let filter = ports.iter().map(|p| format!("tcp port {p}")).collect::<Vec<_>>().join(" or ");
-    let mut tcpdump = Command::new("tcpdump")
+    let tcpdump = Command::new("tcpdump")
         .args(["-i", "lo", "-U", "--immediate-mode", "-w"])
         .arg(&pcap_path)
         .arg(&filter)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut tcpdump = Reaped(tcpdump);
     let agent = Agent::start(&ports, &events_path);
     std::thread::sleep(Duration::from_millis(1000)); // let tcpdump open
 
     // A silent client of a broker that never closes: expired on the clock, no packet needed.
-    let mut quiet = mqtt_client(fake, &["--keepalive", "1", "--client-id", "never-closed", "sleep:60"]);
+    let mut quiet = Reaped(mqtt_client(fake, &["--keepalive", "1", "--client-id", "never-closed", "sleep:60"]));
     wait_for("the expiry of a silent client nobody closes", Duration::from_secs(5), || {
         sample(&agent.get("/metrics"), "mqtt_keepalive_expired_total") >= 1.0
     });
@@ -164,10 +172,11 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
 
     let status = agent.stop();
     assert!(status.success(), "SIGTERM ends the agent with status 0: {status:?}");
-    let _ = quiet.kill();
+    let _ = quiet.0.kill();
     std::thread::sleep(Duration::from_millis(500));
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
-    tcpdump.wait().unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };
+    tcpdump.0.wait().unwrap();
 
     // The events were flushed, and the expiry carries its deadline as timestamp.
     let events: Vec<serde_json::Value> =

@@ -20,3 +20,21 @@ fn readme_shows_the_real_output_of_the_quick_start_command() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), quoted);
 }
+
+#[test]
+fn readme_metrics_table_lists_every_exposed_metric() {
+    use mqtt_keepalive::sink::metrics::Metrics;
+    use prometheus_client::registry::Registry;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut registry = Registry::default();
+    let _metrics = Metrics::new(&mut registry, 5);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let exposed = mqtt_keepalive::sink::metrics::openmetrics_to_prometheus(&text);
+    let names: Vec<&str> = exposed.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(names.len(), 18, "{names:?}");
+    assert!(readme.contains("| `mqtt_keepalive_client_expired_total` |"), "the opt-in per-client metric");
+    for name in names {
+        assert!(readme.contains(&format!("| `{name}` |")), "README metrics table misses {name}");
+    }
+}

@@ -131,13 +131,14 @@ impl Mosquitto {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("mosquitto is installed");
+        let broker = Mosquitto { port, child, _dir: dir };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Mosquitto { port, child, _dir: dir };
+                return broker;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("mosquitto did not start on port {port}");
+        panic!("mosquitto did not start on port {port}"); // dropping `broker` stops it
     }
 }
 
@@ -156,4 +157,14 @@ pub fn mqtt_client(port: u16, args: &[&str]) -> std::process::Child {
         .args(args)
         .spawn()
         .expect("python3 runs the scripted client")
+}
+
+/// A child process killed and reaped when dropped (also when a test panics).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
