@@ -8,87 +8,9 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Agent {
-    child: Child,
-    listen: SocketAddr,
-}
-
-impl Agent {
-    fn start(ports: &[u16], events: &std::path::Path) -> Agent {
-        Agent::start_with(ports, events, &[])
-    }
-
-    fn start_with(ports: &[u16], events: &std::path::Path, extra: &[&str]) -> Agent {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"));
-        cmd.args(["live", "-i", "lo", "--listen", &listen.to_string(), "--events"]).arg(events).args(extra);
-        for p in ports {
-            cmd.args(["--port", &p.to_string()]);
-        }
-        let child = cmd.stderr(Stdio::null()).spawn().unwrap();
-        let agent = Agent { child, listen };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(http_get(listen, "/healthz", None), Ok((200, _, _))) {
-                return agent;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("agent not healthy");
-    }
-
-    fn get(&self, path: &str) -> String {
-        let (status, _, body) = http_get(self.listen, path, None).unwrap();
-        assert_eq!(status, 200, "{path}");
-        body
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A broker that answers CONNECT with CONNACK and then never closes anything.
-fn fake_broker() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 256];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]);
-            held.push(s);
-        }
-    });
-    port
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 #[ignore = "needs root, mosquitto, tcpdump and python3"]
@@ -222,6 +144,25 @@ fn setup_errors_are_clear_and_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot listen"));
+    // Without CAP_NET_RAW (an unprivileged user, no capabilities): the message names the fix.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin,
+            "live",
+            "-i",
+            "lo",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CAP_NET_RAW") && err.contains("setcap cap_net_raw"), "{err}");
 }
 
 #[cfg(feature = "libpcap")]

@@ -176,18 +176,18 @@ impl Metrics {
         // Every known label combination starts at 0, so series exist (and rates work) from the
         // first scrape, not from the first event.
         for protocol in [ProtocolLabel::V31, ProtocolLabel::V311, ProtocolLabel::V5] {
-            h.connects.get_or_create(&ProtocolLabels { protocol });
+            let _ = h.connects.get_or_create(&ProtocolLabels { protocol }); // creates the series at 0
         }
         for direction in [Direction::Request, Direction::Response] {
-            h.pings.get_or_create(&PingLabels { direction });
+            let _ = h.pings.get_or_create(&PingLabels { direction }); // creates the series at 0
         }
         for kind in [CloseLabel::Disconnect, CloseLabel::Fin, CloseLabel::Rst] {
             for by in [SideLabel::Client, SideLabel::Broker] {
-                h.closes.get_or_create(&CloseLabels { kind, by });
+                let _ = h.closes.get_or_create(&CloseLabels { kind, by }); // creates the series at 0
             }
         }
         for verdict in [VerdictLabel::OnTime, VerdictLabel::Late, VerdictLabel::NotEnforced, VerdictLabel::Early] {
-            h.enforcement.get_or_create(&VerdictLabels { verdict });
+            let _ = h.enforcement.get_or_create(&VerdictLabels { verdict }); // creates the series at 0
         }
         Metrics {
             h,
@@ -442,7 +442,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("client_id"), "client ids are not labels by default");
-        assert!(text.lines().any(|l| l == "mqtt_keepalive_enforcement_total{verdict=\"on_time\"} 0"), "initialised to 0");
+        assert!(
+            text.lines().any(|l| l == "mqtt_keepalive_enforcement_total{verdict=\"on_time\"} 0"),
+            "initialised to 0"
+        );
     }
 
     #[test]

@@ -168,3 +168,81 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// The agent binary running `live` on `lo`, killed on drop.
+pub struct Agent {
+    child: std::process::Child,
+    pub listen: std::net::SocketAddr,
+}
+
+impl Agent {
+    pub fn start(ports: &[u16], events: &std::path::Path) -> Agent {
+        Agent::start_with(ports, events, &[])
+    }
+
+    pub fn start_with(ports: &[u16], events: &std::path::Path, extra: &[&str]) -> Agent {
+        let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"));
+        cmd.args(["live", "-i", "lo", "--listen", &listen.to_string(), "--events"]).arg(events).args(extra);
+        for p in ports {
+            cmd.args(["--port", &p.to_string()]);
+        }
+        let child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+        let agent = Agent { child, listen };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(http_get(listen, "/healthz", None), Ok((200, _, _))) {
+                return agent;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("agent not healthy");
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        let (status, _, body) = http_get(self.listen, path, None).unwrap();
+        assert_eq!(status, 200, "{path}");
+        body
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A broker that answers CONNECT with CONNACK and then never closes anything.
+pub fn fake_broker() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 256];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = std::io::Write::write_all(&mut s, &[0x20, 0x02, 0x00, 0x00]);
+            held.push(s);
+        }
+    });
+    port
+}
+
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
