@@ -16,9 +16,10 @@ use crate::flow::{FlowKey, PortSet, Side};
 use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
 use crate::time::{Timestamp, expiry_span};
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// Tracker settings.
@@ -176,7 +177,16 @@ impl Tracker {
 
     /// A TCP segment at `now`. Segments not to or from a broker port are ignored (false).
     pub fn on_segment(&mut self, now: Timestamp, seg: &Segment<'_>) -> bool {
-        let Some((key, from)) = FlowKey::orient(seg.src, seg.dst, &self.cfg.ports) else { return false };
+        let Some((mut key, mut from)) = FlowKey::orient(seg.src, seg.dst, &self.cfg.ports) else { return false };
+        if self.cfg.ports.contains(seg.src.port()) && self.cfg.ports.contains(seg.dst.port()) {
+            // Both ends on broker ports: keep the orientation the connection already has, and
+            // take a SYN-ACK's sender as the broker.
+            let reversed = FlowKey { client: key.broker, broker: key.client };
+            let known = self.index.contains_key(&key);
+            if (!known && self.index.contains_key(&reversed)) || (!known && seg.syn && seg.ack.is_some()) {
+                (key, from) = (reversed, from.peer());
+            }
+        }
         self.poll(now);
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };

@@ -45,7 +45,9 @@ impl Prometheus {
             .spawn()
             .expect("prometheus is installed");
         let p = Prometheus { addr, _child: Reaped(child), _dir: dir };
-        wait_for("prometheus ready", Duration::from_secs(30), || matches!(http_get(addr, "/-/ready", None), Ok((200, _, _))));
+        wait_for("prometheus ready", Duration::from_secs(30), || {
+            matches!(http_get(addr, "/-/ready", None), Ok((200, _, _)))
+        });
         p
     }
 
@@ -87,15 +89,28 @@ fn promtool_accepts_the_rules() {
 
 #[test]
 fn dashboard_is_complete_for_a_new_operator() {
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo("dashboards/mqtt-keepalive.json")).unwrap()).unwrap();
-    let vars: Vec<&str> = dash["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("dashboards/mqtt-keepalive.json")).unwrap()).unwrap();
+    let vars: Vec<&str> =
+        dash["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(vars, ["datasource", "instance"]);
     let panels = dash["panels"].as_array().unwrap();
     let text = serde_json::to_string(&dash).unwrap();
     for metric in [
-        "sessions_open", "connects_total", "effective_keepalive_seconds_bucket", "ping_rtt_seconds_bucket", "pings_unanswered_total",
-        "expired_total", "closes_total", "enforcement_total", "enforcement_lag_seconds_bucket", "silence_ratio_bucket",
-        "capture_packets_total", "capture_dropped_packets_total", "stream_gaps_total", "malformed_packets_total",
+        "sessions_open",
+        "connects_total",
+        "effective_keepalive_seconds_bucket",
+        "ping_rtt_seconds_bucket",
+        "pings_unanswered_total",
+        "expired_total",
+        "closes_total",
+        "enforcement_total",
+        "enforcement_lag_seconds_bucket",
+        "silence_ratio_bucket",
+        "capture_packets_total",
+        "capture_dropped_packets_total",
+        "stream_gaps_total",
+        "malformed_packets_total",
     ] {
         assert!(text.contains(&format!("mqtt_keepalive_{metric}")), "no panel uses {metric}");
     }
@@ -103,7 +118,11 @@ fn dashboard_is_complete_for_a_new_operator() {
         assert!(p["description"].as_str().is_some_and(|d| d.len() > 30), "panel {} needs a description", p["title"]);
         assert_eq!(p["datasource"]["uid"], "${datasource}");
         for t in p["targets"].as_array().unwrap() {
-            assert!(t["expr"].as_str().unwrap().contains("instance=~\"$instance\""), "{}: filter by instance", p["title"]);
+            assert!(
+                t["expr"].as_str().unwrap().contains("instance=~\"$instance\""),
+                "{}: filter by instance",
+                p["title"]
+            );
         }
     }
 }
@@ -119,14 +138,23 @@ fn every_panel_and_alert_expression_is_valid_and_has_data_against_a_real_prometh
     wait_for("the first scrape", Duration::from_secs(20), || prom.value("up{job=\"mqtt-keepalive\"}") == 1.0);
 
     let mut clients = vec![
-        mqtt_client(broker.port, &["--keepalive", "2", "--client-id", "healthy", "pings:3:2", "sleep:0.5", "disconnect"]),
+        mqtt_client(
+            broker.port,
+            &["--keepalive", "2", "--client-id", "healthy", "pings:3:2", "sleep:0.5", "disconnect"],
+        ),
         mqtt_client(broker.port, &["--keepalive", "2", "--client-id", "silent", "--will", "wait-close:20"]),
         mqtt_client(broker.port, &["--keepalive", "10", "--client-id", "vanishing", "publish:a/b:x", "sleep:1", "rst"]),
-        mqtt_client(broker.port, &["--version", "5", "--keepalive", "5", "--client-id", "v5", "publish:a:b", "sleep:1", "disconnect"]),
+        mqtt_client(
+            broker.port,
+            &["--version", "5", "--keepalive", "5", "--client-id", "v5", "publish:a:b", "sleep:1", "disconnect"],
+        ),
         // The fake broker never answers PINGREQ: unanswered pings.
         mqtt_client(fake, &["--keepalive", "1", "--client-id", "unheard", "pings:3:0.8", "sleep:1.5", "fin"]),
         // ... and never closes an expired client, which then goes on: not enforced.
-        mqtt_client(fake, &["--keepalive", "1", "--client-id", "resumer", "sleep:3", "publish:a:b", "sleep:0.5", "fin"]),
+        mqtt_client(
+            fake,
+            &["--keepalive", "1", "--client-id", "resumer", "sleep:3", "publish:a:b", "sleep:0.5", "fin"],
+        ),
     ];
     for c in &mut clients {
         assert!(c.wait().unwrap().success());
@@ -134,7 +162,8 @@ fn every_panel_and_alert_expression_is_valid_and_has_data_against_a_real_prometh
     std::thread::sleep(Duration::from_secs(3)); // a few more scrapes
 
     // Every panel expression: valid, with data.
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo("dashboards/mqtt-keepalive.json")).unwrap()).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("dashboards/mqtt-keepalive.json")).unwrap()).unwrap();
     let mut checked = 0;
     for panel in dash["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
@@ -161,7 +190,8 @@ fn every_panel_and_alert_expression_is_valid_and_has_data_against_a_real_prometh
     // implies it should fire (before its `for:` duration).
     let (_, _, body) = http_get(prom.addr, "/api/v1/rules", None).unwrap();
     let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let rules: Vec<&serde_json::Value> = rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let rules: Vec<&serde_json::Value> =
+        rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
     assert_eq!(rules.len(), 6);
     let late = prom.value("sum(mqtt_keepalive_enforcement_total{verdict=\"late\"})");
     let on_time = prom.value("sum(mqtt_keepalive_enforcement_total{verdict=\"on_time\"})");

@@ -398,3 +398,39 @@ fn a_flood_of_half_open_connections_is_bounded_and_counted() {
     assert_eq!(report.tcp.flows_rejected, 2001);
     assert_eq!(report.tcp.flows_without_payload, 999);
 }
+
+#[test]
+fn a_client_whose_own_port_is_a_broker_port_is_still_one_session() {
+    // Regression: a client with source port 1883 made both ends look like brokers, and the
+    // connection split into two half-sessions.
+    let client: SocketAddr = "192.0.2.1:1883".parse().unwrap();
+    let broker: SocketAddr = "192.0.2.2:1883".parse().unwrap();
+    for with_syn in [true, false] {
+        let mut cap = Capture::new(Encap::Ethernet);
+        let mut conn = Conn::new(client, broker, 10, 20);
+        if with_syn {
+            conn.handshake(&mut cap, t(0.0));
+        } else {
+            // Joined at the SYN-ACK.
+            conn.client_seq += 1;
+            cap.segment(
+                t(0.0),
+                broker,
+                client,
+                conn.broker_seq,
+                conn.client_seq,
+                Flags { syn: true, ack: true, ..Default::default() },
+                &[],
+            );
+            conn.broker_seq += 1;
+        }
+        conn.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 10, "same-port", false, None));
+        conn.send(&mut cap, t(0.1), Side::Broker, &mqtt::connack(0, None));
+        conn.send(&mut cap, t(5.0), Side::Client, &mqtt::pingreq());
+        conn.send(&mut cap, t(5.0), Side::Broker, &mqtt::pingresp());
+        let (report, _) = analyze_bytes(&cap.to_pcap());
+        let s = only_session(&report);
+        assert_eq!((s.client, s.broker), (client, broker), "with_syn={with_syn}");
+        assert_eq!((s.pingreq, s.pingresp, s.client_id.as_deref()), (1, 1, Some("same-port")));
+    }
+}

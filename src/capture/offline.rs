@@ -31,7 +31,8 @@ pub struct OfflineReader {
     reader: Box<dyn PcapReaderIterator + Send>,
     /// Interfaces of the current pcapng section, or the one of a classic pcap.
     interfaces: Vec<Interface>,
-    frame: Vec<u8>,
+    /// Bytes of the record returned last, consumed at the next call (the packet borrows them).
+    pending: usize,
     capacity: usize,
     records: u64,
     truncated_tail: bool,
@@ -69,7 +70,7 @@ impl OfflineReader {
             path,
             reader,
             interfaces: Vec::new(),
-            frame: Vec::new(),
+            pending: 0,
             capacity: INITIAL_BUFFER,
             records: 0,
             truncated_tail: false,
@@ -110,7 +111,7 @@ impl OfflineReader {
             let units = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
             let link = LinkType(h.network.0 as u32);
             self.interfaces.push(Interface { link, units_per_sec: units, offset_secs: 0 });
-            self.reader.consume(offset);
+            self.reader.consume_noshift(offset);
             if !crate::decode::supported(link) {
                 return Err(CaptureError::UnsupportedLink { path: self.path.clone(), link });
             }
@@ -125,8 +126,16 @@ impl OfflineReader {
 
 impl PacketSource for OfflineReader {
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        // Zero copy: the packet returned last borrowed the reader's buffer; release it now.
+        // `consume_noshift` never moves data; only `refill` does, when a record is incomplete.
+        if self.pending > 0 {
+            self.reader.consume_noshift(std::mem::take(&mut self.pending));
+        }
         let mut stalled = 0;
-        loop {
+        let (ts, link, start, len, orig_len) = loop {
+            // Packet data is located by its offset from the start of the buffered data, so no
+            // borrow of the reader outlives this loop.
+            let base = self.reader.data().as_ptr() as usize;
             let (offset, found) = match self.reader.next() {
                 Ok((offset, block)) => {
                     stalled = 0;
@@ -143,9 +152,7 @@ impl PacketSource for OfflineReader {
                             };
                             let ts =
                                 Timestamp::from_parts(u64::from(b.ts_sec), u64::from(b.ts_usec), ifc.units_per_sec);
-                            self.frame.clear();
-                            self.frame.extend_from_slice(b.data);
-                            Some((ts, ifc.link, b.origlen))
+                            Some((ts, ifc.link, b.data.as_ptr() as usize - base, b.data.len(), b.origlen))
                         }
                         PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                             self.interfaces.clear();
@@ -172,9 +179,8 @@ impl PacketSource for OfflineReader {
                             let units = ifc.units_per_sec.max(1);
                             let secs = (raw / units).saturating_add_signed(ifc.offset_secs);
                             let ts = Timestamp::from_parts(secs, raw % units, units);
-                            self.frame.clear();
-                            self.frame.extend_from_slice(epb.packet_data());
-                            Some((ts, ifc.link, epb.orig_len()))
+                            let data = epb.packet_data();
+                            Some((ts, ifc.link, data.as_ptr() as usize - base, data.len(), epb.orig_len()))
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let Some(ifc) = self.interfaces.first().copied() else {
@@ -185,10 +191,15 @@ impl PacketSource for OfflineReader {
                                     detail,
                                 });
                             };
-                            self.frame.clear();
-                            self.frame.extend_from_slice(spb.packet_data());
+                            let data = spb.packet_data();
                             // Simple packet blocks carry no timestamp.
-                            Some((Timestamp::default(), ifc.link, spb.orig_len()))
+                            Some((
+                                Timestamp::default(),
+                                ifc.link,
+                                data.as_ptr() as usize - base,
+                                data.len(),
+                                spb.orig_len(),
+                            ))
                         }
                         PcapBlockOwned::NG(_) => None, // statistics, name resolution, custom, unknown
                     };
@@ -234,11 +245,15 @@ impl PacketSource for OfflineReader {
                     return Err(self.damaged(detail));
                 }
             };
-            self.reader.consume(offset);
-            if let Some((ts, link, orig_len)) = found {
-                self.records += 1;
-                return Ok(Some(Packet { ts, link, data: &self.frame, orig_len }));
+            match found {
+                Some(packet) => {
+                    self.pending = offset;
+                    break packet;
+                }
+                None => self.reader.consume_noshift(offset),
             }
-        }
+        };
+        self.records += 1;
+        Ok(Some(Packet { ts, link, data: &self.reader.data()[start..start + len], orig_len }))
     }
 }

@@ -5,6 +5,8 @@
 //! `PacketBuilder`. The file writers are a few lines each (fixed headers of the pcap and pcapng
 //! formats) rather than a dependency, since the library must not pull test-only crates.
 
+pub mod workload;
+
 use crate::capture::LinkType;
 use crate::flow::Side;
 use crate::time::Timestamp;

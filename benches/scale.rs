@@ -1,0 +1,33 @@
+//! Scale: captures of 10k, 100k and 1M concurrently open sessions (handshake, CONNECT, CONNACK,
+//! one ping each, none closed), analysed by `analyze`: time per packet should stay flat (linear
+//! in packets) and peak RSS per session small.
+//!
+//!     cargo bench --bench scale                 (SCALE_MAX=100000 to stop earlier)
+
+mod common;
+
+use common::*;
+use mqtt_keepalive::synth::workload::{self, Workload};
+use std::time::Duration;
+
+fn main() {
+    let max: u32 = std::env::var("SCALE_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    println!(
+        "{:>10} {:>10} {:>9} {:>12} {:>10} {:>14}",
+        "sessions", "packets", "wall s", "ns/packet", "peak RSS", "bytes/session"
+    );
+    for sessions in [10_000u32, 100_000, 1_000_000].into_iter().filter(|s| *s <= max) {
+        let file = data_dir().join(format!("open-{sessions}.pcap"));
+        let w = Workload { sessions, duration: Duration::from_secs(60), connect_only: true, ..Default::default() };
+        let written = workload::write(&w, std::fs::File::create(&file).unwrap()).unwrap();
+        let c = best_of(1, || analyze_cmd(&file));
+        println!(
+            "{sessions:>10} {:>10} {:>9.3} {:>12.0} {:>7.1} MB {:>14.0}",
+            written.packets,
+            c.wall.as_secs_f64(),
+            c.wall.as_nanos() as f64 / written.packets as f64,
+            c.peak_rss_mb,
+            c.peak_rss_mb * 1024.0 * 1024.0 / f64::from(sessions)
+        );
+    }
+}
