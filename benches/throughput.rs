@@ -101,6 +101,32 @@ fn main() {
     }
     println!("analyze peak RSS:                    {:.1} MB (target: under 64 MB)", analyze.peak_rss_mb);
 
+    // The same work on one thread, in process (read, decode, track, report): what the second
+    // core (the reader stage of `analyze`) buys.
+    let single = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let mut reader = OfflineReader::open(&file).unwrap();
+            let mut tracker = Tracker::new(TrackerConfig::default());
+            let mut report = mqtt_keepalive::sink::report::Report::new();
+            while let Some(p) = reader.next_packet().unwrap() {
+                if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
+                    tracker.on_segment(p.ts, &seg);
+                }
+                for e in tracker.events().drain(..) {
+                    report.apply(&e);
+                }
+            }
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
+    println!(
+        "one thread, in process (no output):   {:.3} s; the two-stage pipeline is {:.2}x faster",
+        single.as_secs_f64(),
+        single.as_secs_f64() / analyze.wall.as_secs_f64()
+    );
+
     // Allocations in the core's steady state: the second half of the capture, when every
     // session is established.
     let mut reader = OfflineReader::open(&file).unwrap();
