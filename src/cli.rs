@@ -113,6 +113,9 @@ pub struct RuleArgs {
     /// Most out-of-order bytes buffered per connection direction.
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub max_buffered: usize,
+    /// Most bytes held across all connections (out-of-order data and partial packets).
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub max_buffered_total: usize,
     /// An open connection with no packets for this long (and at least 3 keepalives) is evicted.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10m", value_name = "DURATION")]
     pub flow_timeout: Duration,
@@ -130,6 +133,7 @@ impl RuleArgs {
             },
             max_flows: self.max_flows,
             max_buffered_per_flow: self.max_buffered,
+            max_buffered_total: self.max_buffered_total,
             flow_timeout: self.flow_timeout,
             ..TrackerConfig::default()
         }

@@ -6,8 +6,9 @@
 //! at the end of a capture. [`Tracker::next_deadline`] says when polling next has work.
 //! Events accumulate in [`Tracker::events`] in time order; the caller drains them. Memory is
 //! bounded: at most `max_flows` connections (new ones beyond are refused and counted), at most
-//! `max_buffered_per_flow` out-of-order bytes per direction; idle and closed connections are
-//! evicted on the heap's schedule, not by scanning.
+//! `max_buffered_per_flow` out-of-order bytes per direction and `max_buffered_total` bytes held
+//! across all connections (past it, the connection that grew gives up its holes, counted); idle
+//! and closed connections are evicted on the heap's schedule, not by scanning.
 
 use crate::decode::Segment;
 use crate::flow::reassembly::{Chunk, Outcome, Reassembler};
@@ -31,6 +32,10 @@ pub struct TrackerConfig {
     pub max_flows: usize,
     /// Most out-of-order bytes held per direction of a connection.
     pub max_buffered_per_flow: usize,
+    /// Most bytes held across all connections (out-of-order segments, split headers, kept
+    /// CONNECT prefixes, hunted bytes). Past it, the connection that grew gives up its holes
+    /// and the bytes it holds while hunting for framing.
+    pub max_buffered_total: usize,
     /// An open connection with traffic is evicted after this long without a packet (or three
     /// effective keepalives, whichever is longer).
     pub flow_timeout: Duration,
@@ -47,6 +52,7 @@ impl Default for TrackerConfig {
             session: SessionConfig::default(),
             max_flows: 1 << 21,
             max_buffered_per_flow: 256 * 1024,
+            max_buffered_total: 256 << 20,
             flow_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(10),
@@ -80,6 +86,10 @@ pub struct TrackerCounters {
     pub flows_without_payload: u64,
     pub flows_evicted: u64,
     pub flows_rejected: u64,
+    /// Times the total buffer cap made a connection give up its holes.
+    pub buffer_overflows: u64,
+    /// Bytes buffered across all connections now.
+    pub buffered_bytes: u64,
 }
 
 /// One direction's reassembly and decoding.
@@ -106,6 +116,8 @@ struct Conn {
     done: bool,
     /// Earliest heap entry for this connection.
     scheduled: Option<Timestamp>,
+    /// Bytes of this connection counted in [`TrackerCounters::buffered_bytes`].
+    accounted: usize,
 }
 
 /// What connection-level code needs besides the connection: settings, output, counters.
@@ -195,6 +207,13 @@ impl Tracker {
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
             conn.end(now, false, &mut ctx);
+        }
+        conn.account(ctx.counters);
+        if ctx.counters.buffered_bytes > self.cfg.max_buffered_total as u64 {
+            // Over the total cap: this connection, which just grew, gives up its holes.
+            ctx.counters.buffer_overflows += 1;
+            conn.shed(&mut ctx);
+            conn.account(ctx.counters);
         }
         self.reschedule(slot);
         true
@@ -287,6 +306,7 @@ impl Tracker {
             fin_broker: false,
             done: false,
             scheduled: None,
+            accounted: 0,
         };
         if syn_ack {
             // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
@@ -329,6 +349,7 @@ impl Tracker {
             }
             conn.end(at, evicted, &mut ctx);
         }
+        self.counters.buffered_bytes -= conn.accounted as u64;
         self.index.remove(&conn.key);
         self.free.push(slot);
         self.live -= 1;
@@ -406,6 +427,38 @@ impl Conn {
         }
     }
 
+    /// Bytes this connection holds.
+    fn buffered(&self) -> usize {
+        self.client.reasm.buffered()
+            + self.broker.reasm.buffered()
+            + self.client.decoder.buffered()
+            + self.broker.decoder.buffered()
+    }
+
+    /// Brings the total buffered count up to date with this connection.
+    fn account(&mut self, counters: &mut TrackerCounters) {
+        let now = self.buffered();
+        counters.buffered_bytes = counters.buffered_bytes + now as u64 - self.accounted as u64;
+        self.accounted = now;
+    }
+
+    /// Gives up every hole in both directions (their stored bytes are delivered after gaps).
+    fn give_up_holes(&mut self, ctx: &mut Ctx<'_>) {
+        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
+        let (key, id) = (*key, *id);
+        for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
+            let Half { reasm, decoder } = half;
+            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, mqtt_packets, key, id, ctx));
+        }
+    }
+
+    /// Under memory pressure: gives up holes and drops bytes held while hunting for framing.
+    fn shed(&mut self, ctx: &mut Ctx<'_>) {
+        self.give_up_holes(ctx);
+        self.client.decoder.shed();
+        self.broker.decoder.shed();
+    }
+
     /// Both sides sent FIN, or one sent RST.
     fn fully_closed(&self) -> bool {
         self.fin_client && self.fin_broker
@@ -425,12 +478,8 @@ impl Conn {
 
     /// Ends the session at `at`: gives up holes, settles the session, emits `session_end`.
     fn end(&mut self, at: Timestamp, evicted: bool, ctx: &mut Ctx<'_>) {
-        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
-        let (key, id) = (*key, *id);
-        for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
-            let Half { reasm, decoder } = half;
-            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, mqtt_packets, key, id, ctx));
-        }
+        self.give_up_holes(ctx);
+        let (key, id, session) = (self.key, self.id, &mut self.session);
         let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
         let mqtt = session.connected() || (self.mid_stream && self.mqtt_packets > 0);
         match (self.saw_payload, mqtt) {

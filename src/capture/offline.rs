@@ -18,6 +18,13 @@ const INITIAL_BUFFER: usize = 1 << 20;
 /// Largest record accepted; real frames are at most 256 KiB.
 const MAX_BUFFER: usize = 16 << 20;
 
+/// The file format, for reading record headers ourselves.
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Pcap { big_endian: bool },
+    Pcapng,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Interface {
     link: LinkType,
@@ -37,6 +44,7 @@ pub struct OfflineReader {
     records: u64,
     truncated_tail: bool,
     size: Option<u64>,
+    format: Format,
 }
 
 impl OfflineReader {
@@ -75,6 +83,7 @@ impl OfflineReader {
             records: 0,
             truncated_tail: false,
             size,
+            format: Format::Pcapng,
         };
         r.check_classic_link_type()?;
         Ok(r)
@@ -108,6 +117,7 @@ impl OfflineReader {
     /// A classic pcap states its one link type up front: refuse unsupported ones at open.
     fn check_classic_link_type(&mut self) -> Result<(), CaptureError> {
         if let Ok((offset, PcapBlockOwned::LegacyHeader(h))) = self.reader.next() {
+            self.format = Format::Pcap { big_endian: h.is_bigendian() };
             let units = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
             let link = LinkType(h.network.0 as u32);
             self.interfaces.push(Interface { link, units_per_sec: units, offset_secs: 0 });
@@ -117,6 +127,19 @@ impl OfflineReader {
             }
         }
         Ok(())
+    }
+
+    /// The length the record at the read position claims (classic pcap: its captured length;
+    /// pcapng: its block length), when enough of its header is there.
+    fn claimed_record_len(&self) -> Option<u64> {
+        let data = self.reader.data();
+        let field = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?)) };
+        let (le, be) = match &self.format {
+            Format::Pcap { big_endian: false } => (field(8)?, 0),
+            Format::Pcap { big_endian: true } => (0, field(8)?.swap_bytes()),
+            Format::Pcapng => (field(4)?, 0),
+        };
+        Some(u64::from(le.max(be)))
     }
 
     fn damaged(&self, detail: String) -> CaptureError {
@@ -207,6 +230,13 @@ impl PacketSource for OfflineReader {
                 }
                 Err(PcapError::Eof) => return Ok(None),
                 Err(PcapError::UnexpectedEof) => {
+                    // The file ends inside a record: cut short, unless the record claims a length
+                    // no capture writes (then it is damage, e.g. a 4 GB record length).
+                    if let Some(claimed) = self.claimed_record_len().filter(|n| *n > MAX_BUFFER as u64) {
+                        return Err(
+                            self.damaged(format!("a record of {claimed} bytes, larger than {} MiB", MAX_BUFFER >> 20))
+                        );
+                    }
                     self.truncated_tail = true;
                     return Ok(None);
                 }

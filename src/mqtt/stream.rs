@@ -121,6 +121,14 @@ impl StreamDecoder {
         self.state == State::Hunting
     }
 
+    /// Drops the bytes held while hunting (memory pressure); they count as skipped.
+    pub fn shed(&mut self) {
+        if self.state == State::Hunting {
+            self.skipped += self.buf.len() as u64;
+            self.buf = Vec::new();
+        }
+    }
+
     /// Bytes held (a header split across segments, a kept body prefix, or hunted bytes).
     pub fn buffered(&self) -> usize {
         self.buf.len()
