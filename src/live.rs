@@ -179,11 +179,8 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
             for e in tracker.events().drain(..) {
                 let _ = metrics.on_event(&e);
                 live.apply(&e);
-                if let Some(l) = lines.as_mut()
-                    && let Err(err) = l.on_event(&e)
-                {
-                    tracing::error!("writing events failed, events are no longer written: {err}");
-                    lines = None;
+                if let Some(Err(err)) = lines.as_mut().map(|l| l.on_event(&e)) {
+                    events_failed(&mut lines, &err);
                 }
             }
         }
@@ -192,8 +189,8 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
             metrics.add_captured(std::mem::take(&mut captured));
             metrics.set_kernel_dropped(source.stats().dropped);
             metrics.set_flows_tracked(tracker.live_connections());
-            if let Some(l) = lines.as_mut() {
-                let _ = l.flush();
+            if let Some(Err(err)) = lines.as_mut().map(|l| l.flush()) {
+                events_failed(&mut lines, &err);
             }
         }
     };
@@ -201,12 +198,19 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     if let Some(l) = lines
         && let Err(err) = l.into_inner()
     {
-        tracing::error!("flushing events: {err}");
+        tracing::error!("writing events failed at shutdown: {err}");
     }
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     tracing::info!("stopped");
     result
+}
+
+/// Writing events failed (a full disk): say so once and go on without them; metrics and
+/// /sessions are unaffected.
+fn events_failed<W: Write>(lines: &mut Option<JsonLines<W>>, err: &std::io::Error) {
+    tracing::error!("writing events failed, events are no longer written: {err}");
+    *lines = None;
 }
 
 /// Serves HTTP on a small tokio runtime until `stop` is set.
@@ -235,9 +239,7 @@ fn spawn_server(
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 };
-                if let Err(e) = axum::serve(listener, server::router(state)).with_graceful_shutdown(shutdown).await {
-                    tracing::error!("HTTP server: {e}");
-                }
+                server::serve(listener, server::router(state), shutdown).await;
             });
         })
         .map_err(LiveError::Server)

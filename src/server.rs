@@ -4,6 +4,9 @@
 //! that accept it (`Accept: application/openmetrics-text`) and the Prometheus text format
 //! (0.0.4) to everyone else; `/healthz` is 200 once the capture is open and 503 before;
 //! `/sessions` is the live [`SessionsDocument`](crate::sink::report::SessionsDocument).
+//! [`serve`] bounds what a client can hold: request headers must arrive within
+//! [`HEADER_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`], a request is answered within
+//! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once.
 
 use crate::sink::metrics::openmetrics_to_prometheus;
 use crate::sink::report::LiveSessions;
@@ -15,6 +18,57 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Time allowed for a request's headers to arrive (slow clients are dropped).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Time allowed to answer one request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Serves the router on `listener` until `shutdown` completes.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: impl std::future::Future<Output = ()>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+            () = &mut shutdown => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::debug!("accept: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("HTTP connection: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers 503 when a handler takes longer than [`REQUEST_TIMEOUT`].
+async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed out\n").into_response(),
+    }
+}
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -31,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/sessions", get(sessions))
+        .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
 }
 

@@ -123,7 +123,10 @@ impl AfPacket {
             for (i, p) in self.pollfds.iter().enumerate() {
                 if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                     let iface = self.socks[i].iface.clone();
-                    let source = io::Error::new(io::ErrorKind::BrokenPipe, "the interface went down or disappeared");
+                    let source = io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the interface went down or disappeared (start the agent again once it is back; the systemd unit restarts it)",
+                    );
                     return Err(LiveCaptureError::Os { iface, what: "receive", source });
                 }
                 if p.revents & libc::POLLIN != 0 {
