@@ -11,9 +11,11 @@
 //! - [`session`]: one MQTT session's keepalive clock, pings and close; emits [`session::Event`]s.
 //! - [`tracker`]: the connection table tying flows, decoders and sessions together; deadlines.
 //! - [`sink`]: consumers of events: the report (text/JSON) and the JSON-lines stream.
-//! - [`app`]: the offline loop (`analyze`): capture files through the tracker to the sinks.
+//! - [`app`]: the offline loop (`analyze`): capture files through the tracker to the sinks, on
+//!   two threads (read and decode; track).
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
+//! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
 
 pub mod app;
 pub mod capture;

@@ -143,8 +143,14 @@ impl OfflineReader {
     }
 
     fn damaged(&self, detail: String) -> CaptureError {
-        CaptureError::Damaged { path: self.path.clone(), record: self.records + 1, detail }
+        damage(&self.path, self.records, detail)
     }
+}
+
+/// Damage at the record after the `records` read so far (a free function: it borrows only the
+/// fields it needs, so it can be called while the reader's buffer is borrowed).
+fn damage(path: &Path, records: u64, detail: impl Into<String>) -> CaptureError {
+    CaptureError::Damaged { path: path.to_path_buf(), record: records + 1, detail: detail.into() }
 }
 
 impl PacketSource for OfflineReader {
@@ -166,12 +172,11 @@ impl PacketSource for OfflineReader {
                         PcapBlockOwned::LegacyHeader(_) => None,
                         PcapBlockOwned::Legacy(b) => {
                             let Some(ifc) = self.interfaces.first().copied() else {
-                                let detail = "packet record before the file header".to_string();
-                                return Err(CaptureError::Damaged {
-                                    path: self.path.clone(),
-                                    record: self.records + 1,
-                                    detail,
-                                });
+                                return Err(damage(
+                                    &self.path,
+                                    self.records,
+                                    "packet record before the file header".to_string(),
+                                ));
                             };
                             let ts =
                                 Timestamp::from_parts(u64::from(b.ts_sec), u64::from(b.ts_usec), ifc.units_per_sec);
@@ -191,12 +196,11 @@ impl PacketSource for OfflineReader {
                         }
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             let Some(ifc) = self.interfaces.get(epb.if_id as usize).copied() else {
-                                let detail = format!("packet on undeclared interface {}", epb.if_id);
-                                return Err(CaptureError::Damaged {
-                                    path: self.path.clone(),
-                                    record: self.records + 1,
-                                    detail,
-                                });
+                                return Err(damage(
+                                    &self.path,
+                                    self.records,
+                                    format!("packet on undeclared interface {}", epb.if_id),
+                                ));
                             };
                             let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                             let units = ifc.units_per_sec.max(1);
@@ -207,12 +211,11 @@ impl PacketSource for OfflineReader {
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let Some(ifc) = self.interfaces.first().copied() else {
-                                let detail = "simple packet block before any interface".to_string();
-                                return Err(CaptureError::Damaged {
-                                    path: self.path.clone(),
-                                    record: self.records + 1,
-                                    detail,
-                                });
+                                return Err(damage(
+                                    &self.path,
+                                    self.records,
+                                    "simple packet block before any interface".to_string(),
+                                ));
                             };
                             let data = spb.packet_data();
                             // Simple packet blocks carry no timestamp.

@@ -179,11 +179,7 @@ impl Session {
                 out(now, EventKind::Pingreq);
             }
             (body, PacketType::Disconnect) => {
-                let reason = match body {
-                    Body::Disconnect(d) => d.reason_code,
-                    _ => None,
-                };
-                self.close(now, CloseKind::Disconnect, Side::Client, reason, cfg, out);
+                self.close(now, CloseKind::Disconnect, Side::Client, reason_code(body), cfg, out);
             }
             _ => {}
         }
@@ -220,11 +216,7 @@ impl Session {
                 out(now, EventKind::Pingresp { rtt_ms: rtt });
             }
             (body, PacketType::Disconnect) => {
-                let reason = match body {
-                    Body::Disconnect(d) => d.reason_code,
-                    _ => None,
-                };
-                self.close(now, CloseKind::Disconnect, Side::Broker, reason, cfg, out);
+                self.close(now, CloseKind::Disconnect, Side::Broker, reason_code(body), cfg, out);
             }
             _ => {}
         }
@@ -396,6 +388,14 @@ impl Session {
         }
         self.closed = Some(now);
         self.clock = KeepaliveClock::Stopped;
+    }
+}
+
+/// The MQTT 5 reason code of a DISCONNECT body, if any.
+fn reason_code(body: &Body) -> Option<u8> {
+    match body {
+        Body::Disconnect(d) => d.reason_code,
+        _ => None,
     }
 }
 
