@@ -195,3 +195,26 @@ fn port_option_selects_the_broker_ports() {
     assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(doc["settings"]["ports"], serde_json::json!([8883, 1883]));
 }
+
+#[test]
+#[ignore = "needs script(1) from util-linux for a pseudo-terminal"]
+fn a_progress_bar_shows_on_a_terminal_for_large_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.pcap");
+    let w = mqtt_keepalive::synth::workload::Workload { sessions: 200, ..Default::default() };
+    mqtt_keepalive::synth::workload::write(&w, std::fs::File::create(&big).unwrap()).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 16 << 20);
+    let on_terminal = |file: &std::path::Path, extra: &str| {
+        // script(1) gives the command a terminal; its stdout goes to /dev/null inside.
+        let cmd = format!("{} analyze {extra} {} > /dev/null", env!("CARGO_BIN_EXE_mqtt-keepalive"), file.display());
+        let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(on_terminal(&big, "").contains("big.pcap ["), "a bar naming the file");
+    assert!(!on_terminal(&big, "--no-progress").contains('['));
+    assert!(!on_terminal(&fixture("healthy-pings.pcap"), "").contains('['), "small files get no bar");
+    // Not a terminal: no bar even for a large file.
+    let o = run(&["analyze", big.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains('['));
+}
