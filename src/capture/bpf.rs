@@ -6,8 +6,9 @@
 //! packets (first fragments only) whose source or destination port is one of the given ports,
 //! for a packet socket of type `SOCK_DGRAM` (the program sees the network header at offset 0
 //! and reads the protocol from the kernel's ancillary field). IPv6 packets with extension
-//! headers before TCP are not matched, as with tcpdump's `tcp port N`. [`run`] interprets a
-//! program, for tests.
+//! headers before TCP are not matched, as with tcpdump's `tcp port N`. With more than
+//! [`MAX_FILTERED_PORTS`] ports the program accepts all TCP (classic BPF jumps reach 255
+//! instructions), and user space selects the ports. [`run`] interprets a program, for tests.
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +30,13 @@ const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 /// Ancillary load of the packet's protocol (`SKF_AD_OFF + SKF_AD_PROTOCOL`).
 const AD_PROTOCOL: u32 = 0xffff_f000;
+/// Most ports checked in the kernel; beyond, the filter passes all TCP.
+pub const MAX_FILTERED_PORTS: usize = 40;
 /// Bytes accepted per packet.
 pub const SNAPLEN: u32 = 262_144;
 
 /// A jump target while assembling.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
     Next,
     Accept,
@@ -41,12 +44,19 @@ enum Target {
     V6,
 }
 
-/// The program accepting TCP to or from `ports`.
+/// The program accepting TCP to or from `ports` (all TCP when there are too many to check).
 pub fn port_filter(ports: &[u16]) -> Vec<Insn> {
+    let all_tcp = ports.len() > MAX_FILTERED_PORTS;
     // Assembled with symbolic targets, then resolved to relative offsets.
     let mut prog: Vec<(u16, Target, Target, u32)> = Vec::new();
     let mut labels = [0usize; 3]; // accept, drop, v6
     let port_checks = |prog: &mut Vec<(u16, Target, Target, u32)>, load: u16, offset: u32, last: Target| {
+        if all_tcp {
+            if last == Target::Drop {
+                prog.push((JEQ_K, Target::Accept, Target::Accept, 0)); // jump to accept
+            }
+            return;
+        }
         prog.push((load, Target::Next, Target::Next, offset));
         for (i, &p) in ports.iter().enumerate() {
             let miss = if i + 1 == ports.len() { last } else { Target::Next };
@@ -82,7 +92,7 @@ pub fn port_filter(ports: &[u16]) -> Vec<Insn> {
             Target::Drop => labels[1],
             Target::V6 => labels[2],
         };
-        u8::try_from(dest - at - 1).expect("a filter for at most 60 ports")
+        u8::try_from(dest - at - 1).expect("jumps fit in a byte for MAX_FILTERED_PORTS ports")
     };
     prog.iter()
         .enumerate()
@@ -179,6 +189,23 @@ mod tests {
         later_fragment[7] = 0x10; // fragment offset 16
         assert_eq!(run(&prog, &later_fragment, 0x0800), 0);
         assert_eq!(run(&prog, &tcp[..22], 0x0800), 0, "cut before the ports");
+    }
+
+    #[test]
+    fn many_ports_pass_all_tcp_and_the_limit_still_assembles() {
+        let limit: Vec<u16> = (1000..1000 + MAX_FILTERED_PORTS as u16).collect();
+        let prog = port_filter(&limit);
+        assert!(run(&prog, &ip_packet(false, 5, 1039).0, 0x0800) > 0);
+        assert_eq!(run(&prog, &ip_packet(true, 5, 2000).0, 0x86dd), 0);
+        let many: Vec<u16> = (1000..1200).collect();
+        let prog = port_filter(&many);
+        for v6 in [false, true] {
+            let (p, proto) = ip_packet(v6, 5, 9999);
+            assert!(run(&prog, &p, proto) > 0, "all TCP passes");
+        }
+        let mut udp = Vec::new();
+        PacketBuilder::ipv4([1; 4], [2; 4], 64).udp(5, 1100).write(&mut udp, b"x").unwrap();
+        assert_eq!(run(&prog, &udp, 0x0800), 0, "UDP still dropped");
     }
 
     #[test]
