@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const INITIAL_BUFFER: usize = 1 << 20;
+const MIN_BUFFER: usize = 64 << 10;
 /// Largest record accepted; real frames are at most 256 KiB.
 const MAX_BUFFER: usize = 16 << 20;
 
@@ -65,7 +66,9 @@ impl OfflineReader {
         size: Option<u64>,
     ) -> Result<Self, CaptureError> {
         let path = path.to_path_buf();
-        let reader = match create_reader(INITIAL_BUFFER, input) {
+        // A small file needs no more buffer than its size; records larger grow it on demand.
+        let capacity = size.map_or(INITIAL_BUFFER, |s| usize::try_from(s).unwrap_or(usize::MAX).clamp(MIN_BUFFER, INITIAL_BUFFER));
+        let reader = match create_reader(capacity, input) {
             Ok(r) => r,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path }),
             Err(PcapError::Incomplete(_)) => return Err(CaptureError::TruncatedHeader { path }),
@@ -79,7 +82,7 @@ impl OfflineReader {
             reader,
             interfaces: Vec::new(),
             pending: 0,
-            capacity: INITIAL_BUFFER,
+            capacity,
             records: 0,
             truncated_tail: false,
             size,
