@@ -13,6 +13,7 @@
 use crate::decode::Segment;
 use crate::flow::reassembly::{Chunk, Outcome, Reassembler};
 use crate::flow::seq::SeqNumber;
+use crate::flow::slab::PagedSlab;
 use crate::flow::{FlowKey, PortSet, Side};
 use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
@@ -137,12 +138,10 @@ impl Ctx<'_> {
 /// The connection table.
 pub struct Tracker {
     cfg: TrackerConfig,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: PagedSlab<Conn>,
     index: HashMap<FlowKey, usize>,
     heap: BinaryHeap<Reverse<(Timestamp, usize, SessionId)>>,
     next_id: SessionId,
-    live: usize,
     counters: TrackerCounters,
     events: Vec<Event>,
 }
@@ -151,12 +150,10 @@ impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: PagedSlab::default(),
             index: HashMap::new(),
             heap: BinaryHeap::new(),
             next_id: 0,
-            live: 0,
             counters: TrackerCounters::default(),
             events: Vec::new(),
         }
@@ -174,7 +171,7 @@ impl Tracker {
 
     /// Connections currently tracked.
     pub fn live_connections(&self) -> usize {
-        self.live
+        self.conns.len()
     }
 
     /// Events emitted so far and not yet drained.
@@ -202,7 +199,7 @@ impl Tracker {
         self.poll(now);
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
-        let conn = self.conns[slot].as_mut().expect("slot_for returns live slots");
+        let conn = self.conns.get_mut(slot).expect("slot_for returns live slots");
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
@@ -227,7 +224,7 @@ impl Tracker {
                 break;
             }
             self.heap.pop();
-            let Some(conn) = self.conns[slot].as_mut().filter(|c| c.id == id) else { continue };
+            let Some(conn) = self.conns.get_mut(slot).filter(|c| c.id == id) else { continue };
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
             }
@@ -250,15 +247,11 @@ impl Tracker {
     /// in the order the sessions began.
     pub fn finish(&mut self, end: Timestamp) {
         self.poll(end);
-        let mut open: Vec<(SessionId, usize)> = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, c)| c.as_ref().filter(|c| !c.done).map(|c| (c.id, slot)))
-            .collect();
+        let mut open: Vec<(SessionId, usize)> =
+            self.conns.iter().filter(|(_, c)| !c.done).map(|(slot, c)| (c.id, slot)).collect();
         open.sort_unstable();
         for (_, slot) in open {
-            let conn = self.conns[slot].as_mut().expect("collected above");
+            let conn = self.conns.get_mut(slot).expect("collected above");
             let mut ctx =
                 Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             conn.end(end, false, &mut ctx);
@@ -269,7 +262,7 @@ impl Tracker {
     fn slot_for(&mut self, now: Timestamp, key: FlowKey, from: Side, seg: &Segment<'_>) -> Option<usize> {
         let opening_syn = seg.syn && from == Side::Client && seg.ack.is_none();
         if let Some(&slot) = self.index.get(&key) {
-            let conn = self.conns[slot].as_ref().expect("indexed slots are live");
+            let conn = self.conns.get(slot).expect("indexed slots are live");
             let reused = opening_syn && conn.client_isn != Some(seg.seq);
             if !reused {
                 return Some(slot);
@@ -282,7 +275,7 @@ impl Tracker {
             self.counters.stray_segments += 1;
             return None;
         }
-        if self.live >= self.cfg.max_flows {
+        if self.conns.len() >= self.cfg.max_flows {
             self.counters.flows_rejected += 1;
             return None;
         }
@@ -322,24 +315,14 @@ impl Tracker {
             flow: key.into(),
             kind: EventKind::SessionStart { mid_stream },
         });
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.conns[slot] = Some(conn);
-                slot
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
-        };
+        let slot = self.conns.insert(conn);
         self.index.insert(key, slot);
-        self.live += 1;
         Some(slot)
     }
 
     /// Ends the connection's session if it has not ended, and drops it.
     fn evict(&mut self, slot: usize, at: Timestamp) {
-        let Some(mut conn) = self.conns[slot].take() else { return };
+        let Some(mut conn) = self.conns.remove(slot) else { return };
         if !conn.done {
             let mut ctx =
                 Ctx { now: at, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
@@ -351,13 +334,11 @@ impl Tracker {
         }
         self.counters.buffered_bytes -= conn.accounted as u64;
         self.index.remove(&conn.key);
-        self.free.push(slot);
-        self.live -= 1;
     }
 
     /// Makes sure the heap holds an entry no later than the connection's next deadline.
     fn reschedule(&mut self, slot: usize) {
-        let Some(conn) = self.conns[slot].as_mut() else { return };
+        let Some(conn) = self.conns.get_mut(slot) else { return };
         let session_deadline = if conn.done { None } else { conn.session.next_deadline(&self.cfg.session) };
         let eviction = conn.eviction_deadline(&self.cfg);
         let next = session_deadline.map_or(eviction, |d| d.min(eviction));

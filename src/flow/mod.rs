@@ -5,6 +5,7 @@
 
 pub mod reassembly;
 pub mod seq;
+pub mod slab;
 
 use serde::Serialize;
 use std::net::SocketAddr;

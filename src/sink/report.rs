@@ -294,7 +294,9 @@ impl Report {
 
     /// The finished report. Sessions still open at the end must have had their `session_end`.
     pub fn build(self, capture: CaptureStats, tcp: TrackerCounters, settings: Settings) -> AnalysisReport {
-        let sessions: Vec<SessionRecord> = self.sessions.into_iter().flatten().filter(|s| s.mqtt).collect();
+        // filter_map over Option<T> -> T collects in place (same layout): no second copy of
+        // every record at the end of a large capture.
+        let sessions: Vec<SessionRecord> = self.sessions.into_iter().filter_map(|s| s.filter(|s| s.mqtt)).collect();
         let summary = Summary::of(&sessions);
         let mqtt_packets =
             PacketType::ALL.iter().zip(tcp.mqtt_packets).filter(|(_, n)| *n > 0).map(|(t, n)| (t.name(), n)).collect();
