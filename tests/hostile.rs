@@ -167,6 +167,11 @@ fn zero_length_payloads_and_out_of_window_segments_change_nothing() {
     assert_eq!(report.tcp.out_of_window, 1);
 }
 
+/// A client's opening SYN.
+fn syn_segment(src: SocketAddr, dst: SocketAddr, isn: u32) -> Segment<'static> {
+    Segment { src, dst, seq: SeqNumber(isn), ack: None, syn: true, fin: false, rst: false, payload: &[], wire_len: 0 }
+}
+
 fn syn(i: u32) -> (SocketAddr, SocketAddr) {
     (
         SocketAddr::new(std::net::Ipv4Addr::from(0x0a00_0000 + i / 50_000).into(), 1024 + (i % 50_000) as u16),
@@ -180,18 +185,7 @@ fn a_million_half_open_connections_stay_under_the_flow_cap_and_expire() {
     let mut tracker = Tracker::new(TrackerConfig { max_flows: cap, ..Default::default() });
     for i in 0..1_000_000u32 {
         let (src, dst) = syn(i);
-        let seg = Segment {
-            src,
-            dst,
-            seq: SeqNumber(i),
-            ack: None,
-            syn: true,
-            fin: false,
-            rst: false,
-            payload: &[],
-            wire_len: 0,
-        };
-        tracker.on_segment(t(f64::from(i) * 1e-6), &seg);
+        tracker.on_segment(t(f64::from(i) * 1e-6), &syn_segment(src, dst, i));
         tracker.events().clear();
         assert!(tracker.live_connections() <= cap);
     }
@@ -213,17 +207,7 @@ fn out_of_order_floods_stay_under_the_total_buffer_cap() {
     let chunk = vec![0x30u8; 1000];
     for flow in 0..200u32 {
         let (src, dst) = syn(flow);
-        let open = Segment {
-            src,
-            dst,
-            seq: SeqNumber(0),
-            ack: None,
-            syn: true,
-            fin: false,
-            rst: false,
-            payload: &[],
-            wire_len: 0,
-        };
+        let open = syn_segment(src, dst, 0);
         tracker.on_segment(t(0.0), &open);
         // Every segment leaves a hole before it: all of it waits out of order.
         for k in 0..60u32 {

@@ -67,7 +67,8 @@ impl OfflineReader {
     ) -> Result<Self, CaptureError> {
         let path = path.to_path_buf();
         // A small file needs no more buffer than its size; records larger grow it on demand.
-        let capacity = size.map_or(INITIAL_BUFFER, |s| usize::try_from(s).unwrap_or(usize::MAX).clamp(MIN_BUFFER, INITIAL_BUFFER));
+        let capacity =
+            size.map_or(INITIAL_BUFFER, |s| usize::try_from(s).unwrap_or(usize::MAX).clamp(MIN_BUFFER, INITIAL_BUFFER));
         let reader = match create_reader(capacity, input) {
             Ok(r) => r,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path }),

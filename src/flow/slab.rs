@@ -59,7 +59,10 @@ impl<T> PagedSlab<T> {
 
     /// Every stored value with its slot.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.pages.iter().enumerate().flat_map(|(p, page)| page.iter().enumerate().filter_map(move |(i, v)| Some((p * PAGE + i, v.as_ref()?))))
+        self.pages
+            .iter()
+            .enumerate()
+            .flat_map(|(p, page)| page.iter().enumerate().filter_map(move |(i, v)| Some((p * PAGE + i, v.as_ref()?))))
     }
 }
 
