@@ -9,8 +9,8 @@
 //! the tracker [`GRACE`] behind it, so packets still queued in the socket are not older than the
 //! tracker's clock. On a signal it stops the capture, flushes the events and returns.
 
-use crate::capture::Packet;
-use crate::capture::afpacket::{AfPacket, KernelStats, LiveCaptureError};
+use crate::capture::LiveSource;
+use crate::capture::afpacket::{AfPacket, LiveCaptureError};
 use crate::decode;
 use crate::server::{self, AppState};
 use crate::sink::Sink;
@@ -79,23 +79,6 @@ impl LiveError {
             LiveError::Capture(e) => !matches!(e, LiveCaptureError::Os { what: "receive" | "poll", .. }),
             LiveError::Server(_) => false,
         }
-    }
-}
-
-/// A live packet source.
-pub trait LiveSource {
-    /// The next packet, waiting at most `timeout`.
-    fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError>;
-    /// Kernel counts since the capture opened.
-    fn stats(&mut self) -> KernelStats;
-}
-
-impl LiveSource for AfPacket {
-    fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
-        AfPacket::next_packet(self, timeout)
-    }
-    fn stats(&mut self) -> KernelStats {
-        AfPacket::stats(self)
     }
 }
 

@@ -159,11 +159,6 @@ impl Tracker {
         }
     }
 
-    /// Settings in force.
-    pub fn config(&self) -> &TrackerConfig {
-        &self.cfg
-    }
-
     /// Counters so far.
     pub fn counters(&self) -> &TrackerCounters {
         &self.counters

@@ -196,6 +196,15 @@ impl AfPacket {
     }
 }
 
+impl super::LiveSource for AfPacket {
+    fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        AfPacket::next_packet(self, timeout)
+    }
+    fn stats(&mut self) -> KernelStats {
+        AfPacket::stats(self)
+    }
+}
+
 fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
     let ifindex = if iface == "any" {
         0

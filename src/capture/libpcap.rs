@@ -110,7 +110,7 @@ impl Libpcap {
     }
 }
 
-impl crate::live::LiveSource for Libpcap {
+impl super::LiveSource for Libpcap {
     fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
         Libpcap::next_packet(self, timeout)
     }

@@ -85,3 +85,11 @@ pub trait PacketSource {
     /// The next frame, `Ok(None)` at the end.
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError>;
 }
+
+/// A live capture: waits for frames with a timeout, and reports the kernel's counts.
+pub trait LiveSource {
+    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came.
+    fn next_packet(&mut self, timeout: std::time::Duration) -> Result<Option<Packet<'_>>, afpacket::LiveCaptureError>;
+    /// Kernel counts since the capture opened.
+    fn stats(&mut self) -> afpacket::KernelStats;
+}

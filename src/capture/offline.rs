@@ -108,11 +108,6 @@ impl OfflineReader {
         self.size
     }
 
-    /// Packet records read so far.
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-
     /// True when the file ended in the middle of a record.
     pub fn truncated_tail(&self) -> bool {
         self.truncated_tail

@@ -141,11 +141,6 @@ impl Session {
         self.closed.is_some()
     }
 
-    /// Time of the last client activity (the session start before any).
-    pub fn last_client_activity(&self) -> Timestamp {
-        self.last_client
-    }
-
     /// An MQTT packet from the client.
     pub fn on_client_packet(&mut self, now: Timestamp, pkt: &Packet, cfg: &SessionConfig, out: &mut impl Emit) {
         self.poll(now, cfg, out);

@@ -10,13 +10,13 @@ use super::Sink;
 use crate::flow::Side;
 use crate::mqtt::Protocol;
 use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// An enum whose label value is given text.
