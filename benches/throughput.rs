@@ -113,8 +113,9 @@ fn main() {
                 if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
                     tracker.on_segment(p.ts, &seg);
                 }
-                for e in tracker.events().drain(..) {
-                    report.apply(&e);
+                tracker.events().clear();
+                for r in tracker.finished().drain(..) {
+                    report.add(&r);
                 }
             }
             t.elapsed()

@@ -11,7 +11,7 @@
 use crate::capture::{CaptureError, OfflineReader, PacketSource};
 use crate::decode::{self, Skip};
 use crate::sink::Sink;
-use crate::sink::report::{AnalysisReport, CaptureStats, Report, Settings};
+use crate::sink::report::{AnalysisReport, CaptureStats, Report, SessionRecord, Settings, Totals};
 use crate::time::Timestamp;
 use crate::tracker::{Tracker, TrackerConfig};
 use std::collections::HashSet;
@@ -26,6 +26,17 @@ pub struct AnalyzeOptions {
     pub ports: Vec<u16>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+}
+
+impl AnalyzeOptions {
+    /// The rule settings, as the report states them.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            ports: self.ports.clone(),
+            ping_timeout_s: self.tracker.session.ping_timeout.map(|d| d.as_secs_f64()),
+            enforcement_tolerance_s: self.tracker.session.enforcement_tolerance.as_secs_f64(),
+        }
+    }
 }
 
 /// Why `analyze` stopped.
@@ -74,21 +85,34 @@ const BATCH: usize = 1024;
 /// Batches in flight between the threads (bounded: the reader cannot run ahead of memory).
 const IN_FLIGHT: usize = 8;
 
-/// Analyses the files, feeding every event to `sinks` as it happens, and returns the report.
+/// Analyses the files, feeding every event to `sinks` as it happens, and returns the report
+/// with every session record in memory (in the order the sessions ended).
+pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<AnalysisReport, AppError> {
+    let mut sessions = Vec::new();
+    let totals = analyze_streaming(opts, sinks, &mut |r| {
+        sessions.push(r);
+        Ok(())
+    })?;
+    Ok(AnalysisReport::new(totals, sessions))
+}
+
+/// Analyses the files, feeding every event to `sinks` and every MQTT session's record to
+/// `records` as the session ends (sessions still open at the end of the capture last, in the
+/// order they began), and returns the capture's figures. Memory holds open sessions only.
 ///
 /// Two threads, one per stage: a reader thread parses the capture files and decodes frames into
 /// batches; this thread runs the tracker over them in order. The tracker is sequential and sees
 /// the same segments in the same order as a single thread would, so the output is identical.
-pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<AnalysisReport, AppError> {
+pub fn analyze_streaming(
+    opts: AnalyzeOptions,
+    sinks: &mut [&mut dyn Sink],
+    records: &mut dyn FnMut(SessionRecord) -> std::io::Result<()>,
+) -> Result<Totals, AppError> {
     let mut readers = Vec::new();
     for f in &opts.files {
         readers.push(OfflineReader::open(f)?);
     }
-    let settings = Settings {
-        ports: opts.ports.clone(),
-        ping_timeout_s: opts.tracker.session.ping_timeout.map(|d| d.as_secs_f64()),
-        enforcement_tolerance_s: opts.tracker.session.enforcement_tolerance.as_secs_f64(),
-    };
+    let settings = opts.settings();
     let mut tracker = Tracker::new(opts.tracker);
     let mut report = Report::new();
     let mut stats =
@@ -149,7 +173,7 @@ pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<Anal
                         *stats.skipped.entry(skip_name(*skip).to_string()).or_default() += 1;
                     }
                 }
-                dispatch(&mut tracker, &mut report, sinks)?;
+                dispatch(&mut tracker, &mut report, sinks, records)?;
             }
             match batch.file_end.take() {
                 None => {}
@@ -181,9 +205,9 @@ pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<Anal
     if let Some(end) = clock {
         tracker.finish(end);
     }
-    dispatch(&mut tracker, &mut report, sinks)?;
+    dispatch(&mut tracker, &mut report, sinks, records)?;
     let counters = tracker.counters().clone();
-    Ok(report.build(stats, counters, settings))
+    Ok(report.totals(stats, counters, settings))
 }
 
 /// The reader stage: parses every file in order and decodes its frames into batches. Stops
@@ -241,13 +265,22 @@ fn read_and_decode(readers: Vec<OfflineReader>, progress: bool, full: SyncSender
     }
 }
 
-/// Hands the tracker's new events to the report and the sinks.
-fn dispatch(tracker: &mut Tracker, report: &mut Report, sinks: &mut [&mut dyn Sink]) -> std::io::Result<()> {
+/// Hands the tracker's new events to the sinks, and its finished records to the report and to
+/// `records`.
+fn dispatch(
+    tracker: &mut Tracker,
+    report: &mut Report,
+    sinks: &mut [&mut dyn Sink],
+    records: &mut dyn FnMut(SessionRecord) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     for event in tracker.events().drain(..) {
-        report.apply(&event);
         for sink in sinks.iter_mut() {
             sink.on_event(&event)?;
         }
+    }
+    for record in tracker.finished().drain(..) {
+        report.add(&record);
+        records(record)?;
     }
     Ok(())
 }

@@ -131,6 +131,7 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
     opts.tracker.session.activity_events = true;
+    opts.tracker.records = false; // `/sessions` folds the events itself
     let mut tracker = Tracker::new(opts.tracker);
     let mut lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
     let mut clock = Timestamp::now_realtime();

@@ -8,6 +8,7 @@ use mqtt_keepalive::app::{self, AppError};
 use mqtt_keepalive::cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::jsonl::JsonLines;
+use mqtt_keepalive::sink::report::JsonWriter;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -58,9 +59,12 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             lines.into_inner()?;
         }
         Format::Json => {
-            let report = app::analyze(args.options(), &mut [])?;
-            serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
-            out.write_all(b"\n")?;
+            // Streamed: each session is written as it ends, so memory holds open sessions only.
+            let opts = args.options();
+            let settings = opts.settings();
+            let mut json = JsonWriter::new(&mut out, &settings);
+            let totals = app::analyze_streaming(opts, &mut [], &mut |r| json.session(&r))?;
+            json.end(&totals)?;
         }
         Format::Text => {
             let report = app::analyze(args.options(), &mut [])?;

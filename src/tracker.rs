@@ -16,6 +16,7 @@ use crate::flow::seq::SeqNumber;
 use crate::flow::slab::PagedSlab;
 use crate::flow::{FlowKey, PortSet, Side};
 use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
+use crate::session::record::{RecordState, SessionRecord};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
 use crate::time::{Timestamp, expiry_span};
 use foldhash::{HashMap, HashMapExt};
@@ -44,6 +45,9 @@ pub struct TrackerConfig {
     pub handshake_timeout: Duration,
     /// A closed connection is kept this long to absorb retransmissions before it is dropped.
     pub linger: Duration,
+    /// Fold each session's events into its record and hand finished records out through
+    /// [`Tracker::finished`] (off for the live agent, whose `/sessions` folds the events itself).
+    pub records: bool,
 }
 
 impl Default for TrackerConfig {
@@ -57,6 +61,7 @@ impl Default for TrackerConfig {
             flow_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(10),
+            records: true,
         }
     }
 }
@@ -103,6 +108,8 @@ struct Conn {
     key: FlowKey,
     id: SessionId,
     session: Session,
+    /// The report's record of the session, folded from its events.
+    record: RecordState,
     /// Bytes from the client, and from the broker.
     client: Half,
     broker: Half,
@@ -144,6 +151,7 @@ pub struct Tracker {
     next_id: SessionId,
     counters: TrackerCounters,
     events: Vec<Event>,
+    finished: Vec<SessionRecord>,
 }
 
 impl Tracker {
@@ -156,6 +164,7 @@ impl Tracker {
             next_id: 0,
             counters: TrackerCounters::default(),
             events: Vec::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -172,6 +181,12 @@ impl Tracker {
     /// Events emitted so far and not yet drained.
     pub fn events(&mut self) -> &mut Vec<Event> {
         &mut self.events
+    }
+
+    /// Records of the MQTT sessions that ended (in the order they ended) and were not yet
+    /// drained; empty unless [`TrackerConfig::records`].
+    pub fn finished(&mut self) -> &mut Vec<SessionRecord> {
+        &mut self.finished
     }
 
     /// The earliest time at which [`Tracker::poll`] may have work.
@@ -194,6 +209,7 @@ impl Tracker {
         self.poll(now);
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
+        let start = self.events.len();
         let conn = self.conns.get_mut(slot).expect("slot_for returns live slots");
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
@@ -207,6 +223,7 @@ impl Tracker {
             conn.shed(&mut ctx);
             conn.account(ctx.counters);
         }
+        conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         self.reschedule(slot);
         true
     }
@@ -226,10 +243,12 @@ impl Tracker {
             // Fire what is due at `at` (inclusive), so events across sessions stay in time order.
             let fire_at = at.saturating_add(Duration::from_nanos(1));
             let (key, id) = (conn.key, conn.id);
+            let start = self.events.len();
             let events = &mut self.events;
             conn.session.poll(fire_at, &self.cfg.session, &mut |ts, kind| {
                 events.push(Event { ts, session: id, flow: key.into(), kind })
             });
+            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
             if conn.eviction_deadline(&self.cfg) <= at {
                 self.evict(slot, at);
             } else {
@@ -247,9 +266,11 @@ impl Tracker {
         open.sort_unstable();
         for (_, slot) in open {
             let conn = self.conns.get_mut(slot).expect("collected above");
+            let start = self.events.len();
             let mut ctx =
                 Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             conn.end(end, false, &mut ctx);
+            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         }
     }
 
@@ -283,6 +304,7 @@ impl Tracker {
             key,
             id: self.next_id,
             session: Session::new(now),
+            record: RecordState::new(now, mid_stream),
             client: half(PacketType::Connect),
             broker: half(PacketType::ConnAck),
             client_isn: None,
@@ -319,6 +341,7 @@ impl Tracker {
     fn evict(&mut self, slot: usize, at: Timestamp) {
         let Some(mut conn) = self.conns.remove(slot) else { return };
         if !conn.done {
+            let start = self.events.len();
             let mut ctx =
                 Ctx { now: at, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             let evicted = !conn.session.is_closed();
@@ -326,6 +349,7 @@ impl Tracker {
                 ctx.counters.flows_evicted += 1;
             }
             conn.end(at, evicted, &mut ctx);
+            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         }
         self.counters.buffered_bytes -= conn.accounted as u64;
         self.index.remove(&conn.key);
@@ -345,6 +369,20 @@ impl Tracker {
 }
 
 impl Conn {
+    /// Folds `events` (this connection's, just emitted) into its record; a finished MQTT
+    /// session's record goes to `finished`.
+    fn fold(&mut self, enabled: bool, events: &[Event], finished: &mut Vec<SessionRecord>) {
+        if !enabled {
+            return;
+        }
+        for e in events {
+            match e.kind {
+                EventKind::SessionEnd { .. } => finished.extend(self.record.finish(e)),
+                _ => self.record.apply(e),
+            }
+        }
+    }
+
     fn on_segment(&mut self, from: Side, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         self.last_seen = ctx.now;
         if self.done {

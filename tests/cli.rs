@@ -74,6 +74,26 @@ fn json_document_is_versioned_and_complete() {
 }
 
 #[test]
+fn json_is_streamed_one_session_per_line_and_equals_the_library_report() {
+    let path = fixture("many-sessions.pcap");
+    let o = run(&["analyze", "--format", "json", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (report, _) = common::analyze_fixture("many-sessions.pcap");
+    let mut bytes = Vec::new();
+    report.write_json(&mut bytes).unwrap();
+    assert_eq!(stdout(&o), String::from_utf8(bytes).unwrap(), "the CLI streams what the library holds");
+    let text = stdout(&o);
+    let session_lines: Vec<&str> = text.lines().filter(|l| l.starts_with(r#"{"id":"#)).collect();
+    assert_eq!(session_lines.len(), 30);
+    for line in session_lines {
+        let one: serde_json::Value = serde_json::from_str(line.trim_end_matches(',')).unwrap();
+        assert!(one["close"]["kind"].is_string(), "{line}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), report.sessions.len());
+}
+
+#[test]
 fn jsonl_is_one_event_per_line_in_time_order() {
     let o = run(&["analyze", "-f", "jsonl", fixture("many-sessions.pcap").to_str().unwrap()]);
     assert!(o.status.success());

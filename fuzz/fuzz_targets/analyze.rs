@@ -19,12 +19,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
             tracker.on_segment(clock, &seg);
         }
-        for e in tracker.events().drain(..) {
-            report.apply(&e);
+        tracker.events().clear();
+        for r in tracker.finished().drain(..) {
+            report.add(&r);
         }
     }
     tracker.finish(clock);
-    for e in tracker.events().drain(..) {
-        report.apply(&e);
+    for r in tracker.finished().drain(..) {
+        report.add(&r);
     }
 });

@@ -17,6 +17,7 @@
 //!   deadline is `early`.
 
 pub mod event;
+pub mod record;
 
 pub use event::{CloseKind, Event, EventKind, SessionId, Verdict};
 

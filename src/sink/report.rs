@@ -6,269 +6,30 @@
 //! document (README, "JSON output"), and whose [`AnalysisReport::render_text`] is the table
 //! people read, worst session first. Output order is deterministic.
 
-use super::Sink;
 use crate::flow::Side;
-use crate::mqtt::{PacketType, Protocol};
-use crate::session::event::{dur_secs, round_us, secs};
-use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
-use crate::time::{Timestamp, expiry_span};
+use crate::mqtt::PacketType;
+use crate::session::event::{FlowKeyJson, round_us};
+pub use crate::session::record::{
+    CloseRecord, EnforcementRecord, MAX_EVENTS_PER_SESSION, RecordState, RttSummary, SessionEvent, SessionRecord,
+};
+use crate::session::record::opt_secs;
+use crate::session::{Event, EventKind, SessionId, Verdict};
+use crate::time::Timestamp;
 use crate::tracker::TrackerCounters;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::Write;
 
 /// Version of the JSON document; bumped when a field changes meaning or goes away.
 pub const JSON_VERSION: u32 = 1;
-/// Most events listed per session; the rest are counted in `events_dropped`.
-pub const MAX_EVENTS_PER_SESSION: usize = 1000;
 
-/// A session's event, as listed under the session (its addresses are the session's).
-#[derive(Clone, Debug, Serialize)]
-pub struct SessionEvent {
-    #[serde(serialize_with = "secs")]
-    pub ts: Timestamp,
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-/// `{min, median, max}` of a session's ping round trips, in milliseconds.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
-pub struct RttSummary {
-    pub min: f64,
-    pub median: f64,
-    pub max: f64,
-}
-
-/// How the session ended.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct CloseRecord {
-    /// "disconnect", "fin", "rst", or "open" when the capture ended first.
-    pub kind: &'static str,
-    pub by: Option<Side>,
-    pub after_silence_s: Option<f64>,
-    pub reason_code: Option<u8>,
-}
-
-/// The enforcement audit of an expired session.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
-pub struct EnforcementRecord {
-    pub verdict: Verdict,
-    pub lag_s: Option<f64>,
-}
-
-/// Everything the report says about one session.
-#[derive(Clone, Debug, Serialize)]
-pub struct SessionRecord {
-    pub id: SessionId,
-    pub client: SocketAddr,
-    pub broker: SocketAddr,
-    pub client_id: Option<String>,
-    pub protocol: Option<Protocol>,
-    /// Declared in CONNECT.
-    pub keepalive_s: Option<u16>,
-    /// MQTT 5 Server Keep Alive from CONNACK.
-    pub server_keepalive_s: Option<u16>,
-    pub effective_keepalive_s: Option<u16>,
-    /// For sessions joined mid-stream: the median PINGREQ interval, rounded. Never used for verdicts.
-    pub inferred_keepalive_s: Option<u32>,
-    /// 1.5 x effective keepalive: the silence after which the session expires.
-    pub expiry_s: Option<f64>,
-    pub will: Option<bool>,
-    pub mid_stream: bool,
-    #[serde(serialize_with = "secs")]
-    pub started: Timestamp,
-    #[serde(serialize_with = "opt_secs")]
-    pub ended: Option<Timestamp>,
-    pub pingreq: u64,
-    pub pingresp: u64,
-    pub pings_unanswered: u64,
-    pub ping_rtt_ms: Option<RttSummary>,
-    #[serde(serialize_with = "dur_secs")]
-    pub max_silence_s: Duration,
-    /// Longest silence / effective keepalive: above 1.5 the session expired.
-    pub headroom: Option<f64>,
-    pub expired: bool,
-    pub close: CloseRecord,
-    pub enforcement: Option<EnforcementRecord>,
-    pub gaps: u64,
-    pub malformed: u64,
-    pub events: Vec<SessionEvent>,
-    pub events_dropped: u64,
-    #[serde(skip)]
-    rtts: Vec<Duration>,
-    #[serde(skip)]
-    pingreq_times: Vec<Timestamp>,
-    #[serde(skip)]
-    mqtt: bool,
-}
-
-impl SessionRecord {
-    fn new(e: &Event, mid_stream: bool) -> Self {
-        SessionRecord {
-            id: e.session,
-            client: e.flow.client,
-            broker: e.flow.broker,
-            client_id: None,
-            protocol: None,
-            keepalive_s: None,
-            server_keepalive_s: None,
-            effective_keepalive_s: None,
-            inferred_keepalive_s: None,
-            expiry_s: None,
-            will: None,
-            mid_stream,
-            started: e.ts,
-            ended: None,
-            pingreq: 0,
-            pingresp: 0,
-            pings_unanswered: 0,
-            ping_rtt_ms: None,
-            max_silence_s: Duration::ZERO,
-            headroom: None,
-            expired: false,
-            close: CloseRecord { kind: "open", by: None, after_silence_s: None, reason_code: None },
-            enforcement: None,
-            gaps: 0,
-            malformed: 0,
-            events: Vec::new(),
-            events_dropped: 0,
-            rtts: Vec::new(),
-            pingreq_times: Vec::new(),
-            mqtt: false,
-        }
-    }
-
-    /// Applies one event of this session.
-    pub fn apply(&mut self, e: &Event) {
-        match &e.kind {
-            EventKind::SessionStart { .. } => {}
-            EventKind::Connect { protocol, keepalive_s, client_id, will, .. } => {
-                self.protocol = Some(*protocol);
-                self.keepalive_s = Some(*keepalive_s);
-                self.effective_keepalive_s = Some(*keepalive_s);
-                self.client_id = client_id.clone();
-                self.will = Some(*will);
-            }
-            EventKind::Connack { server_keepalive_s, effective_keepalive_s, .. } => {
-                self.server_keepalive_s = *server_keepalive_s;
-                self.effective_keepalive_s = *effective_keepalive_s;
-            }
-            EventKind::Pingreq => {
-                self.pingreq += 1;
-                if self.protocol.is_none() {
-                    self.pingreq_times.push(e.ts);
-                }
-            }
-            EventKind::Pingresp { rtt_ms } => {
-                self.pingresp += 1;
-                self.rtts.extend(rtt_ms);
-            }
-            EventKind::KeepaliveExpired { .. } => self.expired = true,
-            EventKind::PingUnanswered { .. } => self.pings_unanswered += 1,
-            EventKind::Close { close, by, after_silence_s, reason_code } => {
-                self.close = CloseRecord {
-                    kind: match close {
-                        CloseKind::Disconnect => "disconnect",
-                        CloseKind::Fin => "fin",
-                        CloseKind::Rst => "rst",
-                    },
-                    by: Some(*by),
-                    after_silence_s: Some(round_us(after_silence_s.as_secs_f64())),
-                    reason_code: *reason_code,
-                };
-            }
-            EventKind::CloseWithoutDisconnect { .. } => {}
-            EventKind::Enforcement { verdict, lag_s } => {
-                if self.enforcement.is_none() {
-                    self.enforcement = Some(EnforcementRecord { verdict: *verdict, lag_s: *lag_s });
-                }
-            }
-            EventKind::Gap { .. } => self.gaps += 1,
-            EventKind::Malformed { .. } => self.malformed += 1,
-            EventKind::Resync { .. } => {}
-            EventKind::ClientActivity { silence_s, .. } => self.max_silence_s = self.max_silence_s.max(*silence_s),
-            EventKind::SessionEnd { last_packet, max_silence_s, mqtt, .. } => {
-                self.ended = Some(*last_packet);
-                self.max_silence_s = *max_silence_s;
-                self.mqtt = *mqtt;
-                self.summarise();
-                self.rtts.shrink_to_fit();
-                self.pingreq_times = Vec::new();
-            }
-        }
-        let listed = !matches!(
-            e.kind,
-            EventKind::SessionStart { .. }
-                | EventKind::SessionEnd { .. }
-                | EventKind::Pingreq
-                | EventKind::Pingresp { .. }
-        );
-        if listed {
-            if self.events.len() < MAX_EVENTS_PER_SESSION {
-                self.events.push(SessionEvent { ts: e.ts, kind: e.kind.clone() });
-            } else {
-                self.events_dropped += 1;
-            }
-        }
-    }
-
-    /// Fills the derived fields from what has been seen so far.
-    fn summarise(&mut self) {
-        if !self.rtts.is_empty() {
-            self.rtts.sort_unstable();
-            let ms = |d: Duration| round_us(d.as_secs_f64() * 1e3);
-            self.ping_rtt_ms = Some(RttSummary {
-                min: ms(self.rtts[0]),
-                median: ms(self.rtts[(self.rtts.len() - 1) / 2]),
-                max: ms(self.rtts[self.rtts.len() - 1]),
-            });
-        }
-        if let Some(k) = self.effective_keepalive_s.filter(|k| *k > 0) {
-            self.expiry_s = Some(expiry_span(k).as_secs_f64());
-            self.headroom = Some(round_us(self.max_silence_s.as_secs_f64() / f64::from(k)));
-        }
-        if self.pingreq_times.len() >= 2 {
-            let mut intervals: Vec<Duration> = self.pingreq_times.windows(2).map(|w| w[1].since(w[0])).collect();
-            intervals.sort_unstable();
-            self.inferred_keepalive_s = Some(intervals[intervals.len() / 2].as_secs_f64().round() as u32);
-        }
-    }
-
-    /// A copy with the derived fields filled, for a session still open.
-    pub fn snapshot(&self) -> SessionRecord {
-        let mut copy = self.clone();
-        copy.summarise();
-        copy
-    }
-
-    /// Severity for ordering the text table, highest first.
-    fn severity(&self) -> u8 {
-        match (self.expired, self.enforcement.map(|e| e.verdict)) {
-            (true, Some(Verdict::NotEnforced)) => 6,
-            (true, Some(Verdict::Late)) => 5,
-            (true, _) => 4,
-            _ if self.pings_unanswered > 0 => 3,
-            (false, Some(Verdict::Early)) => 2,
-            _ if matches!(self.close.kind, "fin" | "rst") => 1,
-            _ => 0,
-        }
-    }
-}
-
-fn opt_secs<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => secs(t, s),
-        None => s.serialize_none(),
-    }
-}
-
-/// Folds events into session records.
+/// Capture-wide figures folded from finished session records.
 #[derive(Default)]
 pub struct Report {
-    /// Indexed by session id (ids are dense, from 0).
-    sessions: Vec<Option<SessionRecord>>,
+    summary: Summary,
+    /// Every ping round trip of every session, in milliseconds.
+    rtts: Vec<f64>,
 }
 
 impl Report {
@@ -276,54 +37,88 @@ impl Report {
         Report::default()
     }
 
-    /// Folds one event.
-    pub fn apply(&mut self, e: &Event) {
-        let idx = e.session as usize;
-        if let EventKind::SessionStart { mid_stream } = e.kind {
-            if self.sessions.len() <= idx {
-                self.sessions.resize_with(idx + 1, || None);
-            }
-            self.sessions[idx] = Some(SessionRecord::new(e, mid_stream));
-        }
-        let Some(Some(record)) = self.sessions.get_mut(idx) else { return };
-        record.apply(e);
-        if let EventKind::SessionEnd { mqtt: false, .. } = e.kind {
-            self.sessions[idx] = None; // not MQTT: counted by the tracker, not listed
-        }
+    /// Counts one finished session.
+    pub fn add(&mut self, r: &SessionRecord) {
+        self.summary.add(r);
+        self.rtts.extend(r.rtts.iter().map(|d| round_us(d.as_secs_f64() * 1e3)));
     }
 
-    /// The finished report. Sessions still open at the end must have had their `session_end`.
-    pub fn build(self, capture: CaptureStats, tcp: TrackerCounters, settings: Settings) -> AnalysisReport {
-        // filter_map over Option<T> -> T collects in place (same layout): no second copy of
-        // every record at the end of a large capture.
-        let sessions: Vec<SessionRecord> = self.sessions.into_iter().filter_map(|s| s.filter(|s| s.mqtt)).collect();
-        let summary = Summary::of(&sessions);
+    /// The document's figures, once every session has been added.
+    pub fn totals(mut self, capture: CaptureStats, tcp: TrackerCounters, settings: Settings) -> Totals {
+        self.summary.ping_rtt_ms = Percentiles::of(&mut self.rtts);
         let mqtt_packets =
             PacketType::ALL.iter().zip(tcp.mqtt_packets).filter(|(_, n)| *n > 0).map(|(t, n)| (t.name(), n)).collect();
-        AnalysisReport {
-            format: "mqtt-keepalive/analyze",
-            version: JSON_VERSION,
-            tool: concat!("mqtt-keepalive ", env!("CARGO_PKG_VERSION")),
-            settings,
-            capture,
-            tcp,
-            mqtt_packets,
-            summary,
-            sessions,
-        }
+        Totals { settings, capture, tcp, mqtt_packets, summary: self.summary }
     }
 }
 
-impl Sink for Report {
-    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
-        self.apply(event);
+/// Everything in the `analyze` document besides the sessions.
+#[derive(Clone, Debug)]
+pub struct Totals {
+    pub settings: Settings,
+    pub capture: CaptureStats,
+    pub tcp: TrackerCounters,
+    pub mqtt_packets: BTreeMap<&'static str, u64>,
+    pub summary: Summary,
+}
+
+/// Writes the `analyze --format json` document as the sessions end: the head, then one line per
+/// session, then the capture figures. Memory does not grow with the number of sessions. Nothing
+/// is written before the first session (or [`JsonWriter::end`]), so an input that fails at once
+/// leaves no partial document.
+pub struct JsonWriter<'a, W: Write> {
+    out: W,
+    settings: &'a Settings,
+    sessions: u64,
+    begun: bool,
+}
+
+impl<'a, W: Write> JsonWriter<'a, W> {
+    pub fn new(out: W, settings: &'a Settings) -> Self {
+        JsonWriter { out, settings, sessions: 0, begun: false }
+    }
+
+    fn begin(&mut self) -> std::io::Result<()> {
+        if !self.begun {
+            self.begun = true;
+            write!(self.out, r#"{{"format":"{FORMAT}","version":{JSON_VERSION},"tool":"{TOOL}","settings":"#)?;
+            serde_json::to_writer(&mut self.out, self.settings)?;
+            self.out.write_all(br#","sessions":["#)?;
+        }
         Ok(())
     }
+
+    /// Writes one session.
+    pub fn session(&mut self, r: &SessionRecord) -> std::io::Result<()> {
+        self.begin()?;
+        self.out.write_all(if self.sessions == 0 { b"\n" } else { b",\n" })?;
+        self.sessions += 1;
+        serde_json::to_writer(&mut self.out, r)?;
+        Ok(())
+    }
+
+    /// Writes the capture figures and closes the document.
+    pub fn end(mut self, t: &Totals) -> std::io::Result<W> {
+        self.begin()?;
+        self.out.write_all(b"\n],\n\"capture\":")?;
+        serde_json::to_writer(&mut self.out, &t.capture)?;
+        self.out.write_all(b",\n\"tcp\":")?;
+        serde_json::to_writer(&mut self.out, &t.tcp)?;
+        self.out.write_all(b",\n\"mqtt_packets\":")?;
+        serde_json::to_writer(&mut self.out, &t.mqtt_packets)?;
+        self.out.write_all(b",\n\"summary\":")?;
+        serde_json::to_writer(&mut self.out, &t.summary)?;
+        self.out.write_all(b"}\n")?;
+        Ok(self.out)
+    }
 }
+
+const FORMAT: &str = "mqtt-keepalive/analyze";
+const TOOL: &str = concat!("mqtt-keepalive ", env!("CARGO_PKG_VERSION"));
 
 /// Open and recently closed sessions, for a live agent's `/sessions`.
 pub struct LiveSessions {
-    open: HashMap<SessionId, SessionRecord>,
+    open: HashMap<SessionId, (FlowKeyJson, RecordState)>,
     closed: VecDeque<SessionRecord>,
     keep_closed: usize,
 }
@@ -345,28 +140,39 @@ impl LiveSessions {
 
     /// Folds one event.
     pub fn apply(&mut self, e: &Event) {
-        if let EventKind::SessionStart { mid_stream } = e.kind {
-            self.open.insert(e.session, SessionRecord::new(e, mid_stream));
-        }
-        let Some(record) = self.open.get_mut(&e.session) else { return };
-        record.apply(e);
-        if let EventKind::SessionEnd { mqtt, .. } = e.kind {
-            let record = self.open.remove(&e.session).expect("present above");
-            if mqtt && self.keep_closed > 0 {
-                if self.closed.len() == self.keep_closed {
-                    self.closed.pop_front();
+        match e.kind {
+            EventKind::SessionStart { mid_stream } => {
+                self.open.insert(e.session, (e.flow, RecordState::new(e.ts, mid_stream)));
+            }
+            EventKind::SessionEnd { .. } => {
+                let Some((_, mut state)) = self.open.remove(&e.session) else { return };
+                if let Some(record) = state.finish(e)
+                    && self.keep_closed > 0
+                {
+                    if self.closed.len() == self.keep_closed {
+                        self.closed.pop_front();
+                    }
+                    self.closed.push_back(record);
                 }
-                self.closed.push_back(record);
+            }
+            _ => {
+                if let Some((_, state)) = self.open.get_mut(&e.session) {
+                    state.apply(e);
+                }
             }
         }
     }
 
     /// The current document. Open connections that have not shown MQTT yet are left out.
     pub fn snapshot(&self) -> SessionsDocument {
-        let mut open: Vec<&SessionRecord> =
-            self.open.values().filter(|r| r.protocol.is_some() || r.pingreq + r.pingresp > 0).collect();
-        open.sort_by_key(|r| r.id);
-        let sessions = open.into_iter().map(SessionRecord::snapshot).chain(self.closed.iter().cloned()).collect();
+        let mut open: Vec<(&SessionId, &(FlowKeyJson, RecordState))> =
+            self.open.iter().filter(|(_, (_, r))| r.shows_mqtt()).collect();
+        open.sort_by_key(|(id, _)| **id);
+        let sessions = open
+            .into_iter()
+            .map(|(id, (flow, r))| r.snapshot(*id, *flow))
+            .chain(self.closed.iter().cloned())
+            .collect();
         SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, sessions }
     }
 }
@@ -450,26 +256,21 @@ impl Percentiles {
 }
 
 impl Summary {
-    fn of(sessions: &[SessionRecord]) -> Self {
-        let mut s = Summary { sessions: sessions.len() as u64, ..Default::default() };
-        let mut rtts = Vec::new();
-        for r in sessions {
-            s.mid_stream += u64::from(r.mid_stream);
-            s.expired += u64::from(r.expired);
-            s.pings += r.pingreq;
-            s.pings_unanswered += r.pings_unanswered;
-            *s.closes.entry(r.close.kind).or_default() += 1;
-            if matches!(r.close.kind, "fin" | "rst") {
-                s.closes_without_disconnect += 1;
-                s.wills_expected += u64::from(r.will == Some(true));
-            }
-            if let Some(e) = r.enforcement {
-                *s.enforcement.entry(verdict_name(e.verdict)).or_default() += 1;
-            }
-            rtts.extend(r.rtts.iter().map(|d| round_us(d.as_secs_f64() * 1e3)));
+    /// Counts one session (the round-trip percentiles are filled by [`Report::totals`]).
+    fn add(&mut self, r: &SessionRecord) {
+        self.sessions += 1;
+        self.mid_stream += u64::from(r.mid_stream);
+        self.expired += u64::from(r.expired);
+        self.pings += r.pingreq;
+        self.pings_unanswered += r.pings_unanswered;
+        *self.closes.entry(r.close.kind).or_default() += 1;
+        if matches!(r.close.kind, "fin" | "rst") {
+            self.closes_without_disconnect += 1;
+            self.wills_expected += u64::from(r.will == Some(true));
         }
-        s.ping_rtt_ms = Percentiles::of(&mut rtts);
-        s
+        if let Some(e) = r.enforcement {
+            *self.enforcement.entry(verdict_name(e.verdict)).or_default() += 1;
+        }
     }
 }
 
@@ -482,21 +283,44 @@ fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-/// The whole `analyze` result.
+/// The whole `analyze` result, held in memory (the library's and the text table's form; the
+/// JSON output streams through [`JsonWriter`] instead). Fields in the JSON document's order.
 #[derive(Debug, Serialize)]
 pub struct AnalysisReport {
     pub format: &'static str,
     pub version: u32,
     pub tool: &'static str,
     pub settings: Settings,
+    /// In the order the sessions ended.
+    pub sessions: Vec<SessionRecord>,
     pub capture: CaptureStats,
     pub tcp: TrackerCounters,
     pub mqtt_packets: BTreeMap<&'static str, u64>,
     pub summary: Summary,
-    pub sessions: Vec<SessionRecord>,
 }
 
 impl AnalysisReport {
+    pub fn new(totals: Totals, sessions: Vec<SessionRecord>) -> Self {
+        let Totals { settings, capture, tcp, mqtt_packets, summary } = totals;
+        AnalysisReport { format: FORMAT, version: JSON_VERSION, tool: TOOL, settings, sessions, capture, tcp, mqtt_packets, summary }
+    }
+
+    /// The JSON document, byte for byte as `analyze --format json` streams it.
+    pub fn write_json<W: Write>(&self, out: W) -> std::io::Result<W> {
+        let mut w = JsonWriter::new(out, &self.settings);
+        for r in &self.sessions {
+            w.session(r)?;
+        }
+        let totals = Totals {
+            settings: self.settings.clone(),
+            capture: self.capture.clone(),
+            tcp: self.tcp.clone(),
+            mqtt_packets: self.mqtt_packets.clone(),
+            summary: self.summary.clone(),
+        };
+        w.end(&totals)
+    }
+
     /// The table people read: worst session first, then the summary.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -648,7 +472,10 @@ fn text_row(r: &SessionRecord) -> [String; 10] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::event::FlowKeyJson;
+    use crate::flow::Side;
+    use crate::mqtt::Protocol;
+    use crate::session::CloseKind;
+    use std::time::Duration;
 
     fn ev(ts: f64, session: u64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
@@ -667,8 +494,9 @@ mod tests {
 
     #[test]
     fn folds_a_session_and_skips_non_mqtt_connections() {
-        let mut r = Report::new();
         let mut live = LiveSessions::new(10);
+        let mut folding: HashMap<SessionId, RecordState> = HashMap::new();
+        let mut records = Vec::new();
         for e in [
             ev(0.0, 0, EventKind::SessionStart { mid_stream: false }),
             ev(0.0, 1, EventKind::SessionStart { mid_stream: false }),
@@ -701,8 +529,14 @@ mod tests {
             ev(30.0, 1, end(3.0, 0.0, false)),
             ev(30.0, 0, end(30.0, 21.0, true)),
         ] {
-            r.apply(&e);
             live.apply(&e);
+            match e.kind {
+                EventKind::SessionStart { mid_stream } => {
+                    folding.insert(e.session, RecordState::new(e.ts, mid_stream));
+                }
+                EventKind::SessionEnd { .. } => records.extend(folding.remove(&e.session).unwrap().finish(&e)),
+                _ => folding.get_mut(&e.session).unwrap().apply(&e),
+            }
             if e.kind.name() == "pingresp" && e.ts.as_secs_f64() > 9.0 {
                 let open = live.snapshot();
                 assert_eq!(open.sessions.len(), 1);
@@ -714,7 +548,9 @@ mod tests {
         assert_eq!(closed.sessions.len(), 1, "the non-MQTT connection is not kept");
         assert_eq!(closed.sessions[0].close.kind, "rst");
         let settings = Settings { ports: vec![1883], ping_timeout_s: None, enforcement_tolerance_s: 1.0 };
-        let report = r.build(CaptureStats::default(), TrackerCounters::default(), settings);
+        let mut r = Report::new();
+        records.iter().for_each(|s| r.add(s));
+        let report = AnalysisReport::new(r.totals(CaptureStats::default(), TrackerCounters::default(), settings), records);
         assert_eq!(report.sessions.len(), 1);
         let s = &report.sessions[0];
         assert_eq!((s.keepalive_s, s.server_keepalive_s, s.effective_keepalive_s), (Some(60), Some(20), Some(20)));
@@ -726,6 +562,9 @@ mod tests {
         let text = report.render_text();
         assert!(text.contains("60->20"), "{text}");
         assert!(text.contains("rst by client"), "{text}");
+            assert_eq!(report.summary.ping_rtt_ms.map(|p| (p.count, p.max)), Some((2, 4.0)));
+        let streamed: serde_json::Value = serde_json::from_slice(&report.write_json(Vec::new()).unwrap()).unwrap();
+        assert_eq!(streamed, serde_json::to_value(&report).unwrap(), "the streamed document is the report");
     }
 
     #[test]

@@ -1,0 +1,549 @@
+//! What the report says about one session, folded from the session's events.
+//!
+//! Contract: a [`RecordState`] is fed every event of one session in order
+//! ([`RecordState::apply`]) and turned into the output [`SessionRecord`] at the session's end
+//! ([`RecordState::finish`]) or at any time before it ([`RecordState::snapshot`]). It is the only
+//! place records are made, for `analyze` and for the live agent's `/sessions` alike.
+//!
+//! The state is kept small because a tracker holds one per open connection (a million open
+//! sessions must fit in a few hundred megabytes): the CONNECT and CONNACK events every session
+//! has are not stored but rebuilt from the fields they set (their place in the event list is
+//! remembered), and everything most sessions never need (further events, round trips after the
+//! first, the close and the enforcement audit) lives in one box allocated on first use.
+
+use super::event::{dur_secs, round_us, secs};
+use super::{CloseKind, Event, EventKind, SessionId, Verdict};
+use crate::flow::Side;
+use crate::mqtt::Protocol;
+use crate::session::event::FlowKeyJson;
+use crate::time::{Timestamp, expiry_span};
+use compact_str::CompactString;
+use serde::{Serialize, Serializer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Most events listed per session; the rest are counted in `events_dropped`.
+pub const MAX_EVENTS_PER_SESSION: usize = 1000;
+
+/// A session's event, as listed under the session (its addresses are the session's).
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionEvent {
+    #[serde(serialize_with = "secs")]
+    pub ts: Timestamp,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// `{min, median, max}` of a session's ping round trips, in milliseconds.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct RttSummary {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+/// How the session ended.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CloseRecord {
+    /// "disconnect", "fin", "rst", or "open" when the capture ended first.
+    pub kind: &'static str,
+    pub by: Option<Side>,
+    pub after_silence_s: Option<f64>,
+    pub reason_code: Option<u8>,
+}
+
+impl CloseRecord {
+    const OPEN: CloseRecord = CloseRecord { kind: "open", by: None, after_silence_s: None, reason_code: None };
+}
+
+/// The enforcement audit of an expired session.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct EnforcementRecord {
+    pub verdict: Verdict,
+    pub lag_s: Option<f64>,
+}
+
+/// Everything the report says about one session.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub client: SocketAddr,
+    pub broker: SocketAddr,
+    pub client_id: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// Declared in CONNECT.
+    pub keepalive_s: Option<u16>,
+    /// MQTT 5 Server Keep Alive from CONNACK.
+    pub server_keepalive_s: Option<u16>,
+    pub effective_keepalive_s: Option<u16>,
+    /// For sessions joined mid-stream: the median PINGREQ interval, rounded. Never used for verdicts.
+    pub inferred_keepalive_s: Option<u32>,
+    /// 1.5 x effective keepalive: the silence after which the session expires.
+    pub expiry_s: Option<f64>,
+    pub will: Option<bool>,
+    pub mid_stream: bool,
+    #[serde(serialize_with = "secs")]
+    pub started: Timestamp,
+    #[serde(serialize_with = "opt_secs")]
+    pub ended: Option<Timestamp>,
+    pub pingreq: u64,
+    pub pingresp: u64,
+    pub pings_unanswered: u64,
+    pub ping_rtt_ms: Option<RttSummary>,
+    #[serde(serialize_with = "dur_secs")]
+    pub max_silence_s: Duration,
+    /// Longest silence / effective keepalive: above 1.5 the session expired.
+    pub headroom: Option<f64>,
+    pub expired: bool,
+    pub close: CloseRecord,
+    pub enforcement: Option<EnforcementRecord>,
+    pub gaps: u64,
+    pub malformed: u64,
+    pub events: Vec<SessionEvent>,
+    pub events_dropped: u64,
+    /// Every ping round trip (for the capture's percentiles).
+    #[serde(skip)]
+    pub rtts: Vec<Duration>,
+}
+
+impl SessionRecord {
+    /// Severity for ordering the text table, highest first.
+    pub(crate) fn severity(&self) -> u8 {
+        match (self.expired, self.enforcement.map(|e| e.verdict)) {
+            (true, Some(Verdict::NotEnforced)) => 6,
+            (true, Some(Verdict::Late)) => 5,
+            (true, _) => 4,
+            _ if self.pings_unanswered > 0 => 3,
+            (false, Some(Verdict::Early)) => 2,
+            _ if matches!(self.close.kind, "fin" | "rst") => 1,
+            _ => 0,
+        }
+    }
+}
+
+pub(crate) fn opt_secs<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => secs(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The parts of a record most sessions never need.
+#[derive(Clone, Debug, Default)]
+struct Extras {
+    /// Listed events other than the first CONNECT and CONNACK.
+    events: Vec<SessionEvent>,
+    events_dropped: u64,
+    /// Round trips after the first.
+    rtts: Vec<Duration>,
+    /// PINGREQ times of a session without CONNECT (to infer its keepalive).
+    pingreq_times: Vec<Timestamp>,
+    close: Option<CloseRecord>,
+    enforcement: Option<EnforcementRecord>,
+}
+
+/// Bits of [`RecordState::flags`].
+mod flag {
+    pub const MID_STREAM: u16 = 1;
+    pub const EXPIRED: u16 = 1 << 1;
+    pub const WILL: u16 = 1 << 2;
+    pub const CLEAN_START: u16 = 1 << 3;
+    /// The first CONNECT is listed (rebuilt from the fields), at `connect_pos`.
+    pub const CONNECT_LISTED: u16 = 1 << 4;
+    /// The first CONNACK is listed, at `connack_pos`.
+    pub const CONNACK_LISTED: u16 = 1 << 5;
+}
+
+/// A session's record while it is being folded. See the module doc for its layout.
+#[derive(Clone, Debug)]
+pub struct RecordState {
+    client_id: Option<CompactString>,
+    extras: Option<Box<Extras>>,
+    started: Timestamp,
+    connect_ts: Timestamp,
+    connack_ts: Timestamp,
+    /// The first ping round trip.
+    first_rtt: Option<Duration>,
+    /// Longest silence seen in `client_activity` events (live); the end event has the final one.
+    max_silence: Duration,
+    pingreq: u32,
+    pingresp: u32,
+    pings_unanswered: u32,
+    gaps: u32,
+    malformed: u32,
+    keepalive: Option<u16>,
+    server_keepalive: Option<u16>,
+    effective: Option<u16>,
+    /// Places of the first CONNECT and CONNACK among the stored events.
+    connect_pos: u16,
+    connack_pos: u16,
+    protocol: Option<Protocol>,
+    connack_code: u8,
+    flags: u16,
+}
+
+impl RecordState {
+    /// The record of a session that started at `started`.
+    pub fn new(started: Timestamp, mid_stream: bool) -> Self {
+        RecordState {
+            client_id: None,
+            extras: None,
+            started,
+            connect_ts: started,
+            connack_ts: started,
+            first_rtt: None,
+            max_silence: Duration::ZERO,
+            pingreq: 0,
+            pingresp: 0,
+            pings_unanswered: 0,
+            gaps: 0,
+            malformed: 0,
+            keepalive: None,
+            server_keepalive: None,
+            effective: None,
+            connect_pos: 0,
+            connack_pos: 0,
+            protocol: None,
+            connack_code: 0,
+            flags: if mid_stream { flag::MID_STREAM } else { 0 },
+        }
+    }
+
+    fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    fn set(&mut self, f: u16, on: bool) {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+    }
+
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn stored_events(&self) -> usize {
+        self.extras.as_ref().map_or(0, |x| x.events.len())
+    }
+
+    /// Events listed so far (stored and rebuilt).
+    fn listed(&self) -> usize {
+        self.stored_events()
+            + usize::from(self.has(flag::CONNECT_LISTED))
+            + usize::from(self.has(flag::CONNACK_LISTED))
+    }
+
+    /// True once the session has shown MQTT (a CONNECT, or pings joined mid-stream).
+    pub fn shows_mqtt(&self) -> bool {
+        self.protocol.is_some() || self.pingreq + self.pingresp > 0
+    }
+
+    /// Folds one event of this session (`session_end` is for [`RecordState::finish`]).
+    pub fn apply(&mut self, e: &Event) {
+        let mut rebuilt = None;
+        match &e.kind {
+            EventKind::SessionStart { .. } | EventKind::SessionEnd { .. } => return,
+            EventKind::Connect { protocol, keepalive_s, client_id, clean_start, will } => {
+                self.protocol = Some(*protocol);
+                self.keepalive = Some(*keepalive_s);
+                self.effective = Some(*keepalive_s);
+                self.client_id = client_id.as_deref().map(CompactString::from);
+                self.set(flag::WILL, *will);
+                if !self.has(flag::CONNECT_LISTED) {
+                    self.set(flag::CLEAN_START, *clean_start);
+                    self.connect_ts = e.ts;
+                    rebuilt = Some(flag::CONNECT_LISTED);
+                }
+            }
+            EventKind::Connack { code, server_keepalive_s, effective_keepalive_s } => {
+                self.server_keepalive = *server_keepalive_s;
+                self.effective = *effective_keepalive_s;
+                if !self.has(flag::CONNACK_LISTED) {
+                    self.connack_code = *code;
+                    self.connack_ts = e.ts;
+                    rebuilt = Some(flag::CONNACK_LISTED);
+                }
+            }
+            EventKind::Pingreq => {
+                self.pingreq = self.pingreq.saturating_add(1);
+                if self.protocol.is_none() {
+                    self.extras().pingreq_times.push(e.ts);
+                }
+                return;
+            }
+            EventKind::Pingresp { rtt_ms } => {
+                self.pingresp = self.pingresp.saturating_add(1);
+                match (rtt_ms, self.first_rtt) {
+                    (Some(rtt), None) => self.first_rtt = Some(*rtt),
+                    (Some(rtt), Some(_)) => self.extras().rtts.push(*rtt),
+                    (None, _) => {}
+                }
+                return;
+            }
+            EventKind::KeepaliveExpired { .. } => self.flags |= flag::EXPIRED,
+            EventKind::PingUnanswered { .. } => self.pings_unanswered = self.pings_unanswered.saturating_add(1),
+            EventKind::Close { close, by, after_silence_s, reason_code } => {
+                self.extras().close = Some(CloseRecord {
+                    kind: match close {
+                        CloseKind::Disconnect => "disconnect",
+                        CloseKind::Fin => "fin",
+                        CloseKind::Rst => "rst",
+                    },
+                    by: Some(*by),
+                    after_silence_s: Some(round_us(after_silence_s.as_secs_f64())),
+                    reason_code: *reason_code,
+                });
+            }
+            EventKind::CloseWithoutDisconnect { .. } | EventKind::Resync { .. } => {}
+            EventKind::Enforcement { verdict, lag_s } => {
+                let x = self.extras();
+                if x.enforcement.is_none() {
+                    x.enforcement = Some(EnforcementRecord { verdict: *verdict, lag_s: *lag_s });
+                }
+            }
+            EventKind::Gap { .. } => self.gaps = self.gaps.saturating_add(1),
+            EventKind::Malformed { .. } => self.malformed = self.malformed.saturating_add(1),
+            EventKind::ClientActivity { silence_s, .. } => {
+                self.max_silence = self.max_silence.max(*silence_s);
+                return;
+            }
+        }
+        if self.listed() >= MAX_EVENTS_PER_SESSION {
+            self.extras().events_dropped += 1;
+        } else if let Some(f) = rebuilt {
+            // Rebuilt at output from the fields; only its place is kept.
+            let pos = self.stored_events() as u16;
+            if f == flag::CONNECT_LISTED {
+                self.connect_pos = pos;
+            } else {
+                self.connack_pos = pos;
+            }
+            self.flags |= f;
+        } else {
+            self.extras().events.push(SessionEvent { ts: e.ts, kind: e.kind.clone() });
+        }
+    }
+
+    /// The record of a session still open (derived fields from what has been seen so far).
+    pub fn snapshot(&self, id: SessionId, flow: FlowKeyJson) -> SessionRecord {
+        self.record(id, flow, None, self.max_silence)
+    }
+
+    /// The record of the session, ended by its `session_end` event `end` (another event gives a
+    /// snapshot). Returns `None` for a connection that never carried MQTT. The state's optional
+    /// parts are freed.
+    pub fn finish(&mut self, end: &Event) -> Option<SessionRecord> {
+        let record = match end.kind {
+            EventKind::SessionEnd { mqtt: false, .. } => None,
+            EventKind::SessionEnd { last_packet, max_silence_s, .. } => {
+                Some(self.record(end.session, end.flow, Some(last_packet), max_silence_s))
+            }
+            _ => Some(self.snapshot(end.session, end.flow)),
+        };
+        self.extras = None;
+        record
+    }
+
+    fn record(
+        &self,
+        id: SessionId,
+        flow: FlowKeyJson,
+        ended: Option<Timestamp>,
+        max_silence: Duration,
+    ) -> SessionRecord {
+        let empty = Extras::default();
+        let x = self.extras.as_deref().unwrap_or(&empty);
+        let mut rtts: Vec<Duration> = self.first_rtt.into_iter().chain(x.rtts.iter().copied()).collect();
+        rtts.sort_unstable();
+        let ms = |d: Duration| round_us(d.as_secs_f64() * 1e3);
+        let ping_rtt_ms = (!rtts.is_empty()).then(|| RttSummary {
+            min: ms(rtts[0]),
+            median: ms(rtts[(rtts.len() - 1) / 2]),
+            max: ms(rtts[rtts.len() - 1]),
+        });
+        let keepalive = self.effective.filter(|k| *k > 0);
+        let inferred_keepalive_s = (x.pingreq_times.len() >= 2).then(|| {
+            let mut intervals: Vec<Duration> = x.pingreq_times.windows(2).map(|w| w[1].since(w[0])).collect();
+            intervals.sort_unstable();
+            intervals[intervals.len() / 2].as_secs_f64().round() as u32
+        });
+        SessionRecord {
+            id,
+            client: flow.client,
+            broker: flow.broker,
+            client_id: self.client_id.as_ref().map(|c| c.to_string()),
+            protocol: self.protocol,
+            keepalive_s: self.keepalive,
+            server_keepalive_s: self.server_keepalive,
+            effective_keepalive_s: self.effective,
+            inferred_keepalive_s,
+            expiry_s: keepalive.map(|k| expiry_span(k).as_secs_f64()),
+            will: self.protocol.map(|_| self.has(flag::WILL)),
+            mid_stream: self.has(flag::MID_STREAM),
+            started: self.started,
+            ended,
+            pingreq: self.pingreq.into(),
+            pingresp: self.pingresp.into(),
+            pings_unanswered: self.pings_unanswered.into(),
+            ping_rtt_ms,
+            max_silence_s: max_silence,
+            headroom: keepalive.map(|k| round_us(max_silence.as_secs_f64() / f64::from(k))),
+            expired: self.has(flag::EXPIRED),
+            close: x.close.clone().unwrap_or(CloseRecord::OPEN),
+            enforcement: x.enforcement,
+            gaps: self.gaps.into(),
+            malformed: self.malformed.into(),
+            events: self.events(x),
+            events_dropped: x.events_dropped,
+            rtts,
+        }
+    }
+
+    /// The listed events: the stored ones with the first CONNECT and CONNACK rebuilt in place.
+    fn events(&self, x: &Extras) -> Vec<SessionEvent> {
+        let mut rebuilt = Vec::with_capacity(2);
+        if self.has(flag::CONNECT_LISTED) {
+            let kind = EventKind::Connect {
+                protocol: self.protocol.expect("a listed CONNECT set the protocol"),
+                keepalive_s: self.keepalive.unwrap_or(0),
+                client_id: self.client_id.as_ref().map(|c| c.to_string()),
+                clean_start: self.has(flag::CLEAN_START),
+                will: self.has(flag::WILL),
+            };
+            rebuilt.push((self.connect_pos, SessionEvent { ts: self.connect_ts, kind }));
+        }
+        if self.has(flag::CONNACK_LISTED) {
+            let kind = EventKind::Connack {
+                code: self.connack_code,
+                server_keepalive_s: self.server_keepalive,
+                effective_keepalive_s: self.effective,
+            };
+            rebuilt.push((self.connack_pos, SessionEvent { ts: self.connack_ts, kind }));
+        }
+        let mut out = Vec::with_capacity(x.events.len() + rebuilt.len());
+        let mut rebuilt = rebuilt.into_iter().peekable();
+        for (i, stored) in x.events.iter().enumerate() {
+            while let Some((_, e)) = rebuilt.next_if(|(pos, _)| usize::from(*pos) <= i) {
+                out.push(e);
+            }
+            out.push(stored.clone());
+        }
+        out.extend(rebuilt.map(|(_, e)| e));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: f64, kind: EventKind) -> Event {
+        let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
+        Event { ts: Timestamp::from_secs_f64(ts), session: 7, flow, kind }
+    }
+
+    fn connect(client_id: &str) -> EventKind {
+        EventKind::Connect {
+            protocol: Protocol::V5,
+            keepalive_s: 60,
+            client_id: Some(client_id.into()),
+            clean_start: true,
+            will: true,
+        }
+    }
+
+    fn connack(code: u8) -> EventKind {
+        EventKind::Connack { code, server_keepalive_s: Some(20), effective_keepalive_s: Some(20) }
+    }
+
+    fn malformed() -> EventKind {
+        EventKind::Malformed { side: Side::Broker, packet_type: None, reason: "bad".into() }
+    }
+
+    fn end(ts: f64) -> Event {
+        ev(
+            ts,
+            EventKind::SessionEnd {
+                last_packet: Timestamp::from_secs_f64(ts),
+                max_silence_s: Duration::from_secs(3),
+                open: true,
+                evicted: false,
+                mqtt: true,
+            },
+        )
+    }
+
+    /// The listed events in order, as `(ts, kind name)`.
+    fn listed(r: &SessionRecord) -> Vec<(f64, &'static str)> {
+        r.events.iter().map(|e| (e.ts.as_secs_f64(), e.kind.name())).collect()
+    }
+
+    #[test]
+    fn rebuilt_connect_and_connack_keep_their_place_among_stored_events() {
+        let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+        for e in [
+            ev(0.5, malformed()),
+            ev(1.0, connect("dev-1")),
+            ev(1.0, malformed()),
+            ev(1.1, connack(0)),
+            ev(1.2, connack(5)),
+        ] {
+            s.apply(&e);
+        }
+        let r = s.finish(&end(9.0)).unwrap();
+        assert_eq!(
+            listed(&r),
+            [(0.5, "malformed"), (1.0, "connect"), (1.0, "malformed"), (1.1, "connack"), (1.2, "connack")]
+        );
+        let json = serde_json::to_value(&r.events).unwrap();
+        assert_eq!(json[1]["client_id"], "dev-1");
+        assert_eq!(json[1]["clean_start"], true);
+        assert_eq!((json[3]["code"].as_u64(), json[4]["code"].as_u64()), (Some(0), Some(5)));
+        assert_eq!(r.ended, Some(Timestamp::from_secs_f64(9.0)));
+    }
+
+    #[test]
+    fn a_plain_session_needs_no_extras() {
+        let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+        for e in [
+            ev(0.1, connect("a")),
+            ev(0.2, connack(0)),
+            ev(5.0, EventKind::Pingreq),
+            ev(5.002, EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(2)) }),
+        ] {
+            s.apply(&e);
+        }
+        assert!(s.extras.is_none(), "connect, connack and one ping fit in the fixed part");
+        let r = s.finish(&end(9.0)).unwrap();
+        assert_eq!(listed(&r), [(0.1, "connect"), (0.2, "connack")]);
+        assert_eq!(r.ping_rtt_ms, Some(RttSummary { min: 2.0, median: 2.0, max: 2.0 }));
+        assert_eq!(r.close.kind, "open");
+        assert_eq!(r.headroom, Some(0.15));
+    }
+
+    #[test]
+    fn the_event_list_is_capped() {
+        let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+        s.apply(&ev(0.1, connect("a")));
+        for i in 0..MAX_EVENTS_PER_SESSION + 5 {
+            s.apply(&ev(1.0 + i as f64, malformed()));
+        }
+        let r = s.snapshot(7, ev(0.0, EventKind::Pingreq).flow);
+        assert_eq!(r.events.len(), MAX_EVENTS_PER_SESSION);
+        assert_eq!(r.events_dropped, 6);
+        assert_eq!(r.malformed, MAX_EVENTS_PER_SESSION as u64 + 5);
+    }
+
+    #[test]
+    fn non_mqtt_connections_give_no_record() {
+        let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), true);
+        let mut e = end(1.0);
+        if let EventKind::SessionEnd { mqtt, .. } = &mut e.kind {
+            *mqtt = false;
+        }
+        assert!(s.finish(&e).is_none());
+    }
+}
