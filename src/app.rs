@@ -203,7 +203,10 @@ pub fn analyze_streaming(
     })?;
     stats.last_ts = clock;
     if let Some(end) = clock {
-        tracker.finish(end);
+        let mut ending = tracker.start_finish(end);
+        while tracker.finish_some(&mut ending, BATCH) {
+            dispatch(&mut tracker, &mut report, sinks, records)?;
+        }
     }
     dispatch(&mut tracker, &mut report, sinks, records)?;
     let counters = tracker.counters().clone();

@@ -98,6 +98,13 @@ pub struct TrackerCounters {
     pub buffered_bytes: u64,
 }
 
+/// The sessions still to be ended at the end of a capture (see [`Tracker::start_finish`]).
+pub struct Ending {
+    end: Timestamp,
+    /// `(id, slot)`, highest id first.
+    open: Vec<(SessionId, usize)>,
+}
+
 /// One direction's reassembly and decoding.
 struct Half {
     reasm: Reassembler,
@@ -260,18 +267,33 @@ impl Tracker {
     /// The capture ended at `end`: fires what is due and ends every session still tracked,
     /// in the order the sessions began.
     pub fn finish(&mut self, end: Timestamp) {
+        let mut ending = self.start_finish(end);
+        while self.finish_some(&mut ending, usize::MAX) {}
+    }
+
+    /// [`Tracker::finish`] in steps, so the caller can drain events and records between them
+    /// (a million sessions open at the end need not all be held as records at once): fires
+    /// what is due and returns the sessions to end, for [`Tracker::finish_some`].
+    pub fn start_finish(&mut self, end: Timestamp) -> Ending {
         self.poll(end);
         let mut open: Vec<(SessionId, usize)> =
             self.conns.iter().filter(|(_, c)| !c.done).map(|(slot, c)| (c.id, slot)).collect();
-        open.sort_unstable();
-        for (_, slot) in open {
-            let conn = self.conns.get_mut(slot).expect("collected above");
+        open.sort_unstable_by(|a, b| b.cmp(a)); // popped from the back: lowest id first
+        Ending { end, open }
+    }
+
+    /// Ends up to `n` more of the sessions in `ending`; false once none are left.
+    pub fn finish_some(&mut self, ending: &mut Ending, n: usize) -> bool {
+        for _ in 0..n {
+            let Some((_, slot)) = ending.open.pop() else { return false };
+            let conn = self.conns.get_mut(slot).expect("collected by start_finish");
             let start = self.events.len();
             let mut ctx =
-                Ctx { now: end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
-            conn.end(end, false, &mut ctx);
+                Ctx { now: ending.end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
+            conn.end(ending.end, false, &mut ctx);
             conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         }
+        !ending.open.is_empty()
     }
 
     /// The slot of the segment's connection, creating one when the segment can start it.
@@ -571,5 +593,16 @@ fn deliver(
                 session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
             }
         }
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!("Conn {} Session {} Record {} Half {} Reasm {} Decoder {} FlowKey {} Option<Conn> {}",
+            size_of::<super::Conn>(), size_of::<crate::session::Session>(), size_of::<crate::session::record::RecordState>(),
+            size_of::<super::Half>(), size_of::<crate::flow::reassembly::Reassembler>(), size_of::<crate::mqtt::StreamDecoder>(),
+            size_of::<crate::flow::FlowKey>(), size_of::<Option<super::Conn>>());
     }
 }

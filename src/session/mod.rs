@@ -86,19 +86,51 @@ enum Timer {
     Enforcement,
 }
 
-/// The state of one session.
+/// The state of one session. Kept small (a tracker holds one per open connection): the timers'
+/// states are packed beside their times rather than held as enums with payloads.
 #[derive(Clone, Debug)]
 pub struct Session {
-    clock: KeepaliveClock,
-    connected: bool,
+    /// The keepalive clock's time: the deadline when armed, the expiry when expired.
+    clock_at: Timestamp,
+    /// The expired deadline, while the enforcement is pending.
+    enforcement_at: Timestamp,
+    /// When the outstanding PINGREQ was sent.
+    ping_sent: Timestamp,
+    last_client: Timestamp,
+    max_silence_ns: u64,
     declared: Option<u16>,
     effective: Option<u16>,
+    clock_kind: ClockKind,
+    enforcement_kind: EnforcementKind,
+    ping_kind: PingKind,
+    connected: bool,
     will: bool,
-    last_client: Timestamp,
-    max_silence: Duration,
-    ping: Option<OutstandingPing>,
-    closed: Option<Timestamp>,
-    enforcement: Enforcement,
+    /// After the first DISCONNECT, FIN or RST.
+    closed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ClockKind {
+    Unknown,
+    Disabled,
+    Armed,
+    Expired,
+    Stopped,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EnforcementKind {
+    None,
+    Pending,
+    PendingResumed,
+    Decided,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PingKind {
+    None,
+    Outstanding,
+    Reported,
 }
 
 /// Where session events go: `(timestamp, what)`.
@@ -109,22 +141,84 @@ impl Session {
     /// A session first seen at `now`.
     pub fn new(now: Timestamp) -> Self {
         Session {
-            clock: KeepaliveClock::Unknown,
-            connected: false,
+            clock_at: now,
+            enforcement_at: now,
+            ping_sent: now,
+            last_client: now,
+            max_silence_ns: 0,
             declared: None,
             effective: None,
+            clock_kind: ClockKind::Unknown,
+            enforcement_kind: EnforcementKind::None,
+            ping_kind: PingKind::None,
+            connected: false,
             will: false,
-            last_client: now,
-            max_silence: Duration::ZERO,
-            ping: None,
-            closed: None,
-            enforcement: Enforcement::None,
+            closed: false,
         }
     }
 
     /// The keepalive timer.
     pub fn clock(&self) -> KeepaliveClock {
-        self.clock
+        match self.clock_kind {
+            ClockKind::Unknown => KeepaliveClock::Unknown,
+            ClockKind::Disabled => KeepaliveClock::Disabled,
+            ClockKind::Armed => KeepaliveClock::Armed { deadline: self.clock_at },
+            ClockKind::Expired => KeepaliveClock::Expired { since: self.clock_at },
+            ClockKind::Stopped => KeepaliveClock::Stopped,
+        }
+    }
+
+    fn set_clock(&mut self, clock: KeepaliveClock) {
+        (self.clock_kind, self.clock_at) = match clock {
+            KeepaliveClock::Unknown => (ClockKind::Unknown, self.clock_at),
+            KeepaliveClock::Disabled => (ClockKind::Disabled, self.clock_at),
+            KeepaliveClock::Armed { deadline } => (ClockKind::Armed, deadline),
+            KeepaliveClock::Expired { since } => (ClockKind::Expired, since),
+            KeepaliveClock::Stopped => (ClockKind::Stopped, self.clock_at),
+        };
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        match self.enforcement_kind {
+            EnforcementKind::None => Enforcement::None,
+            EnforcementKind::Pending => Enforcement::Pending { deadline: self.enforcement_at, resumed: false },
+            EnforcementKind::PendingResumed => Enforcement::Pending { deadline: self.enforcement_at, resumed: true },
+            EnforcementKind::Decided => Enforcement::Decided,
+        }
+    }
+
+    fn set_enforcement(&mut self, e: Enforcement) {
+        (self.enforcement_kind, self.enforcement_at) = match e {
+            Enforcement::None => (EnforcementKind::None, self.enforcement_at),
+            Enforcement::Pending { deadline, resumed: false } => (EnforcementKind::Pending, deadline),
+            Enforcement::Pending { deadline, resumed: true } => (EnforcementKind::PendingResumed, deadline),
+            Enforcement::Decided => (EnforcementKind::Decided, self.enforcement_at),
+        };
+    }
+
+    fn ping(&self) -> Option<OutstandingPing> {
+        match self.ping_kind {
+            PingKind::None => None,
+            PingKind::Outstanding => Some(OutstandingPing { sent: self.ping_sent, reported: false }),
+            PingKind::Reported => Some(OutstandingPing { sent: self.ping_sent, reported: true }),
+        }
+    }
+
+    fn set_ping(&mut self, ping: Option<OutstandingPing>) {
+        (self.ping_kind, self.ping_sent) = match ping {
+            None => (PingKind::None, self.ping_sent),
+            Some(OutstandingPing { sent, reported: false }) => (PingKind::Outstanding, sent),
+            Some(OutstandingPing { sent, reported: true }) => (PingKind::Reported, sent),
+        };
+    }
+
+    fn max_silence(&self) -> Duration {
+        Duration::from_nanos(self.max_silence_ns)
+    }
+
+    /// A silence of `d`: the longest so far is kept.
+    fn note_silence(&mut self, d: Duration) {
+        self.max_silence_ns = self.max_silence_ns.max(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// The effective keepalive, once known.
@@ -139,13 +233,13 @@ impl Session {
 
     /// True after the first DISCONNECT, FIN or RST.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_some()
+        self.closed
     }
 
     /// An MQTT packet from the client.
     pub fn on_client_packet(&mut self, now: Timestamp, pkt: &Packet, cfg: &SessionConfig, out: &mut impl Emit) {
         self.poll(now, cfg, out);
-        if self.closed.is_some() {
+        if self.closed {
             return;
         }
         self.client_activity(now, cfg, out);
@@ -155,7 +249,7 @@ impl Session {
                 self.declared = Some(c.keepalive);
                 self.effective = Some(c.keepalive);
                 self.will = c.will;
-                self.clock = self.armed_from(now);
+                self.set_clock(self.armed_from(now));
                 out(
                     now,
                     EventKind::Connect {
@@ -169,8 +263,8 @@ impl Session {
             }
             (_, PacketType::Connect) => self.connected = true,
             (_, PacketType::PingReq) => {
-                if self.ping.is_none_or(|p| p.reported) {
-                    self.ping = Some(OutstandingPing { sent: now, reported: false });
+                if self.ping().is_none_or(|p| p.reported) {
+                    self.set_ping(Some(OutstandingPing { sent: now, reported: false }));
                 }
                 out(now, EventKind::Pingreq);
             }
@@ -184,7 +278,7 @@ impl Session {
     /// An MQTT packet from the broker.
     pub fn on_broker_packet(&mut self, now: Timestamp, pkt: &Packet, cfg: &SessionConfig, out: &mut impl Emit) {
         self.poll(now, cfg, out);
-        if self.closed.is_some() {
+        if self.closed {
             return;
         }
         match (&pkt.body, pkt.header.packet_type) {
@@ -193,10 +287,10 @@ impl Session {
                     self.effective = ack.server_keepalive;
                 }
                 if matches!(
-                    self.clock,
+                    self.clock(),
                     KeepaliveClock::Armed { .. } | KeepaliveClock::Unknown | KeepaliveClock::Disabled
                 ) {
-                    self.clock = self.armed_from(self.last_client);
+                    self.set_clock(self.armed_from(self.last_client));
                 }
                 out(
                     now,
@@ -208,7 +302,8 @@ impl Session {
                 );
             }
             (_, PacketType::PingResp) => {
-                let rtt = self.ping.take().map(|p| now.since(p.sent));
+                let rtt = self.ping().map(|p| now.since(p.sent));
+                self.set_ping(None);
                 out(now, EventKind::Pingresp { rtt_ms: rtt });
             }
             (body, PacketType::Disconnect) => {
@@ -221,7 +316,7 @@ impl Session {
     /// Client bytes were lost to a capture gap: the client was active, whatever it sent.
     pub fn on_client_bytes_lost(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
         self.poll(now, cfg, out);
-        if self.closed.is_none() {
+        if !self.closed {
             self.client_activity(now, cfg, out);
         }
     }
@@ -244,20 +339,21 @@ impl Session {
             match timer {
                 Timer::Keepalive => {
                     let last_activity = self.last_client;
-                    self.clock = KeepaliveClock::Expired { since: at };
-                    if self.enforcement == Enforcement::None {
-                        self.enforcement = Enforcement::Pending { deadline: at, resumed: false };
+                    self.set_clock(KeepaliveClock::Expired { since: at });
+                    if self.enforcement() == Enforcement::None {
+                        self.set_enforcement(Enforcement::Pending { deadline: at, resumed: false });
                     }
                     let keepalive_s = self.effective.unwrap_or(0);
                     out(at, EventKind::KeepaliveExpired { keepalive_s, last_activity });
                 }
                 Timer::Ping => {
-                    let ping = self.ping.as_mut().expect("ping timer implies an outstanding ping");
+                    let mut ping = self.ping().expect("ping timer implies an outstanding ping");
                     ping.reported = true;
+                    self.set_ping(Some(ping));
                     out(at, EventKind::PingUnanswered { sent: ping.sent });
                 }
                 Timer::Enforcement => {
-                    self.enforcement = Enforcement::Decided;
+                    self.set_enforcement(Enforcement::Decided);
                     out(at, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
                 }
             }
@@ -274,16 +370,16 @@ impl Session {
     /// the stretch up to `end` for a session still open.
     pub fn finish(&mut self, end: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) -> Duration {
         self.poll(end, cfg, out);
-        if self.closed.is_none() {
-            self.max_silence = self.max_silence.max(end.since(self.last_client));
-            if let Enforcement::Pending { deadline, .. } = self.enforcement
+        if !self.closed {
+            self.note_silence(end.since(self.last_client));
+            if let Enforcement::Pending { deadline, .. } = self.enforcement()
                 && end > deadline.saturating_add(cfg.enforcement_tolerance)
             {
-                self.enforcement = Enforcement::Decided;
+                self.set_enforcement(Enforcement::Decided);
                 out(end, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
             }
         }
-        self.max_silence
+        self.max_silence()
     }
 
     /// The clock for an effective keepalive counted from `from`.
@@ -303,17 +399,17 @@ impl Session {
     }
 
     fn next_timer(&self, cfg: &SessionConfig) -> Option<(Timestamp, Timer)> {
-        let keepalive = match self.clock {
+        let keepalive = match self.clock() {
             KeepaliveClock::Armed { deadline } => Some((deadline, Timer::Keepalive)),
             _ => None,
         };
-        let ping = match self.ping {
-            Some(p) if !p.reported && self.closed.is_none() => {
+        let ping = match self.ping() {
+            Some(p) if !p.reported && !self.closed => {
                 Some((p.sent.saturating_add(self.ping_timeout(cfg)), Timer::Ping))
             }
             _ => None,
         };
-        let enforcement = match self.enforcement {
+        let enforcement = match self.enforcement() {
             Enforcement::Pending { deadline, resumed: true } => {
                 Some((deadline.saturating_add(cfg.enforcement_tolerance), Timer::Enforcement))
             }
@@ -324,20 +420,20 @@ impl Session {
 
     fn client_activity(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
         let silence = now.since(self.last_client);
-        self.max_silence = self.max_silence.max(silence);
+        self.note_silence(silence);
         if let (true, Some(k)) = (cfg.activity_events, self.effective.filter(|k| *k > 0)) {
             out(now, EventKind::ClientActivity { silence_s: silence, keepalive_s: k });
         }
         self.last_client = now;
-        if let KeepaliveClock::Armed { .. } | KeepaliveClock::Expired { .. } = self.clock {
-            self.clock = self.armed_from(now);
+        if let KeepaliveClock::Armed { .. } | KeepaliveClock::Expired { .. } = self.clock() {
+            self.set_clock(self.armed_from(now));
         }
-        if let Enforcement::Pending { deadline, resumed: false } = self.enforcement {
+        if let Enforcement::Pending { deadline, resumed: false } = self.enforcement() {
             if now > deadline.saturating_add(cfg.enforcement_tolerance) {
-                self.enforcement = Enforcement::Decided;
+                self.set_enforcement(Enforcement::Decided);
                 out(now, EventKind::Enforcement { verdict: Verdict::NotEnforced, lag_s: None });
             } else {
-                self.enforcement = Enforcement::Pending { deadline, resumed: true };
+                self.set_enforcement(Enforcement::Pending { deadline, resumed: true });
             }
         }
     }
@@ -352,20 +448,21 @@ impl Session {
         out: &mut impl Emit,
     ) {
         self.poll(now, cfg, out);
-        if self.closed.is_some() {
+        if self.closed {
             return;
         }
-        if let Some(p) = self.ping.as_mut().filter(|p| !p.reported) {
+        if let Some(mut p) = self.ping().filter(|p| !p.reported) {
             p.reported = true;
+            self.set_ping(Some(p));
             out(now, EventKind::PingUnanswered { sent: p.sent });
         }
         let after_silence = now.since(self.last_client);
-        self.max_silence = self.max_silence.max(after_silence);
+        self.note_silence(after_silence);
         out(now, EventKind::Close { close: kind, by, after_silence_s: after_silence, reason_code });
         if kind != CloseKind::Disconnect {
             out(now, EventKind::CloseWithoutDisconnect { close: kind, by, will_expected: self.will });
         }
-        let verdict = match (self.enforcement, by, self.clock) {
+        let verdict = match (self.enforcement(), by, self.clock()) {
             (Enforcement::Pending { deadline, .. }, Side::Broker, _) => {
                 let lag = now.since(deadline);
                 let verdict = if lag <= cfg.enforcement_tolerance { Verdict::OnTime } else { Verdict::Late };
@@ -379,11 +476,11 @@ impl Session {
             _ => None,
         };
         if let Some((verdict, lag_s)) = verdict {
-            self.enforcement = Enforcement::Decided;
+            self.set_enforcement(Enforcement::Decided);
             out(now, EventKind::Enforcement { verdict, lag_s: lag_s.map(event::round_us) });
         }
-        self.closed = Some(now);
-        self.clock = KeepaliveClock::Stopped;
+        self.closed = true;
+        self.set_clock(KeepaliveClock::Stopped);
     }
 }
 
