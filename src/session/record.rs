@@ -140,7 +140,11 @@ struct Extras {
     pingreq_times: Vec<Timestamp>,
     close: Option<CloseRecord>,
     enforcement: Option<EnforcementRecord>,
+    gaps: u64,
+    malformed: u64,
 }
+
+const NO_RTT: u64 = u64::MAX;
 
 /// Bits of [`RecordState::flags`].
 mod flag {
@@ -162,15 +166,11 @@ pub struct RecordState {
     started: Timestamp,
     connect_ts: Timestamp,
     connack_ts: Timestamp,
-    /// The first ping round trip.
-    first_rtt: Option<Duration>,
-    /// Longest silence seen in `client_activity` events (live); the end event has the final one.
-    max_silence: Duration,
+    /// The first ping round trip in nanoseconds ([`NO_RTT`]: none yet).
+    first_rtt_ns: u64,
     pingreq: u32,
     pingresp: u32,
     pings_unanswered: u32,
-    gaps: u32,
-    malformed: u32,
     keepalive: Option<u16>,
     server_keepalive: Option<u16>,
     effective: Option<u16>,
@@ -191,13 +191,10 @@ impl RecordState {
             started,
             connect_ts: started,
             connack_ts: started,
-            first_rtt: None,
-            max_silence: Duration::ZERO,
+            first_rtt_ns: NO_RTT,
             pingreq: 0,
             pingresp: 0,
             pings_unanswered: 0,
-            gaps: 0,
-            malformed: 0,
             keepalive: None,
             server_keepalive: None,
             effective: None,
@@ -276,10 +273,10 @@ impl RecordState {
             }
             EventKind::Pingresp { rtt_ms } => {
                 self.pingresp = self.pingresp.saturating_add(1);
-                match (rtt_ms, self.first_rtt) {
-                    (Some(rtt), None) => self.first_rtt = Some(*rtt),
-                    (Some(rtt), Some(_)) => self.extras().rtts.push(*rtt),
-                    (None, _) => {}
+                match rtt_ms.map(|d| u64::try_from(d.as_nanos()).unwrap_or(NO_RTT - 1)) {
+                    Some(ns) if self.first_rtt_ns == NO_RTT => self.first_rtt_ns = ns,
+                    Some(ns) => self.extras().rtts.push(Duration::from_nanos(ns)),
+                    None => {}
                 }
                 return;
             }
@@ -304,12 +301,10 @@ impl RecordState {
                     x.enforcement = Some(EnforcementRecord { verdict: *verdict, lag_s: *lag_s });
                 }
             }
-            EventKind::Gap { .. } => self.gaps = self.gaps.saturating_add(1),
-            EventKind::Malformed { .. } => self.malformed = self.malformed.saturating_add(1),
-            EventKind::ClientActivity { silence_s, .. } => {
-                self.max_silence = self.max_silence.max(*silence_s);
-                return;
-            }
+            EventKind::Gap { .. } => self.extras().gaps += 1,
+            EventKind::Malformed { .. } => self.extras().malformed += 1,
+            // Only the live agent asks for these; its `/sessions` keeps the longest silence.
+            EventKind::ClientActivity { .. } => return,
         }
         if self.listed() >= MAX_EVENTS_PER_SESSION {
             self.extras().events_dropped += 1;
@@ -327,9 +322,10 @@ impl RecordState {
         }
     }
 
-    /// The record of a session still open (derived fields from what has been seen so far).
-    pub fn snapshot(&self, id: SessionId, flow: FlowKeyJson) -> SessionRecord {
-        self.record(id, flow, None, self.max_silence)
+    /// The record of a session still open (derived fields from what has been seen so far),
+    /// with the longest client silence so far.
+    pub fn snapshot(&self, id: SessionId, flow: FlowKeyJson, max_silence: Duration) -> SessionRecord {
+        self.record(id, flow, None, max_silence)
     }
 
     /// The record of the session, ended by its `session_end` event `end` (another event gives a
@@ -341,7 +337,7 @@ impl RecordState {
             EventKind::SessionEnd { last_packet, max_silence_s, .. } => {
                 Some(self.record(end.session, end.flow, Some(last_packet), max_silence_s))
             }
-            _ => Some(self.snapshot(end.session, end.flow)),
+            _ => Some(self.snapshot(end.session, end.flow, Duration::ZERO)),
         };
         self.extras = None;
         record
@@ -356,7 +352,8 @@ impl RecordState {
     ) -> SessionRecord {
         let empty = Extras::default();
         let x = self.extras.as_deref().unwrap_or(&empty);
-        let mut rtts: Vec<Duration> = self.first_rtt.into_iter().chain(x.rtts.iter().copied()).collect();
+        let first = (self.first_rtt_ns != NO_RTT).then(|| Duration::from_nanos(self.first_rtt_ns));
+        let mut rtts: Vec<Duration> = first.into_iter().chain(x.rtts.iter().copied()).collect();
         rtts.sort_unstable();
         let ms = |d: Duration| round_us(d.as_secs_f64() * 1e3);
         let ping_rtt_ms = (!rtts.is_empty()).then(|| RttSummary {
@@ -394,8 +391,8 @@ impl RecordState {
             expired: self.has(flag::EXPIRED),
             close: x.close.clone().unwrap_or(CloseRecord::OPEN),
             enforcement: x.enforcement,
-            gaps: self.gaps.into(),
-            malformed: self.malformed.into(),
+            gaps: x.gaps,
+            malformed: x.malformed,
             events: self.events(x),
             events_dropped: x.events_dropped,
             rtts,
@@ -531,7 +528,7 @@ mod tests {
         for i in 0..MAX_EVENTS_PER_SESSION + 5 {
             s.apply(&ev(1.0 + i as f64, malformed()));
         }
-        let r = s.snapshot(7, ev(0.0, EventKind::Pingreq).flow);
+        let r = s.snapshot(7, ev(0.0, EventKind::Pingreq).flow, Duration::ZERO);
         assert_eq!(r.events.len(), MAX_EVENTS_PER_SESSION);
         assert_eq!(r.events_dropped, 6);
         assert_eq!(r.malformed, MAX_EVENTS_PER_SESSION as u64 + 5);

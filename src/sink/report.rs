@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
+use std::time::Duration;
 
 /// Version of the JSON document; bumped when a field changes meaning or goes away.
 pub const JSON_VERSION: u32 = 1;
@@ -118,7 +119,8 @@ const TOOL: &str = concat!("mqtt-keepalive ", env!("CARGO_PKG_VERSION"));
 
 /// Open and recently closed sessions, for a live agent's `/sessions`.
 pub struct LiveSessions {
-    open: HashMap<SessionId, (FlowKeyJson, RecordState)>,
+    /// Open sessions: addresses, record, longest client silence so far.
+    open: HashMap<SessionId, (FlowKeyJson, RecordState, Duration)>,
     closed: VecDeque<SessionRecord>,
     keep_closed: usize,
 }
@@ -142,10 +144,10 @@ impl LiveSessions {
     pub fn apply(&mut self, e: &Event) {
         match e.kind {
             EventKind::SessionStart { mid_stream } => {
-                self.open.insert(e.session, (e.flow, RecordState::new(e.ts, mid_stream)));
+                self.open.insert(e.session, (e.flow, RecordState::new(e.ts, mid_stream), Duration::ZERO));
             }
             EventKind::SessionEnd { .. } => {
-                let Some((_, mut state)) = self.open.remove(&e.session) else { return };
+                let Some((_, mut state, _)) = self.open.remove(&e.session) else { return };
                 if let Some(record) = state.finish(e)
                     && self.keep_closed > 0
                 {
@@ -155,8 +157,13 @@ impl LiveSessions {
                     self.closed.push_back(record);
                 }
             }
+            EventKind::ClientActivity { silence_s, .. } => {
+                if let Some((_, _, max_silence)) = self.open.get_mut(&e.session) {
+                    *max_silence = (*max_silence).max(silence_s);
+                }
+            }
             _ => {
-                if let Some((_, state)) = self.open.get_mut(&e.session) {
+                if let Some((_, state, _)) = self.open.get_mut(&e.session) {
                     state.apply(e);
                 }
             }
@@ -165,12 +172,12 @@ impl LiveSessions {
 
     /// The current document. Open connections that have not shown MQTT yet are left out.
     pub fn snapshot(&self) -> SessionsDocument {
-        let mut open: Vec<(&SessionId, &(FlowKeyJson, RecordState))> =
-            self.open.iter().filter(|(_, (_, r))| r.shows_mqtt()).collect();
+        let mut open: Vec<(&SessionId, &(FlowKeyJson, RecordState, Duration))> =
+            self.open.iter().filter(|(_, (_, r, _))| r.shows_mqtt()).collect();
         open.sort_by_key(|(id, _)| **id);
         let sessions = open
             .into_iter()
-            .map(|(id, (flow, r))| r.snapshot(*id, *flow))
+            .map(|(id, (flow, r, max_silence))| r.snapshot(*id, *flow, *max_silence))
             .chain(self.closed.iter().cloned())
             .collect();
         SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, sessions }
