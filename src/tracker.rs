@@ -11,18 +11,22 @@
 //! and closed connections are evicted on the heap's schedule, not by scanning.
 
 use crate::decode::Segment;
-use crate::flow::reassembly::{Chunk, Outcome, Reassembler};
+use crate::flow::reassembly::{Chunk, Outcome, ReasmRest, Reassembler};
 use crate::flow::seq::SeqNumber;
 use crate::flow::slab::PagedSlab;
 use crate::flow::{FlowKey, PortSet, Side};
+use crate::mqtt::stream::DecoderRest;
 use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
 use crate::session::record::{RecordState, SessionRecord};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
 use crate::time::{Timestamp, expiry_span};
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
+use hashbrown::HashTable;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Tracker settings.
@@ -124,7 +128,8 @@ struct Conn {
     last_seen: Timestamp,
     mid_stream: bool,
     saw_payload: bool,
-    mqtt_packets: u64,
+    /// An MQTT packet was decoded (for connections joined mid-stream).
+    saw_mqtt: bool,
     fin_client: bool,
     fin_broker: bool,
     /// `session_end` emitted; kept only to absorb stray packets until the linger ends.
@@ -149,12 +154,52 @@ impl Ctx<'_> {
     }
 }
 
+/// Connections kept in full form before idle ones are parked (see [`Parked`]). Below this many
+/// connections nothing is ever parked, so a capture of a few thousand sessions pays nothing.
+pub const ACTIVE_LIMIT: usize = 4096;
+
+/// A slot of the connection table.
+enum Slot {
+    /// Full form: reassemblers, decoders and all.
+    Active(Box<Conn>),
+    /// An idle connection at rest, in a fraction of the space.
+    Parked(Parked),
+}
+
+impl Slot {
+    fn id(&self) -> SessionId {
+        match self {
+            Slot::Active(c) => c.id,
+            Slot::Parked(p) => p.id,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self, Slot::Active(c) if c.done)
+    }
+
+    fn key(&self, brokers: &Brokers) -> FlowKey {
+        match self {
+            Slot::Active(c) => c.key,
+            Slot::Parked(p) => p.key(brokers),
+        }
+    }
+}
+
 /// The connection table.
 pub struct Tracker {
     cfg: TrackerConfig,
-    conns: PagedSlab<Conn>,
-    index: HashMap<FlowKey, usize>,
-    heap: BinaryHeap<Reverse<(Timestamp, usize, SessionId)>>,
+    conns: PagedSlab<Slot>,
+    /// Slots by flow key (the key is in the slot; the index holds slot numbers only).
+    index: HashTable<u32>,
+    hash: foldhash::fast::RandomState,
+    /// Broker addresses of parked connections.
+    brokers: Brokers,
+    /// Full-form connections in `conns`, and boxes kept for reuse when a connection wakes.
+    active: usize,
+    spare: Vec<Box<Conn>>,
+    /// `(when, slot, low 32 bits of the session id)`.
+    heap: BinaryHeap<Reverse<(Timestamp, u32, u32)>>,
     next_id: SessionId,
     counters: TrackerCounters,
     events: Vec<Event>,
@@ -166,7 +211,11 @@ impl Tracker {
         Tracker {
             cfg,
             conns: PagedSlab::default(),
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hash: foldhash::fast::RandomState::default(),
+            brokers: Brokers::default(),
+            active: 0,
+            spare: Vec::new(),
             heap: BinaryHeap::new(),
             next_id: 0,
             counters: TrackerCounters::default(),
@@ -183,6 +232,11 @@ impl Tracker {
     /// Connections currently tracked.
     pub fn live_connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Connections tracked in full form (the rest are parked).
+    pub fn active_connections(&self) -> usize {
+        self.active
     }
 
     /// Events emitted so far and not yet drained.
@@ -208,8 +262,8 @@ impl Tracker {
             // Both ends on broker ports: keep the orientation the connection already has, and
             // take a SYN-ACK's sender as the broker.
             let reversed = FlowKey { client: key.broker, broker: key.client };
-            let known = self.index.contains_key(&key);
-            if (!known && self.index.contains_key(&reversed)) || (!known && seg.syn && seg.ack.is_some()) {
+            let known = self.find(&key).is_some();
+            if (!known && self.find(&reversed).is_some()) || (!known && seg.syn && seg.ack.is_some()) {
                 (key, from) = (reversed, from.peer());
             }
         }
@@ -217,7 +271,7 @@ impl Tracker {
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
         let start = self.events.len();
-        let conn = self.conns.get_mut(slot).expect("slot_for returns live slots");
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
@@ -232,6 +286,7 @@ impl Tracker {
         }
         conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         self.reschedule(slot);
+        self.maybe_park(slot);
         true
     }
 
@@ -243,7 +298,11 @@ impl Tracker {
                 break;
             }
             self.heap.pop();
-            let Some(conn) = self.conns.get_mut(slot).filter(|c| c.id == id) else { continue };
+            let slot = slot as usize;
+            if self.conns.get(slot).is_none_or(|s| s.id() as u32 != id) {
+                continue; // the connection is gone (its slot may hold another)
+            }
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
             }
@@ -260,6 +319,7 @@ impl Tracker {
                 self.evict(slot, at);
             } else {
                 self.reschedule(slot);
+                self.maybe_park(slot);
             }
         }
     }
@@ -277,7 +337,7 @@ impl Tracker {
     pub fn start_finish(&mut self, end: Timestamp) -> Ending {
         self.poll(end);
         let mut open: Vec<(SessionId, usize)> =
-            self.conns.iter().filter(|(_, c)| !c.done).map(|(slot, c)| (c.id, slot)).collect();
+            self.conns.iter().filter(|(_, c)| !c.done()).map(|(slot, c)| (c.id(), slot)).collect();
         open.sort_unstable_by(|a, b| b.cmp(a)); // popped from the back: lowest id first
         Ending { end, open }
     }
@@ -286,22 +346,36 @@ impl Tracker {
     pub fn finish_some(&mut self, ending: &mut Ending, n: usize) -> bool {
         for _ in 0..n {
             let Some((_, slot)) = ending.open.pop() else { return false };
-            let conn = self.conns.get_mut(slot).expect("collected by start_finish");
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
             let start = self.events.len();
             let mut ctx =
                 Ctx { now: ending.end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
             conn.end(ending.end, false, &mut ctx);
             conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
+            // Ended connections are not parked; give the memory back as we go.
+            self.release(slot);
         }
         !ending.open.is_empty()
+    }
+
+    /// The slot of `key`'s connection.
+    fn find(&self, key: &FlowKey) -> Option<usize> {
+        let (conns, brokers) = (&self.conns, &self.brokers);
+        let hash = self.hash.hash_one(key);
+        self.index
+            .find(hash, |&s| conns.get(s as usize).is_some_and(|c| c.key(brokers) == *key))
+            .map(|&s| s as usize)
     }
 
     /// The slot of the segment's connection, creating one when the segment can start it.
     fn slot_for(&mut self, now: Timestamp, key: FlowKey, from: Side, seg: &Segment<'_>) -> Option<usize> {
         let opening_syn = seg.syn && from == Side::Client && seg.ack.is_none();
-        if let Some(&slot) = self.index.get(&key) {
-            let conn = self.conns.get(slot).expect("indexed slots are live");
-            let reused = opening_syn && conn.client_isn != Some(seg.seq);
+        if let Some(slot) = self.find(&key) {
+            let client_isn = match self.conns.get(slot).expect("indexed slots are live") {
+                Slot::Active(c) => c.client_isn,
+                Slot::Parked(p) => p.client_isn(),
+            };
+            let reused = opening_syn && client_isn != Some(seg.seq);
             if !reused {
                 return Some(slot);
             }
@@ -313,33 +387,13 @@ impl Tracker {
             self.counters.stray_segments += 1;
             return None;
         }
-        if self.conns.len() >= self.cfg.max_flows {
+        if self.conns.len() >= self.cfg.max_flows.min(u32::MAX as usize) {
             self.counters.flows_rejected += 1;
             return None;
         }
         let mid_stream = !(opening_syn || syn_ack);
-        let half = |first| Half {
-            reasm: Reassembler::new(self.cfg.max_buffered_per_flow),
-            decoder: if mid_stream { StreamDecoder::new(false) } else { StreamDecoder::starting_with(first) },
-        };
-        let mut conn = Conn {
-            key,
-            id: self.next_id,
-            session: Session::new(now),
-            record: RecordState::new(now, mid_stream),
-            client: half(PacketType::Connect),
-            broker: half(PacketType::ConnAck),
-            client_isn: None,
-            last_seen: now,
-            mid_stream,
-            saw_payload: false,
-            mqtt_packets: 0,
-            fin_client: false,
-            fin_broker: false,
-            done: false,
-            scheduled: None,
-            accounted: 0,
-        };
+        let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Conn::new(&self.cfg)));
+        conn.reset(key, self.next_id, now, mid_stream);
         if syn_ack {
             // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
             let client_isn = SeqNumber(seg.ack.expect("syn_ack has an ack").0.wrapping_sub(1));
@@ -348,20 +402,22 @@ impl Tracker {
         }
         self.next_id += 1;
         self.counters.flows += 1;
-        self.events.push(Event {
-            ts: now,
-            session: conn.id,
-            flow: key.into(),
-            kind: EventKind::SessionStart { mid_stream },
+        self.events.push(Event { ts: now, session: conn.id, flow: key.into(), kind: EventKind::SessionStart { mid_stream } });
+        let slot = self.conns.insert(Slot::Active(conn));
+        self.active += 1;
+        let (conns, brokers, hash) = (&self.conns, &self.brokers, &self.hash);
+        self.index.insert_unique(hash.hash_one(key), slot as u32, |&s| {
+            hash.hash_one(conns.get(s as usize).expect("indexed slots are live").key(brokers))
         });
-        let slot = self.conns.insert(conn);
-        self.index.insert(key, slot);
         Some(slot)
     }
 
     /// Ends the connection's session if it has not ended, and drops it.
     fn evict(&mut self, slot: usize, at: Timestamp) {
-        let Some(mut conn) = self.conns.remove(slot) else { return };
+        if self.conns.get(slot).is_none() {
+            return;
+        }
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
         if !conn.done {
             let start = self.events.len();
             let mut ctx =
@@ -373,24 +429,275 @@ impl Tracker {
             conn.end(at, evicted, &mut ctx);
             conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         }
+        self.release(slot);
+    }
+
+    /// Drops an ended connection from the table.
+    fn release(&mut self, slot: usize) {
+        let Some(Slot::Active(conn)) = self.conns.remove(slot) else { return };
+        self.active -= 1;
         self.counters.buffered_bytes -= conn.accounted as u64;
-        self.index.remove(&conn.key);
+        let hash = self.hash.hash_one(conn.key);
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s as usize == slot) {
+            entry.remove();
+        }
+        if self.spare.len() < ACTIVE_LIMIT {
+            self.spare.push(conn);
+        }
+    }
+
+    /// Parks the connection if there are many and it is at rest.
+    fn maybe_park(&mut self, slot: usize) {
+        if self.active <= ACTIVE_LIMIT {
+            return;
+        }
+        let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
+        let Some(parked) = conn.park(&mut self.brokers) else { return };
+        let Slot::Active(conn) = std::mem::replace(self.conns.get_mut(slot).expect("checked above"), Slot::Parked(parked))
+        else {
+            unreachable!("checked above")
+        };
+        self.active -= 1;
+        if self.spare.len() < ACTIVE_LIMIT {
+            self.spare.push(conn);
+        }
     }
 
     /// Makes sure the heap holds an entry no later than the connection's next deadline.
     fn reschedule(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
         let session_deadline = if conn.done { None } else { conn.session.next_deadline(&self.cfg.session) };
         let eviction = conn.eviction_deadline(&self.cfg);
         let next = session_deadline.map_or(eviction, |d| d.min(eviction));
         if conn.scheduled.is_none_or(|s| next < s) {
             conn.scheduled = Some(next);
-            self.heap.push(Reverse((next, slot, conn.id)));
+            self.heap.push(Reverse((next, slot as u32, conn.id as u32)));
         }
     }
 }
 
+/// The full form of the connection in `slot` (which must be live), waking it if it is parked.
+fn activate<'a>(
+    conns: &'a mut PagedSlab<Slot>,
+    slot: usize,
+    active: &mut usize,
+    spare: &mut Vec<Box<Conn>>,
+    brokers: &Brokers,
+    cfg: &TrackerConfig,
+) -> &'a mut Conn {
+    let entry = conns.get_mut(slot).expect("activate is given live slots");
+    if let Slot::Parked(p) = entry {
+        let mut conn = spare.pop().unwrap_or_else(|| Box::new(Conn::new(cfg)));
+        p.unpark_into(&mut conn, brokers);
+        *entry = Slot::Active(conn);
+        *active += 1;
+    }
+    match entry {
+        Slot::Active(conn) => conn,
+        Slot::Parked(_) => unreachable!("woken above"),
+    }
+}
+
+/// Broker addresses, numbered (a parked connection names its broker by number).
+#[derive(Default)]
+struct Brokers {
+    addrs: Vec<SocketAddr>,
+    numbers: HashMap<SocketAddr, u32>,
+}
+
+impl Brokers {
+    fn number(&mut self, addr: SocketAddr) -> Option<u32> {
+        if let Some(n) = self.numbers.get(&addr) {
+            return Some(*n);
+        }
+        let n = u32::try_from(self.addrs.len()).ok()?;
+        self.addrs.push(addr);
+        self.numbers.insert(addr, n);
+        Some(n)
+    }
+}
+
+/// Bits of [`Parked::bits`].
+mod bit {
+    pub const CLIENT_V4: u16 = 1;
+    pub const HAS_ISN: u16 = 1 << 1;
+    pub const MID_STREAM: u16 = 1 << 2;
+    pub const SAW_PAYLOAD: u16 = 1 << 3;
+    pub const SAW_MQTT: u16 = 1 << 4;
+    pub const SCHEDULED: u16 = 1 << 5;
+    /// Per direction (client, then broker at `<< 2`): the next and the acknowledged sequence
+    /// numbers are known.
+    pub const HAS_NEXT: u16 = 1 << 6;
+    pub const HAS_ACKED: u16 = 1 << 7;
+}
+
+/// An idle connection at rest: open, not closing, holding no bytes, both decoders at a packet
+/// boundary. Everything a [`Conn`] would hold is here, so waking it gives the same connection;
+/// the reassemblers and decoders shrink to their sequence numbers and framing state, the
+/// addresses to an IPv6-sized client address and a broker number.
+struct Parked {
+    session: Session,
+    record: RecordState,
+    id: SessionId,
+    last_seen: Timestamp,
+    scheduled: Timestamp,
+    client_ip: [u8; 16],
+    broker: u32,
+    client_isn: u32,
+    /// Next and acknowledged sequence numbers of the client's stream, then the broker's.
+    seqs: [u32; 4],
+    client_port: u16,
+    bits: u16,
+    decoders: [DecoderRest; 2],
+}
+
+impl Parked {
+    fn has(&self, b: u16) -> bool {
+        self.bits & b != 0
+    }
+
+    fn key(&self, brokers: &Brokers) -> FlowKey {
+        let ip = if self.has(bit::CLIENT_V4) {
+            IpAddr::V4(Ipv4Addr::new(self.client_ip[12], self.client_ip[13], self.client_ip[14], self.client_ip[15]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.client_ip))
+        };
+        FlowKey { client: SocketAddr::new(ip, self.client_port), broker: brokers.addrs[self.broker as usize] }
+    }
+
+    fn client_isn(&self) -> Option<SeqNumber> {
+        self.has(bit::HAS_ISN).then_some(SeqNumber(self.client_isn))
+    }
+
+    fn reasm(&self, side: usize) -> ReasmRest {
+        let seq = |i: usize, b: u16| self.has(b << (2 * side)).then_some(SeqNumber(self.seqs[2 * side + i]));
+        ReasmRest { next: seq(0, bit::HAS_NEXT), peer_acked: seq(1, bit::HAS_ACKED) }
+    }
+
+    /// Fills `conn` (any previous contents are replaced; its buffers are kept for reuse).
+    fn unpark_into(&mut self, conn: &mut Conn, brokers: &Brokers) {
+        conn.key = self.key(brokers);
+        conn.id = self.id;
+        conn.session = self.session.clone();
+        conn.record = std::mem::replace(&mut self.record, RecordState::new(self.last_seen, false));
+        conn.client.reasm.restore(self.reasm(0));
+        conn.broker.reasm.restore(self.reasm(1));
+        conn.client.decoder.restore(self.decoders[0]);
+        conn.broker.decoder.restore(self.decoders[1]);
+        conn.client_isn = self.client_isn();
+        conn.last_seen = self.last_seen;
+        conn.mid_stream = self.has(bit::MID_STREAM);
+        conn.saw_payload = self.has(bit::SAW_PAYLOAD);
+        conn.saw_mqtt = self.has(bit::SAW_MQTT);
+        (conn.fin_client, conn.fin_broker, conn.done) = (false, false, false);
+        conn.scheduled = self.has(bit::SCHEDULED).then_some(self.scheduled);
+        conn.accounted = 0;
+    }
+}
+
 impl Conn {
+    /// An unused connection (filled by [`Conn::reset`] or [`Parked::unpark_into`]).
+    fn new(cfg: &TrackerConfig) -> Self {
+        let half = || Half { reasm: Reassembler::new(cfg.max_buffered_per_flow), decoder: StreamDecoder::new(true) };
+        let zero = Timestamp::from_nanos(0);
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        Conn {
+            key: FlowKey { client: unspecified, broker: unspecified },
+            id: 0,
+            session: Session::new(zero),
+            record: RecordState::new(zero, false),
+            client: half(),
+            broker: half(),
+            client_isn: None,
+            last_seen: zero,
+            mid_stream: false,
+            saw_payload: false,
+            saw_mqtt: false,
+            fin_client: false,
+            fin_broker: false,
+            done: false,
+            scheduled: None,
+            accounted: 0,
+        }
+    }
+
+    /// Makes this the new connection `key`, first seen at `now` (buffers are kept for reuse).
+    fn reset(&mut self, key: FlowKey, id: SessionId, now: Timestamp, mid_stream: bool) {
+        self.key = key;
+        self.id = id;
+        self.session = Session::new(now);
+        self.record = RecordState::new(now, mid_stream);
+        for (half, first) in [(&mut self.client, PacketType::Connect), (&mut self.broker, PacketType::ConnAck)] {
+            half.reasm.restore(ReasmRest { next: None, peer_acked: None });
+            // Seen from its first byte, a stream must start with CONNECT (CONNACK from a broker).
+            let rest = if mid_stream {
+                DecoderRest { hunting: true, first: None }
+            } else {
+                DecoderRest { hunting: false, first: Some(first) }
+            };
+            half.decoder.restore(rest);
+        }
+        self.client_isn = None;
+        self.last_seen = now;
+        self.mid_stream = mid_stream;
+        (self.saw_payload, self.saw_mqtt, self.fin_client, self.fin_broker, self.done) = (false, false, false, false, false);
+        self.scheduled = None;
+        self.accounted = 0;
+    }
+
+    /// The parked form of this connection if it is at rest (its record moves there).
+    fn park(&mut self, brokers: &mut Brokers) -> Option<Parked> {
+        if self.done || self.session.is_closed() || self.fin_client || self.fin_broker || self.accounted != 0 {
+            return None;
+        }
+        let (client, broker) = (self.client.reasm.rest()?, self.broker.reasm.rest()?);
+        let decoders = [self.client.decoder.rest()?, self.broker.decoder.rest()?];
+        let broker_number = brokers.number(self.key.broker)?;
+        let (client_ip, v4) = match self.key.client.ip() {
+            IpAddr::V4(ip) => (ip.to_ipv6_mapped().octets(), true),
+            IpAddr::V6(ip) => (ip.octets(), false),
+        };
+        if let SocketAddr::V6(a) = self.key.client
+            && (a.flowinfo() != 0 || a.scope_id() != 0)
+        {
+            return None; // not representable; stays in full form
+        }
+        let mut bits = 0;
+        let mut flag = |on: bool, b: u16| {
+            if on {
+                bits |= b;
+            }
+        };
+        flag(v4, bit::CLIENT_V4);
+        flag(self.client_isn.is_some(), bit::HAS_ISN);
+        flag(self.mid_stream, bit::MID_STREAM);
+        flag(self.saw_payload, bit::SAW_PAYLOAD);
+        flag(self.saw_mqtt, bit::SAW_MQTT);
+        flag(self.scheduled.is_some(), bit::SCHEDULED);
+        let mut seqs = [0; 4];
+        for (side, rest) in [client, broker].into_iter().enumerate() {
+            for (i, (seq, b)) in [(rest.next, bit::HAS_NEXT), (rest.peer_acked, bit::HAS_ACKED)].into_iter().enumerate() {
+                flag(seq.is_some(), b << (2 * side));
+                seqs[2 * side + i] = seq.map_or(0, |s| s.0);
+            }
+        }
+        let started = self.last_seen;
+        Some(Parked {
+            session: self.session.clone(),
+            record: std::mem::replace(&mut self.record, RecordState::new(started, false)),
+            id: self.id,
+            last_seen: self.last_seen,
+            scheduled: self.scheduled.unwrap_or(self.last_seen),
+            client_ip,
+            broker: broker_number,
+            client_isn: self.client_isn.map_or(0, |s| s.0),
+            seqs,
+            client_port: self.key.client.port(),
+            bits,
+            decoders,
+        })
+    }
+
     /// Folds `events` (this connection's, just emitted) into its record; a finished MQTT
     /// session's record goes to `finished`.
     fn fold(&mut self, enabled: bool, events: &[Event], finished: &mut Vec<SessionRecord>) {
@@ -414,7 +721,7 @@ impl Conn {
             }
             return;
         }
-        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
+        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
         let (key, id) = (*key, *id);
         let (this, other) = match from {
             Side::Client => (client, broker),
@@ -431,7 +738,7 @@ impl Conn {
             let seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
             let Half { reasm, decoder } = this;
             let outcome = reasm.on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| {
-                deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx)
+                deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx)
             });
             match outcome {
                 Outcome::Retransmission => ctx.counters.retransmissions += 1,
@@ -443,12 +750,12 @@ impl Conn {
         if let Some(ack) = seg.ack {
             let Half { reasm, decoder } = other;
             reasm.on_peer_ack(ack, &mut |chunk| {
-                deliver(from.peer(), chunk, decoder, session, mqtt_packets, key, id, ctx)
+                deliver(from.peer(), chunk, decoder, session, saw_mqtt, key, id, ctx)
             });
         }
         if seg.fin || seg.rst {
             let Half { reasm, decoder } = this;
-            reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, mqtt_packets, key, id, ctx));
+            reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx));
             if seg.fin {
                 let data_start = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
                 reasm.on_fin(data_start.wrapping_add(seg.wire_len));
@@ -480,11 +787,11 @@ impl Conn {
 
     /// Gives up every hole in both directions (their stored bytes are delivered after gaps).
     fn give_up_holes(&mut self, ctx: &mut Ctx<'_>) {
-        let Conn { key, id, session, client, broker, mqtt_packets, .. } = self;
+        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
         let (key, id) = (*key, *id);
         for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
             let Half { reasm, decoder } = half;
-            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, mqtt_packets, key, id, ctx));
+            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, saw_mqtt, key, id, ctx));
         }
     }
 
@@ -517,7 +824,7 @@ impl Conn {
         self.give_up_holes(ctx);
         let (key, id, session) = (self.key, self.id, &mut self.session);
         let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-        let mqtt = session.connected() || (self.mid_stream && self.mqtt_packets > 0);
+        let mqtt = session.connected() || (self.mid_stream && self.saw_mqtt);
         match (self.saw_payload, mqtt) {
             (false, _) => ctx.counters.flows_without_payload += 1,
             (true, false) => ctx.counters.non_mqtt_flows += 1,
@@ -551,7 +858,7 @@ fn deliver(
     chunk: Chunk<'_>,
     decoder: &mut StreamDecoder,
     session: &mut Session,
-    mqtt_packets: &mut u64,
+    saw_mqtt: &mut bool,
     key: FlowKey,
     id: SessionId,
     ctx: &mut Ctx<'_>,
@@ -560,7 +867,7 @@ fn deliver(
     let mut on_stream_event = |ev: StreamEvent, ctx: &mut Ctx<'_>| match ev {
         StreamEvent::Packet(p) => {
             ctx.counters.mqtt_packets[p.header.packet_type as usize] += 1;
-            *mqtt_packets += 1;
+            *saw_mqtt = true;
             let cfg = ctx.cfg;
             let mut emit = |ts, kind| ctx.emit(key, id, ts, kind);
             match side {
@@ -593,16 +900,5 @@ fn deliver(
                 session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
             }
         }
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!("Conn {} Session {} Record {} Half {} Reasm {} Decoder {} FlowKey {} Option<Conn> {}",
-            size_of::<super::Conn>(), size_of::<crate::session::Session>(), size_of::<crate::session::record::RecordState>(),
-            size_of::<super::Half>(), size_of::<crate::flow::reassembly::Reassembler>(), size_of::<crate::mqtt::StreamDecoder>(),
-            size_of::<crate::flow::FlowKey>(), size_of::<Option<super::Conn>>());
     }
 }

@@ -46,6 +46,14 @@ struct Pending {
     wire_len: u32,
 }
 
+/// A reassembler holding no bytes is just two sequence numbers: the connection table keeps
+/// idle connections in this form (see [`Reassembler::rest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReasmRest {
+    pub next: Option<SeqNumber>,
+    pub peer_acked: Option<SeqNumber>,
+}
+
 /// Reassembly state for one direction.
 #[derive(Debug, Default)]
 pub struct Reassembler {
@@ -70,6 +78,19 @@ impl Reassembler {
     /// Bytes held out of order.
     pub fn buffered(&self) -> usize {
         self.pending_bytes
+    }
+
+    /// The state at rest, when no out-of-order bytes are held (`None` otherwise).
+    pub fn rest(&self) -> Option<ReasmRest> {
+        self.pending.is_empty().then_some(ReasmRest { next: self.next, peer_acked: self.peer_acked })
+    }
+
+    /// Puts back a state at rest (any held bytes are dropped; their buffer is kept for reuse).
+    pub fn restore(&mut self, rest: ReasmRest) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.next = rest.next;
+        self.peer_acked = rest.peer_acked;
     }
 
     /// A SYN with initial sequence number `isn`: the stream starts at `isn + 1`.

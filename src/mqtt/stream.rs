@@ -70,6 +70,14 @@ enum State {
     Body { header: FixedHeader, keep: u32, left: u64, damaged: bool },
 }
 
+/// A decoder at a packet boundary holding no bytes: whether it has framing, and the type the
+/// first packet must have. The connection table keeps idle connections in this form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecoderRest {
+    pub hunting: bool,
+    pub first: Option<PacketType>,
+}
+
 /// Stream decoder for one direction of one connection.
 #[derive(Debug)]
 pub struct StreamDecoder {
@@ -114,6 +122,21 @@ impl StreamDecoder {
                 Ok(())
             }
         }
+    }
+
+    /// The state at rest: at a packet boundary (or hunting before any byte), holding no bytes
+    /// and owing no skipped-bytes report (`None` otherwise).
+    pub fn rest(&self) -> Option<DecoderRest> {
+        let resting = matches!(self.state, State::Header | State::Hunting) && self.buf.is_empty() && self.skipped == 0;
+        resting.then_some(DecoderRest { hunting: self.state == State::Hunting, first: self.first })
+    }
+
+    /// Puts back a state at rest (the buffer is kept for reuse).
+    pub fn restore(&mut self, rest: DecoderRest) {
+        self.state = if rest.hunting { State::Hunting } else { State::Header };
+        self.buf.clear();
+        self.skipped = 0;
+        self.first = rest.first;
     }
 
     /// True while the decoder has no packet framing.
