@@ -152,11 +152,25 @@ mod flag {
     pub const EXPIRED: u16 = 1 << 1;
     pub const WILL: u16 = 1 << 2;
     pub const CLEAN_START: u16 = 1 << 3;
-    /// The first CONNECT is listed (rebuilt from the fields), at `connect_pos`.
-    pub const CONNECT_LISTED: u16 = 1 << 4;
-    /// The first CONNACK is listed, at `connack_pos`.
-    pub const CONNACK_LISTED: u16 = 1 << 5;
+    pub const HAS_KEEPALIVE: u16 = 1 << 4;
+    pub const HAS_SERVER_KEEPALIVE: u16 = 1 << 5;
+    pub const HAS_EFFECTIVE: u16 = 1 << 6;
 }
+
+/// The events a [`RecordState`] lists without storing them: rebuilt from its fields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rebuilt {
+    /// The first CONNECT.
+    Connect,
+    /// The first CONNACK.
+    Connack,
+    /// The first keepalive expiry.
+    Expiry,
+}
+
+const REBUILT: [Rebuilt; 3] = [Rebuilt::Connect, Rebuilt::Connack, Rebuilt::Expiry];
+/// `RecordState::at` value of an event that is not listed by rebuilding.
+const NOT_LISTED: u16 = u16::MAX;
 
 /// A session's record while it is being folded. See the module doc for its layout.
 #[derive(Clone, Debug)]
@@ -164,19 +178,24 @@ pub struct RecordState {
     client_id: Option<CompactString>,
     extras: Option<Box<Extras>>,
     started: Timestamp,
-    connect_ts: Timestamp,
-    connack_ts: Timestamp,
     /// The first ping round trip in nanoseconds ([`NO_RTT`]: none yet).
     first_rtt_ns: u64,
+    /// The first expiry: its deadline and the client's last activity before it.
+    expiry_ts: Timestamp,
+    expiry_last_activity: Timestamp,
+    /// Times of the first CONNECT and CONNACK, in nanoseconds after `started`.
+    connect_after_ns: u32,
+    connack_after_ns: u32,
     pingreq: u32,
     pingresp: u32,
     pings_unanswered: u32,
-    keepalive: Option<u16>,
-    server_keepalive: Option<u16>,
-    effective: Option<u16>,
-    /// Places of the first CONNECT and CONNACK among the stored events.
-    connect_pos: u16,
-    connack_pos: u16,
+    keepalive: u16,
+    server_keepalive: u16,
+    effective: u16,
+    /// The keepalive the first expiry was counted with.
+    expiry_keepalive: u16,
+    /// Places in the listed events of the rebuilt ones, by [`Rebuilt`] ([`NOT_LISTED`]: none).
+    at: [u16; 3],
     protocol: Option<Protocol>,
     connack_code: u8,
     flags: u16,
@@ -189,17 +208,19 @@ impl RecordState {
             client_id: None,
             extras: None,
             started,
-            connect_ts: started,
-            connack_ts: started,
             first_rtt_ns: NO_RTT,
+            expiry_ts: started,
+            expiry_last_activity: started,
+            connect_after_ns: 0,
+            connack_after_ns: 0,
             pingreq: 0,
             pingresp: 0,
             pings_unanswered: 0,
-            keepalive: None,
-            server_keepalive: None,
-            effective: None,
-            connect_pos: 0,
-            connack_pos: 0,
+            keepalive: 0,
+            server_keepalive: 0,
+            effective: 0,
+            expiry_keepalive: 0,
+            at: [NOT_LISTED; 3],
             protocol: None,
             connack_code: 0,
             flags: if mid_stream { flag::MID_STREAM } else { 0 },
@@ -218,6 +239,15 @@ impl RecordState {
         }
     }
 
+    fn opt(&self, f: u16, v: u16) -> Option<u16> {
+        self.has(f).then_some(v)
+    }
+
+    fn set_opt(&mut self, f: u16, field: fn(&mut Self) -> &mut u16, v: Option<u16>) {
+        self.set(f, v.is_some());
+        *field(self) = v.unwrap_or(0);
+    }
+
     fn extras(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
     }
@@ -226,11 +256,14 @@ impl RecordState {
         self.extras.as_ref().map_or(0, |x| x.events.len())
     }
 
+    fn listed_as(&self, r: Rebuilt) -> Option<usize> {
+        let at = self.at[r as usize];
+        (at != NOT_LISTED).then_some(usize::from(at))
+    }
+
     /// Events listed so far (stored and rebuilt).
     fn listed(&self) -> usize {
-        self.stored_events()
-            + usize::from(self.has(flag::CONNECT_LISTED))
-            + usize::from(self.has(flag::CONNACK_LISTED))
+        self.stored_events() + self.at.iter().filter(|a| **a != NOT_LISTED).count()
     }
 
     /// True once the session has shown MQTT (a CONNECT, or pings joined mid-stream).
@@ -240,28 +273,41 @@ impl RecordState {
 
     /// Folds one event of this session (`session_end` is for [`RecordState::finish`]).
     pub fn apply(&mut self, e: &Event) {
-        let mut rebuilt = None;
+        let started = self.started;
+        let after_start = |ts: Timestamp| u32::try_from(ts.as_nanos().wrapping_sub(started.as_nanos())).ok();
+        let mut rebuild = None;
         match &e.kind {
             EventKind::SessionStart { .. } | EventKind::SessionEnd { .. } => return,
             EventKind::Connect { protocol, keepalive_s, client_id, clean_start, will } => {
                 self.protocol = Some(*protocol);
-                self.keepalive = Some(*keepalive_s);
-                self.effective = Some(*keepalive_s);
+                self.set_opt(flag::HAS_KEEPALIVE, |s| &mut s.keepalive, Some(*keepalive_s));
+                self.set_opt(flag::HAS_EFFECTIVE, |s| &mut s.effective, Some(*keepalive_s));
                 self.client_id = client_id.as_deref().map(CompactString::from);
                 self.set(flag::WILL, *will);
-                if !self.has(flag::CONNECT_LISTED) {
+                if self.listed_as(Rebuilt::Connect).is_none()
+                    && let Some(after) = after_start(e.ts)
+                {
                     self.set(flag::CLEAN_START, *clean_start);
-                    self.connect_ts = e.ts;
-                    rebuilt = Some(flag::CONNECT_LISTED);
+                    self.connect_after_ns = after;
+                    rebuild = Some(Rebuilt::Connect);
                 }
             }
             EventKind::Connack { code, server_keepalive_s, effective_keepalive_s } => {
-                self.server_keepalive = *server_keepalive_s;
-                self.effective = *effective_keepalive_s;
-                if !self.has(flag::CONNACK_LISTED) {
+                let changes = self.opt(flag::HAS_SERVER_KEEPALIVE, self.server_keepalive) != *server_keepalive_s
+                    || self.opt(flag::HAS_EFFECTIVE, self.effective) != *effective_keepalive_s;
+                if changes && self.listed_as(Rebuilt::Connack).is_some() {
+                    // The listed first CONNACK is rebuilt from these fields: store it as it was.
+                    self.materialize(Rebuilt::Connack);
+                }
+                self.set_opt(flag::HAS_SERVER_KEEPALIVE, |s| &mut s.server_keepalive, *server_keepalive_s);
+                self.set_opt(flag::HAS_EFFECTIVE, |s| &mut s.effective, *effective_keepalive_s);
+                if self.listed_as(Rebuilt::Connack).is_none()
+                    && !self.has_stored_connack()
+                    && let Some(after) = after_start(e.ts)
+                {
                     self.connack_code = *code;
-                    self.connack_ts = e.ts;
-                    rebuilt = Some(flag::CONNACK_LISTED);
+                    self.connack_after_ns = after;
+                    rebuild = Some(Rebuilt::Connack);
                 }
             }
             EventKind::Pingreq => {
@@ -280,7 +326,15 @@ impl RecordState {
                 }
                 return;
             }
-            EventKind::KeepaliveExpired { .. } => self.flags |= flag::EXPIRED,
+            EventKind::KeepaliveExpired { keepalive_s, last_activity } => {
+                if !self.has(flag::EXPIRED) {
+                    self.expiry_ts = e.ts;
+                    self.expiry_last_activity = *last_activity;
+                    self.expiry_keepalive = *keepalive_s;
+                    rebuild = Some(Rebuilt::Expiry);
+                }
+                self.flags |= flag::EXPIRED;
+            }
             EventKind::PingUnanswered { .. } => self.pings_unanswered = self.pings_unanswered.saturating_add(1),
             EventKind::Close { close, by, after_silence_s, reason_code } => {
                 self.extras().close = Some(CloseRecord {
@@ -306,19 +360,61 @@ impl RecordState {
             // Only the live agent asks for these; its `/sessions` keeps the longest silence.
             EventKind::ClientActivity { .. } => return,
         }
-        if self.listed() >= MAX_EVENTS_PER_SESSION {
+        let listed = self.listed();
+        if listed >= MAX_EVENTS_PER_SESSION {
             self.extras().events_dropped += 1;
-        } else if let Some(f) = rebuilt {
-            // Rebuilt at output from the fields; only its place is kept.
-            let pos = self.stored_events() as u16;
-            if f == flag::CONNECT_LISTED {
-                self.connect_pos = pos;
-            } else {
-                self.connack_pos = pos;
-            }
-            self.flags |= f;
+        } else if let Some(r) = rebuild {
+            self.at[r as usize] = listed as u16; // rebuilt at output; only its place is kept
         } else {
             self.extras().events.push(SessionEvent { ts: e.ts, kind: e.kind.clone() });
+        }
+    }
+
+    /// True when a CONNACK was stored rather than rebuilt (it came too late to rebuild, or the
+    /// rebuilt one was stored when a later CONNACK changed the fields): later ones are stored too.
+    fn has_stored_connack(&self) -> bool {
+        self.extras.as_ref().is_some_and(|x| x.events.iter().any(|e| matches!(e.kind, EventKind::Connack { .. })))
+    }
+
+    /// Stores a rebuilt event as it is now, in its place, and stops rebuilding it.
+    fn materialize(&mut self, r: Rebuilt) {
+        let Some(at) = self.listed_as(r) else { return };
+        let event = self.rebuild(r);
+        let rebuilt_before = REBUILT.iter().filter(|o| self.listed_as(**o).is_some_and(|a| a < at)).count();
+        // The other rebuilt events keep their places: the stored event takes this one's.
+        self.at[r as usize] = NOT_LISTED;
+        self.extras().events.insert(at - rebuilt_before, event);
+    }
+
+    /// A rebuilt event from the fields.
+    fn rebuild(&self, r: Rebuilt) -> SessionEvent {
+        let after = |ns: u32| self.started.saturating_add(Duration::from_nanos(u64::from(ns)));
+        match r {
+            Rebuilt::Connect => SessionEvent {
+                ts: after(self.connect_after_ns),
+                kind: EventKind::Connect {
+                    protocol: self.protocol.expect("a listed CONNECT set the protocol"),
+                    keepalive_s: self.keepalive,
+                    client_id: self.client_id.as_ref().map(|c| c.to_string()),
+                    clean_start: self.has(flag::CLEAN_START),
+                    will: self.has(flag::WILL),
+                },
+            },
+            Rebuilt::Connack => SessionEvent {
+                ts: after(self.connack_after_ns),
+                kind: EventKind::Connack {
+                    code: self.connack_code,
+                    server_keepalive_s: self.opt(flag::HAS_SERVER_KEEPALIVE, self.server_keepalive),
+                    effective_keepalive_s: self.opt(flag::HAS_EFFECTIVE, self.effective),
+                },
+            },
+            Rebuilt::Expiry => SessionEvent {
+                ts: self.expiry_ts,
+                kind: EventKind::KeepaliveExpired {
+                    keepalive_s: self.expiry_keepalive,
+                    last_activity: self.expiry_last_activity,
+                },
+            },
         }
     }
 
@@ -361,7 +457,8 @@ impl RecordState {
             median: ms(rtts[(rtts.len() - 1) / 2]),
             max: ms(rtts[rtts.len() - 1]),
         });
-        let keepalive = self.effective.filter(|k| *k > 0);
+        let effective = self.opt(flag::HAS_EFFECTIVE, self.effective);
+        let keepalive = effective.filter(|k| *k > 0);
         let inferred_keepalive_s = (x.pingreq_times.len() >= 2).then(|| {
             let mut intervals: Vec<Duration> = x.pingreq_times.windows(2).map(|w| w[1].since(w[0])).collect();
             intervals.sort_unstable();
@@ -373,9 +470,9 @@ impl RecordState {
             broker: flow.broker,
             client_id: self.client_id.as_ref().map(|c| c.to_string()),
             protocol: self.protocol,
-            keepalive_s: self.keepalive,
-            server_keepalive_s: self.server_keepalive,
-            effective_keepalive_s: self.effective,
+            keepalive_s: self.opt(flag::HAS_KEEPALIVE, self.keepalive),
+            server_keepalive_s: self.opt(flag::HAS_SERVER_KEEPALIVE, self.server_keepalive),
+            effective_keepalive_s: effective,
             inferred_keepalive_s,
             expiry_s: keepalive.map(|k| expiry_span(k).as_secs_f64()),
             will: self.protocol.map(|_| self.has(flag::WILL)),
@@ -399,37 +496,16 @@ impl RecordState {
         }
     }
 
-    /// The listed events: the stored ones with the first CONNECT and CONNACK rebuilt in place.
+    /// The listed events: the stored ones with the rebuilt ones in their places.
     fn events(&self, x: &Extras) -> Vec<SessionEvent> {
-        let mut rebuilt = Vec::with_capacity(2);
-        if self.has(flag::CONNECT_LISTED) {
-            let kind = EventKind::Connect {
-                protocol: self.protocol.expect("a listed CONNECT set the protocol"),
-                keepalive_s: self.keepalive.unwrap_or(0),
-                client_id: self.client_id.as_ref().map(|c| c.to_string()),
-                clean_start: self.has(flag::CLEAN_START),
-                will: self.has(flag::WILL),
-            };
-            rebuilt.push((self.connect_pos, SessionEvent { ts: self.connect_ts, kind }));
-        }
-        if self.has(flag::CONNACK_LISTED) {
-            let kind = EventKind::Connack {
-                code: self.connack_code,
-                server_keepalive_s: self.server_keepalive,
-                effective_keepalive_s: self.effective,
-            };
-            rebuilt.push((self.connack_pos, SessionEvent { ts: self.connack_ts, kind }));
-        }
-        let mut out = Vec::with_capacity(x.events.len() + rebuilt.len());
-        let mut rebuilt = rebuilt.into_iter().peekable();
-        for (i, stored) in x.events.iter().enumerate() {
-            while let Some((_, e)) = rebuilt.next_if(|(pos, _)| usize::from(*pos) <= i) {
-                out.push(e);
-            }
-            out.push(stored.clone());
-        }
-        out.extend(rebuilt.map(|(_, e)| e));
-        out
+        let total = self.listed();
+        let mut stored = x.events.iter();
+        (0..total)
+            .filter_map(|i| match REBUILT.into_iter().find(|r| self.listed_as(*r) == Some(i)) {
+                Some(r) => Some(self.rebuild(r)),
+                None => stored.next().cloned(),
+            })
+            .collect()
     }
 }
 
@@ -502,6 +578,61 @@ mod tests {
         assert_eq!(r.ended, Some(Timestamp::from_secs_f64(9.0)));
     }
 
+    /// The listed events the plain way: every listed event stored as it came.
+    fn naive(events: &[Event]) -> Vec<(f64, String)> {
+        events
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e.kind,
+                    EventKind::Pingreq | EventKind::Pingresp { .. } | EventKind::ClientActivity { .. }
+                )
+            })
+            .take(MAX_EVENTS_PER_SESSION)
+            .map(|e| (e.ts.as_secs_f64(), serde_json::to_string(&e.kind).unwrap()))
+            .collect()
+    }
+
+    fn expired(ts: f64, keepalive_s: u16, last: f64) -> Event {
+        ev(ts, EventKind::KeepaliveExpired { keepalive_s, last_activity: Timestamp::from_secs_f64(last) })
+    }
+
+    #[test]
+    fn rebuilt_events_equal_the_stored_ones_in_every_order() {
+        let with_keepalive = |ts, server, effective| {
+            ev(ts, EventKind::Connack { code: 0, server_keepalive_s: server, effective_keepalive_s: effective })
+        };
+        let scripts: Vec<Vec<Event>> = vec![
+            // Typical: connect, connack, expiry.
+            vec![ev(0.1, connect("a")), ev(0.2, connack(0)), expired(90.2, 60, 0.2)],
+            // Expiry before the CONNACK, then a second expiry after the client resumed.
+            vec![ev(0.1, connect("a")), expired(90.1, 60, 0.1), ev(91.0, connack(0)), expired(200.0, 20, 170.0)],
+            // A second CONNACK that changes the keepalive: the first is kept as it was.
+            vec![
+                ev(0.1, connect("a")),
+                with_keepalive(0.2, None, Some(60)),
+                ev(0.3, malformed()),
+                expired(90.2, 60, 0.2),
+                with_keepalive(95.0, Some(10), Some(10)),
+                with_keepalive(96.0, Some(10), Some(10)),
+            ],
+            // CONNECT too long after the start to rebuild (stored instead), CONNACK too.
+            vec![ev(5.0, malformed()), ev(10.0, connect("late")), ev(10.5, connack(0)), ev(11.0, connack(2))],
+            // Events before the first CONNECT.
+            vec![ev(0.0, malformed()), ev(0.0, malformed()), ev(0.0, connect("b")), ev(0.0, connack(0))],
+        ];
+        for script in scripts {
+            let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+            for e in &script {
+                s.apply(e);
+            }
+            let r = s.finish(&end(300.0)).unwrap();
+            let got: Vec<(f64, String)> =
+                r.events.iter().map(|e| (e.ts.as_secs_f64(), serde_json::to_string(&e.kind).unwrap())).collect();
+            assert_eq!(got, naive(&script), "{script:#?}");
+        }
+    }
+
     #[test]
     fn a_plain_session_needs_no_extras() {
         let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
@@ -513,9 +644,10 @@ mod tests {
         ] {
             s.apply(&e);
         }
-        assert!(s.extras.is_none(), "connect, connack and one ping fit in the fixed part");
+        s.apply(&expired(90.2, 60, 5.0));
+        assert!(s.extras.is_none(), "connect, connack, one ping and an expiry fit in the fixed part");
         let r = s.finish(&end(9.0)).unwrap();
-        assert_eq!(listed(&r), [(0.1, "connect"), (0.2, "connack")]);
+        assert_eq!(listed(&r), [(0.1, "connect"), (0.2, "connack"), (90.2, "keepalive_expired")]);
         assert_eq!(r.ping_rtt_ms, Some(RttSummary { min: 2.0, median: 2.0, max: 2.0 }));
         assert_eq!(r.close.kind, "open");
         assert_eq!(r.headroom, Some(0.15));
