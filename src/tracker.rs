@@ -49,6 +49,9 @@ pub struct TrackerConfig {
     pub handshake_timeout: Duration,
     /// A closed connection is kept this long to absorb retransmissions before it is dropped.
     pub linger: Duration,
+    /// Connections kept in full form before idle ones are parked in a compact form (parking
+    /// changes nothing but memory; 0 parks every connection at rest, as tests do).
+    pub active_limit: usize,
     /// Fold each session's events into its record and hand finished records out through
     /// [`Tracker::finished`] (off for the live agent, whose `/sessions` folds the events itself).
     pub records: bool,
@@ -65,6 +68,7 @@ impl Default for TrackerConfig {
             flow_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(10),
+            active_limit: ACTIVE_LIMIT,
             records: true,
         }
     }
@@ -105,8 +109,8 @@ pub struct TrackerCounters {
 /// The sessions still to be ended at the end of a capture (see [`Tracker::start_finish`]).
 pub struct Ending {
     end: Timestamp,
-    /// `(id, slot)`, highest id first.
-    open: Vec<(SessionId, usize)>,
+    /// Slots packed with their ids (see [`Tracker::start_finish`]), highest id first.
+    open: Vec<u64>,
 }
 
 /// One direction's reassembly and decoding.
@@ -154,11 +158,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Connections kept in full form before idle ones are parked (see [`Parked`]). Below this many
-/// connections nothing is ever parked, so a capture of a few thousand sessions pays nothing.
+/// Default [`TrackerConfig::active_limit`]: below this many connections nothing is parked (see
+/// [`Parked`]), so a capture of a few thousand sessions pays nothing for it.
 pub const ACTIVE_LIMIT: usize = 4096;
 
 /// A slot of the connection table.
+#[allow(clippy::large_enum_variant)] // on purpose: parked connections live inline in the slab pages
 enum Slot {
     /// Full form: reassemblers, decoders and all.
     Active(Box<Conn>),
@@ -170,7 +175,7 @@ impl Slot {
     fn id(&self) -> SessionId {
         match self {
             Slot::Active(c) => c.id,
-            Slot::Parked(p) => p.id,
+            Slot::Parked(p) => SessionId::from(p.id),
         }
     }
 
@@ -271,7 +276,7 @@ impl Tracker {
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
         let start = self.events.len();
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
@@ -302,7 +307,7 @@ impl Tracker {
             if self.conns.get(slot).is_none_or(|s| s.id() as u32 != id) {
                 continue; // the connection is gone (its slot may hold another)
             }
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
             }
@@ -325,7 +330,8 @@ impl Tracker {
     }
 
     /// The capture ended at `end`: fires what is due and ends every session still tracked,
-    /// in the order the sessions began.
+    /// in the order the sessions began, releasing the connections. The tracker takes no more
+    /// segments after this.
     pub fn finish(&mut self, end: Timestamp) {
         let mut ending = self.start_finish(end);
         while self.finish_some(&mut ending, usize::MAX) {}
@@ -336,8 +342,17 @@ impl Tracker {
     /// what is due and returns the sessions to end, for [`Tracker::finish_some`].
     pub fn start_finish(&mut self, end: Timestamp) -> Ending {
         self.poll(end);
-        let mut open: Vec<(SessionId, usize)> =
-            self.conns.iter().filter(|(_, c)| !c.done()).map(|(slot, c)| (c.id(), slot)).collect();
+        // Nothing is scheduled after the end: the heap's memory goes before the list is made.
+        self.heap = BinaryHeap::new();
+        // Sorted by id as `(id - first) << 32 | slot` (8 bytes a session; ids of open sessions
+        // span less than 2^32 in any real capture, and a wider span only sorts by slot within).
+        let first = self.conns.iter().filter(|(_, c)| !c.done()).map(|(_, c)| c.id()).min().unwrap_or(0);
+        let mut open: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.done())
+            .map(|(slot, c)| ((c.id() - first).min(u64::from(u32::MAX)) << 32) | slot as u64)
+            .collect();
         open.sort_unstable_by(|a, b| b.cmp(a)); // popped from the back: lowest id first
         Ending { end, open }
     }
@@ -345,8 +360,9 @@ impl Tracker {
     /// Ends up to `n` more of the sessions in `ending`; false once none are left.
     pub fn finish_some(&mut self, ending: &mut Ending, n: usize) -> bool {
         for _ in 0..n {
-            let Some((_, slot)) = ending.open.pop() else { return false };
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
+            let Some(packed) = ending.open.pop() else { return false };
+            let slot = (packed & u64::from(u32::MAX)) as usize;
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
             let start = self.events.len();
             let mut ctx =
                 Ctx { now: ending.end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
@@ -417,7 +433,7 @@ impl Tracker {
         if self.conns.get(slot).is_none() {
             return;
         }
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &self.brokers, &self.cfg);
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
         if !conn.done {
             let start = self.events.len();
             let mut ctx =
@@ -448,7 +464,7 @@ impl Tracker {
 
     /// Parks the connection if there are many and it is at rest.
     fn maybe_park(&mut self, slot: usize) {
-        if self.active <= ACTIVE_LIMIT {
+        if self.active <= self.cfg.active_limit {
             return;
         }
         let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
@@ -471,8 +487,29 @@ impl Tracker {
         let next = session_deadline.map_or(eviction, |d| d.min(eviction));
         if conn.scheduled.is_none_or(|s| next < s) {
             conn.scheduled = Some(next);
-            self.heap.push(Reverse((next, slot as u32, conn.id as u32)));
+            let entry = Reverse((next, slot as u32, conn.id as u32));
+            if self.heap.len() == self.heap.capacity() && self.heap.len() >= 1024 {
+                self.compact_heap();
+            }
+            self.heap.push(entry);
         }
+    }
+
+    /// Drops heap entries that no longer matter (only a connection's earliest entry,
+    /// `scheduled`, does; later ones are left behind when a deadline moves earlier), so the heap
+    /// grows with the connections rather than with the deadlines ever set. Runs when the heap is
+    /// full, before it would grow; in place.
+    fn compact_heap(&mut self) {
+        let (conns, mut entries) = (&self.conns, std::mem::take(&mut self.heap).into_vec());
+        entries.retain(|Reverse((at, slot, id))| {
+            let scheduled = match conns.get(*slot as usize) {
+                Some(Slot::Active(c)) if c.id as u32 == *id => c.scheduled,
+                Some(Slot::Parked(p)) if p.id == *id => p.has(bit::SCHEDULED).then_some(p.scheduled),
+                _ => None,
+            };
+            scheduled == Some(*at)
+        });
+        self.heap = BinaryHeap::from(entries);
     }
 }
 
@@ -482,7 +519,7 @@ fn activate<'a>(
     slot: usize,
     active: &mut usize,
     spare: &mut Vec<Box<Conn>>,
-    brokers: &Brokers,
+    brokers: &mut Brokers,
     cfg: &TrackerConfig,
 ) -> &'a mut Conn {
     let entry = conns.get_mut(slot).expect("activate is given live slots");
@@ -498,11 +535,15 @@ fn activate<'a>(
     }
 }
 
-/// Broker addresses, numbered (a parked connection names its broker by number).
+/// Addresses of parked connections kept out of line: broker addresses, numbered (few, shared
+/// by many connections), and IPv6 client addresses (one slot per parked IPv6 connection, so an
+/// IPv4 client costs 4 bytes, not 16).
 #[derive(Default)]
 struct Brokers {
     addrs: Vec<SocketAddr>,
     numbers: HashMap<SocketAddr, u32>,
+    v6: Vec<Ipv6Addr>,
+    v6_free: Vec<u32>,
 }
 
 impl Brokers {
@@ -514,6 +555,20 @@ impl Brokers {
         self.addrs.push(addr);
         self.numbers.insert(addr, n);
         Some(n)
+    }
+
+    fn store_v6(&mut self, ip: Ipv6Addr) -> Option<u32> {
+        if let Some(n) = self.v6_free.pop() {
+            self.v6[n as usize] = ip;
+            return Some(n);
+        }
+        let n = u32::try_from(self.v6.len()).ok()?;
+        self.v6.push(ip);
+        Some(n)
+    }
+
+    fn free_v6(&mut self, n: u32) {
+        self.v6_free.push(n);
     }
 }
 
@@ -538,10 +593,12 @@ mod bit {
 struct Parked {
     session: Session,
     record: RecordState,
-    id: SessionId,
     last_seen: Timestamp,
     scheduled: Timestamp,
-    client_ip: [u8; 16],
+    /// Session ids past `u32::MAX` are not parked.
+    id: u32,
+    /// The IPv4 address, or the IPv6 address's number in [`Brokers`].
+    client_ip: u32,
     broker: u32,
     client_isn: u32,
     /// Next and acknowledged sequence numbers of the client's stream, then the broker's.
@@ -558,9 +615,9 @@ impl Parked {
 
     fn key(&self, brokers: &Brokers) -> FlowKey {
         let ip = if self.has(bit::CLIENT_V4) {
-            IpAddr::V4(Ipv4Addr::new(self.client_ip[12], self.client_ip[13], self.client_ip[14], self.client_ip[15]))
+            IpAddr::V4(Ipv4Addr::from(self.client_ip))
         } else {
-            IpAddr::V6(Ipv6Addr::from(self.client_ip))
+            IpAddr::V6(brokers.v6[self.client_ip as usize])
         };
         FlowKey { client: SocketAddr::new(ip, self.client_port), broker: brokers.addrs[self.broker as usize] }
     }
@@ -575,9 +632,12 @@ impl Parked {
     }
 
     /// Fills `conn` (any previous contents are replaced; its buffers are kept for reuse).
-    fn unpark_into(&mut self, conn: &mut Conn, brokers: &Brokers) {
+    fn unpark_into(&mut self, conn: &mut Conn, brokers: &mut Brokers) {
         conn.key = self.key(brokers);
-        conn.id = self.id;
+        if !self.has(bit::CLIENT_V4) {
+            brokers.free_v6(self.client_ip);
+        }
+        conn.id = SessionId::from(self.id);
         conn.session = self.session.clone();
         conn.record = std::mem::replace(&mut self.record, RecordState::new(self.last_seen, false));
         conn.client.reasm.restore(self.reasm(0));
@@ -652,16 +712,17 @@ impl Conn {
         }
         let (client, broker) = (self.client.reasm.rest()?, self.broker.reasm.rest()?);
         let decoders = [self.client.decoder.rest()?, self.broker.decoder.rest()?];
-        let broker_number = brokers.number(self.key.broker)?;
-        let (client_ip, v4) = match self.key.client.ip() {
-            IpAddr::V4(ip) => (ip.to_ipv6_mapped().octets(), true),
-            IpAddr::V6(ip) => (ip.octets(), false),
-        };
+        let id = u32::try_from(self.id).ok()?;
         if let SocketAddr::V6(a) = self.key.client
             && (a.flowinfo() != 0 || a.scope_id() != 0)
         {
             return None; // not representable; stays in full form
         }
+        let broker_number = brokers.number(self.key.broker)?;
+        let (client_ip, v4) = match self.key.client.ip() {
+            IpAddr::V4(ip) => (u32::from(ip), true),
+            IpAddr::V6(ip) => (brokers.store_v6(ip)?, false),
+        };
         let mut bits = 0;
         let mut flag = |on: bool, b: u16| {
             if on {
@@ -685,7 +746,7 @@ impl Conn {
         Some(Parked {
             session: self.session.clone(),
             record: std::mem::replace(&mut self.record, RecordState::new(started, false)),
-            id: self.id,
+            id,
             last_seen: self.last_seen,
             scheduled: self.scheduled.unwrap_or(self.last_seen),
             client_ip,
@@ -900,5 +961,66 @@ fn deliver(
                 session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, Capture, Encap, mqtt};
+
+    /// An IPv4 and an IPv6 client each connect, ping and go quiet; then the first pings again.
+    fn two_sessions() -> Capture {
+        let mut cap = Capture::new(Encap::Ethernet);
+        let t = Timestamp::from_secs_f64;
+        let mut v4 = synth::Conn::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 100, 900);
+        let mut v6 = synth::Conn::new("[2001:db8::1]:40001".parse().unwrap(), "[2001:db8::9]:1883".parse().unwrap(), 7, 8);
+        for (i, c) in [&mut v4, &mut v6].into_iter().enumerate() {
+            let at = i as f64;
+            c.handshake(&mut cap, t(at));
+            c.send(&mut cap, t(at + 0.1), Side::Client, &mqtt::connect(4, 10, &format!("dev-{i}"), true, None));
+            c.send(&mut cap, t(at + 0.2), Side::Broker, &mqtt::connack(0, None));
+            c.send(&mut cap, t(at + 5.0), Side::Client, &mqtt::pingreq());
+            c.send(&mut cap, t(at + 5.1), Side::Broker, &mqtt::pingresp());
+        }
+        v4.send(&mut cap, t(12.0), Side::Client, &mqtt::pingreq());
+        v4.send(&mut cap, t(12.1), Side::Broker, &mqtt::pingresp());
+        cap.sort();
+        cap
+    }
+
+    fn run(cap: &Capture, active_limit: usize) -> (Tracker, Vec<usize>) {
+        let mut tracker = Tracker::new(TrackerConfig { active_limit, ..TrackerConfig::default() });
+        let mut active = Vec::new();
+        for (ts, frame) in &cap.frames {
+            let seg = crate::decode::decode(cap.encap.link_type(), frame).unwrap();
+            tracker.on_segment(*ts, &seg);
+            active.push(tracker.active_connections());
+        }
+        tracker.finish(cap.frames.last().unwrap().0.saturating_add(Duration::from_secs(30)));
+        (tracker, active)
+    }
+
+    #[test]
+    fn idle_connections_park_and_wake_unchanged() {
+        let cap = two_sessions();
+        let (mut full, _) = run(&cap, ACTIVE_LIMIT);
+        let (mut parked, active) = run(&cap, 0);
+        assert!(active.iter().all(|n| *n == 0), "every connection at rest is parked: {active:?}");
+        assert_eq!((full.live_connections(), parked.live_connections()), (0, 0), "finish releases every connection");
+        assert!(*parked.events() == *full.events(), "same events");
+        let json = |t: &mut Tracker| serde_json::to_value(&*t.finished()).unwrap();
+        assert_eq!(json(&mut parked), json(&mut full), "same records");
+        let records = parked.finished();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].client, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(records[1].client, "[2001:db8::1]:40001".parse().unwrap(), "IPv6 address survives parking");
+        assert_eq!((records[0].pingreq, records[0].expired), (2, true), "woken for its expiry and its ping");
+    }
+
+    #[test]
+    fn parked_connections_are_small() {
+        // The scale target (a million open sessions under 256 MB) rests on this.
+        assert!(std::mem::size_of::<Slot>() <= 216, "{}", std::mem::size_of::<Slot>());
     }
 }

@@ -8,7 +8,8 @@ const PAGE: usize = 4096;
 /// Values addressed by slot number.
 pub struct PagedSlab<T> {
     pages: Vec<Box<[Option<T>]>>,
-    free: Vec<usize>,
+    /// Free slots (as `u32`: a table never holds 2^32 connections).
+    free: Vec<u32>,
     len: usize,
 }
 
@@ -21,12 +22,16 @@ impl<T> Default for PagedSlab<T> {
 impl<T> PagedSlab<T> {
     /// Stores `value` in a free slot and returns the slot.
     pub fn insert(&mut self, value: T) -> usize {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            let slot = self.pages.len() * PAGE;
-            self.pages.push((0..PAGE).map(|_| None).collect());
-            self.free.extend((slot + 1..slot + PAGE).rev());
-            slot
-        });
+        let slot = match self.free.pop() {
+            Some(slot) => slot as usize,
+            None => {
+                let slot = self.pages.len() * PAGE;
+                assert!(slot + PAGE <= u32::MAX as usize, "a slab holds fewer than 2^32 values");
+                self.pages.push((0..PAGE).map(|_| None).collect());
+                self.free.extend((slot + 1..slot + PAGE).rev().map(|s| s as u32));
+                slot
+            }
+        };
         self.pages[slot / PAGE][slot % PAGE] = Some(value);
         self.len += 1;
         slot
@@ -35,7 +40,7 @@ impl<T> PagedSlab<T> {
     /// Takes the value out of `slot`, freeing it.
     pub fn remove(&mut self, slot: usize) -> Option<T> {
         let value = self.pages.get_mut(slot / PAGE)?[slot % PAGE].take()?;
-        self.free.push(slot);
+        self.free.push(slot as u32);
         self.len -= 1;
         Some(value)
     }

@@ -180,8 +180,8 @@ pub struct RecordState {
     started: Timestamp,
     /// The first ping round trip in nanoseconds ([`NO_RTT`]: none yet).
     first_rtt_ns: u64,
-    /// The first expiry: its deadline and the client's last activity before it.
-    expiry_ts: Timestamp,
+    /// The client's last activity before the first expiry (whose deadline is this plus 1.5 x
+    /// `expiry_keepalive`).
     expiry_last_activity: Timestamp,
     /// Times of the first CONNECT and CONNACK, in nanoseconds after `started`.
     connect_after_ns: u32,
@@ -209,7 +209,6 @@ impl RecordState {
             extras: None,
             started,
             first_rtt_ns: NO_RTT,
-            expiry_ts: started,
             expiry_last_activity: started,
             connect_after_ns: 0,
             connack_after_ns: 0,
@@ -327,8 +326,9 @@ impl RecordState {
                 return;
             }
             EventKind::KeepaliveExpired { keepalive_s, last_activity } => {
-                if !self.has(flag::EXPIRED) {
-                    self.expiry_ts = e.ts;
+                // A session's expiry is due 1.5 x keepalive after the last activity; only such a
+                // one is rebuilt (any other is stored).
+                if !self.has(flag::EXPIRED) && e.ts == last_activity.saturating_add(expiry_span(*keepalive_s)) {
                     self.expiry_last_activity = *last_activity;
                     self.expiry_keepalive = *keepalive_s;
                     rebuild = Some(Rebuilt::Expiry);
@@ -409,7 +409,7 @@ impl RecordState {
                 },
             },
             Rebuilt::Expiry => SessionEvent {
-                ts: self.expiry_ts,
+                ts: self.expiry_last_activity.saturating_add(expiry_span(self.expiry_keepalive)),
                 kind: EventKind::KeepaliveExpired {
                     keepalive_s: self.expiry_keepalive,
                     last_activity: self.expiry_last_activity,
@@ -618,6 +618,8 @@ mod tests {
             ],
             // CONNECT too long after the start to rebuild (stored instead), CONNACK too.
             vec![ev(5.0, malformed()), ev(10.0, connect("late")), ev(10.5, connack(0)), ev(11.0, connack(2))],
+            // An expiry not due 1.5 x keepalive after the last activity is stored, not rebuilt.
+            vec![ev(0.1, connect("a")), ev(0.2, connack(0)), expired(50.0, 60, 0.2)],
             // Events before the first CONNECT.
             vec![ev(0.0, malformed()), ev(0.0, malformed()), ev(0.0, connect("b")), ev(0.0, connack(0))],
         ];
@@ -644,10 +646,10 @@ mod tests {
         ] {
             s.apply(&e);
         }
-        s.apply(&expired(90.2, 60, 5.0));
+        s.apply(&expired(95.0, 60, 5.0));
         assert!(s.extras.is_none(), "connect, connack, one ping and an expiry fit in the fixed part");
         let r = s.finish(&end(9.0)).unwrap();
-        assert_eq!(listed(&r), [(0.1, "connect"), (0.2, "connack"), (90.2, "keepalive_expired")]);
+        assert_eq!(listed(&r), [(0.1, "connect"), (0.2, "connack"), (95.0, "keepalive_expired")]);
         assert_eq!(r.ping_rtt_ms, Some(RttSummary { min: 2.0, median: 2.0, max: 2.0 }));
         assert_eq!(r.close.kind, "open");
         assert_eq!(r.headroom, Some(0.15));

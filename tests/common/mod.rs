@@ -26,16 +26,30 @@ impl Sink for Collect {
 }
 
 /// Analyses files with default rules on `ports`; returns the report and every event.
+///
+/// Every analysis runs twice: as configured, and with every idle connection parked
+/// (`active_limit: 0`); parking must change nothing, so both must give the same report and events.
 pub fn analyze_with(files: &[PathBuf], tracker: TrackerConfig, ports: &[u16]) -> (AnalysisReport, Vec<Event>) {
-    let mut events = Collect::default();
-    let opts = AnalyzeOptions {
-        files: files.to_vec(),
-        tracker: TrackerConfig { ports: PortSet::new(ports), ..tracker },
-        ports: ports.to_vec(),
-        progress: false,
+    let run = |tracker: TrackerConfig| {
+        let mut events = Collect::default();
+        let opts = AnalyzeOptions {
+            files: files.to_vec(),
+            tracker: TrackerConfig { ports: PortSet::new(ports), ..tracker },
+            ports: ports.to_vec(),
+            progress: false,
+        };
+        let report = app::analyze(opts, &mut [&mut events as &mut dyn Sink]).expect("analysis succeeds");
+        (report, events.0)
     };
-    let report = app::analyze(opts, &mut [&mut events as &mut dyn Sink]).expect("analysis succeeds");
-    (report, events.0)
+    let (report, events) = run(tracker.clone());
+    let (parked, parked_events) = run(TrackerConfig { active_limit: 0, ..tracker });
+    assert_eq!(
+        serde_json::to_value(&parked).unwrap(),
+        serde_json::to_value(&report).unwrap(),
+        "parking idle connections changed the report"
+    );
+    assert!(parked_events == events, "parking idle connections changed the events");
+    (report, events)
 }
 
 /// Analyses one fixture with default rules.
