@@ -142,9 +142,10 @@ struct Extras {
     enforcement: Option<EnforcementRecord>,
     gaps: u64,
     malformed: u64,
+    pings_unanswered: u64,
 }
 
-const NO_RTT: u64 = u64::MAX;
+const NO_RTT: u32 = u32::MAX;
 
 /// Bits of [`RecordState::flags`].
 mod flag {
@@ -178,8 +179,9 @@ pub struct RecordState {
     client_id: Option<CompactString>,
     extras: Option<Box<Extras>>,
     started: Timestamp,
-    /// The first ping round trip in nanoseconds ([`NO_RTT`]: none yet).
-    first_rtt_ns: u64,
+    /// The first ping round trip in nanoseconds ([`NO_RTT`]: none yet; one of 4.3 s or more
+    /// goes with the rest).
+    first_rtt_ns: u32,
     /// The client's last activity before the first expiry (whose deadline is this plus 1.5 x
     /// `expiry_keepalive`).
     expiry_last_activity: Timestamp,
@@ -188,7 +190,6 @@ pub struct RecordState {
     connack_after_ns: u32,
     pingreq: u32,
     pingresp: u32,
-    pings_unanswered: u32,
     keepalive: u16,
     server_keepalive: u16,
     effective: u16,
@@ -214,7 +215,6 @@ impl RecordState {
             connack_after_ns: 0,
             pingreq: 0,
             pingresp: 0,
-            pings_unanswered: 0,
             keepalive: 0,
             server_keepalive: 0,
             effective: 0,
@@ -318,9 +318,11 @@ impl RecordState {
             }
             EventKind::Pingresp { rtt_ms } => {
                 self.pingresp = self.pingresp.saturating_add(1);
-                match rtt_ms.map(|d| u64::try_from(d.as_nanos()).unwrap_or(NO_RTT - 1)) {
-                    Some(ns) if self.first_rtt_ns == NO_RTT => self.first_rtt_ns = ns,
-                    Some(ns) => self.extras().rtts.push(Duration::from_nanos(ns)),
+                match rtt_ms {
+                    Some(rtt) if self.first_rtt_ns == NO_RTT && rtt.as_nanos() < u128::from(NO_RTT) => {
+                        self.first_rtt_ns = rtt.as_nanos() as u32;
+                    }
+                    Some(rtt) => self.extras().rtts.push(*rtt),
                     None => {}
                 }
                 return;
@@ -335,7 +337,7 @@ impl RecordState {
                 }
                 self.flags |= flag::EXPIRED;
             }
-            EventKind::PingUnanswered { .. } => self.pings_unanswered = self.pings_unanswered.saturating_add(1),
+            EventKind::PingUnanswered { .. } => self.extras().pings_unanswered += 1,
             EventKind::Close { close, by, after_silence_s, reason_code } => {
                 self.extras().close = Some(CloseRecord {
                     kind: match close {
@@ -448,7 +450,7 @@ impl RecordState {
     ) -> SessionRecord {
         let empty = Extras::default();
         let x = self.extras.as_deref().unwrap_or(&empty);
-        let first = (self.first_rtt_ns != NO_RTT).then(|| Duration::from_nanos(self.first_rtt_ns));
+        let first = (self.first_rtt_ns != NO_RTT).then(|| Duration::from_nanos(self.first_rtt_ns.into()));
         let mut rtts: Vec<Duration> = first.into_iter().chain(x.rtts.iter().copied()).collect();
         rtts.sort_unstable();
         let ms = |d: Duration| round_us(d.as_secs_f64() * 1e3);
@@ -481,7 +483,7 @@ impl RecordState {
             ended,
             pingreq: self.pingreq.into(),
             pingresp: self.pingresp.into(),
-            pings_unanswered: self.pings_unanswered.into(),
+            pings_unanswered: x.pings_unanswered,
             ping_rtt_ms,
             max_silence_s: max_silence,
             headroom: keepalive.map(|k| round_us(max_silence.as_secs_f64() / f64::from(k))),
@@ -583,10 +585,7 @@ mod tests {
         events
             .iter()
             .filter(|e| {
-                !matches!(
-                    e.kind,
-                    EventKind::Pingreq | EventKind::Pingresp { .. } | EventKind::ClientActivity { .. }
-                )
+                !matches!(e.kind, EventKind::Pingreq | EventKind::Pingresp { .. } | EventKind::ClientActivity { .. })
             })
             .take(MAX_EVENTS_PER_SESSION)
             .map(|e| (e.ts.as_secs_f64(), serde_json::to_string(&e.kind).unwrap()))

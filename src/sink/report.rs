@@ -9,10 +9,10 @@
 use crate::flow::Side;
 use crate::mqtt::PacketType;
 use crate::session::event::{FlowKeyJson, round_us};
+use crate::session::record::opt_secs;
 pub use crate::session::record::{
     CloseRecord, EnforcementRecord, MAX_EVENTS_PER_SESSION, RecordState, RttSummary, SessionEvent, SessionRecord,
 };
-use crate::session::record::opt_secs;
 use crate::session::{Event, EventKind, SessionId, Verdict};
 use crate::time::Timestamp;
 use crate::tracker::TrackerCounters;
@@ -309,7 +309,17 @@ pub struct AnalysisReport {
 impl AnalysisReport {
     pub fn new(totals: Totals, sessions: Vec<SessionRecord>) -> Self {
         let Totals { settings, capture, tcp, mqtt_packets, summary } = totals;
-        AnalysisReport { format: FORMAT, version: JSON_VERSION, tool: TOOL, settings, sessions, capture, tcp, mqtt_packets, summary }
+        AnalysisReport {
+            format: FORMAT,
+            version: JSON_VERSION,
+            tool: TOOL,
+            settings,
+            sessions,
+            capture,
+            tcp,
+            mqtt_packets,
+            summary,
+        }
     }
 
     /// The JSON document, byte for byte as `analyze --format json` streams it.
@@ -557,7 +567,8 @@ mod tests {
         let settings = Settings { ports: vec![1883], ping_timeout_s: None, enforcement_tolerance_s: 1.0 };
         let mut r = Report::new();
         records.iter().for_each(|s| r.add(s));
-        let report = AnalysisReport::new(r.totals(CaptureStats::default(), TrackerCounters::default(), settings), records);
+        let report =
+            AnalysisReport::new(r.totals(CaptureStats::default(), TrackerCounters::default(), settings), records);
         assert_eq!(report.sessions.len(), 1);
         let s = &report.sessions[0];
         assert_eq!((s.keepalive_s, s.server_keepalive_s, s.effective_keepalive_s), (Some(60), Some(20), Some(20)));
@@ -569,7 +580,7 @@ mod tests {
         let text = report.render_text();
         assert!(text.contains("60->20"), "{text}");
         assert!(text.contains("rst by client"), "{text}");
-            assert_eq!(report.summary.ping_rtt_ms.map(|p| (p.count, p.max)), Some((2, 4.0)));
+        assert_eq!(report.summary.ping_rtt_ms.map(|p| (p.count, p.max)), Some((2, 4.0)));
         let streamed: serde_json::Value = serde_json::from_slice(&report.write_json(Vec::new()).unwrap()).unwrap();
         assert_eq!(streamed, serde_json::to_value(&report).unwrap(), "the streamed document is the report");
     }
