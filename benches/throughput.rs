@@ -129,25 +129,32 @@ fn main() {
     );
 
     // Allocations in the core's steady state: the second half of the capture, when every
-    // session is established.
-    let mut reader = OfflineReader::open(&file).unwrap();
-    let mut tracker = Tracker::new(TrackerConfig::default());
-    let (mut n, half) = (0u64, written.packets / 2);
-    let mut at_half = 0;
-    while let Some(p) = reader.next_packet().unwrap() {
-        if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
-            tracker.on_segment(p.ts, &seg);
+    // session is established. Counted without and with the per-session records (whose
+    // allocations happen when a session ends, or when its round-trip list grows).
+    for (records, what) in [(false, "core"), (true, "core + session records")] {
+        let mut reader = OfflineReader::open(&file).unwrap();
+        let mut tracker = Tracker::new(TrackerConfig { records, ..TrackerConfig::default() });
+        let (mut n, half) = (0u64, written.packets / 2);
+        let (mut at_half, mut ended) = (0, 0);
+        while let Some(p) = reader.next_packet().unwrap() {
+            if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
+                tracker.on_segment(p.ts, &seg);
+            }
+            tracker.events().clear();
+            n += 1;
+            if n == half {
+                at_half = ALLOCS.load(Ordering::Relaxed);
+            }
+            if n > half {
+                ended += tracker.finished().len();
+            }
+            tracker.finished().clear();
         }
-        tracker.events().clear();
-        n += 1;
-        if n == half {
-            at_half = ALLOCS.load(Ordering::Relaxed);
-        }
+        let steady = ALLOCS.load(Ordering::Relaxed) - at_half;
+        println!(
+            "{what}, steady state (2nd half, {} packets, {ended} sessions ended): {steady} heap allocations = {:.5} per packet",
+            written.packets - half,
+            steady as f64 / (written.packets - half) as f64
+        );
     }
-    let steady = ALLOCS.load(Ordering::Relaxed) - at_half;
-    println!(
-        "core steady state (2nd half, {} packets): {steady} heap allocations = {:.5} per packet",
-        written.packets - half,
-        steady as f64 / (written.packets - half) as f64
-    );
 }

@@ -521,7 +521,8 @@ impl Tracker {
     /// Drops heap entries that no longer matter (only a connection's earliest entry,
     /// `scheduled`, does; later ones are left behind when a deadline moves earlier), so the heap
     /// grows with the connections rather than with the deadlines ever set. Runs when the heap is
-    /// full, before it would grow; in place.
+    /// full, before it would grow; in place. When it frees less than 1/32 of the room, the heap
+    /// grows as usual, so the cost stays a constant per push.
     fn compact_heap(&mut self) {
         let (conns, mut entries) = (&self.conns, std::mem::take(&mut self.heap).into_vec());
         entries.retain(|Reverse(due)| {
@@ -532,6 +533,10 @@ impl Tracker {
             };
             scheduled == Some(due.at())
         });
+        if entries.len() > entries.capacity() - entries.capacity() / 32 {
+            // Mostly live: grow, so compaction runs at most once per capacity/32 pushes.
+            entries.reserve(entries.capacity());
+        }
         self.heap = BinaryHeap::from(entries);
     }
 }
