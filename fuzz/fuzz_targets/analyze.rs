@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
     mqtt_keepalive::synth::write_pcap_header(&mut file, LinkType::RAW, 65535);
     file.extend_from_slice(data);
     let Ok(mut r) = OfflineReader::from_reader("fuzz".as_ref(), std::io::Cursor::new(file), None) else { return };
-    let mut tracker = Tracker::new(TrackerConfig::default());
+    // Every idle connection parked, so parking and waking are fuzzed too.
+    let mut tracker = Tracker::new(TrackerConfig { active_limit: 0, ..TrackerConfig::default() });
     let mut report = Report::new();
     let mut clock = mqtt_keepalive::time::Timestamp::from_nanos(0);
     while let Ok(Some(p)) = r.next_packet() {
