@@ -1,10 +1,12 @@
 //! The analysis report: one record per MQTT session plus capture totals, as text or JSON.
 //!
-//! Contract: [`Report`] folds the event stream into [`SessionRecord`]s (connections that never
-//! carried MQTT are counted, not listed). [`Report::build`] adds the capture figures and
-//! returns an [`AnalysisReport`], whose JSON form is the documented `analyze --format json`
-//! document (README, "JSON output"), and whose [`AnalysisReport::render_text`] is the table
-//! people read, worst session first. Output order is deterministic.
+//! Contract: session records are made by [`RecordState`] (in the tracker for `analyze`, in
+//! [`LiveSessions`] for the live agent's `/sessions`) and arrive here as sessions end.
+//! [`Report`] counts them into the summary and [`Report::totals`] adds the capture figures.
+//! [`JsonWriter`] streams the documented `analyze --format json` document (README, "JSON
+//! output") one session at a time; [`AnalysisReport`] is the same document held in memory, and
+//! its [`AnalysisReport::render_text`] is the table people read, worst session first. Output
+//! order is deterministic.
 
 use crate::flow::Side;
 use crate::mqtt::PacketType;
