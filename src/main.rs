@@ -54,8 +54,11 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     match args.format {
         Format::Jsonl => {
+            // Only the events are output: records are not made, nor kept.
             let mut lines = JsonLines::new(&mut out);
-            app::analyze(args.options(), &mut [&mut lines as &mut dyn Sink])?;
+            let mut opts = args.options();
+            opts.tracker.records = false;
+            app::analyze_streaming(opts, &mut [&mut lines as &mut dyn Sink], &mut |_| Ok(()))?;
             lines.into_inner()?;
         }
         Format::Json => {
