@@ -8,7 +8,7 @@ use mqtt_keepalive::app::{self, AppError};
 use mqtt_keepalive::cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::jsonl::JsonLines;
-use mqtt_keepalive::sink::report::JsonWriter;
+use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, WorstSessions};
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -70,7 +70,12 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             json.end(&totals)?;
         }
         Format::Text => {
-            let report = app::analyze(args.options(), &mut [])?;
+            let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
+            let totals = app::analyze_streaming(args.options(), &mut [], &mut |r| {
+                worst.push(r);
+                Ok(())
+            })?;
+            let report = AnalysisReport::new(totals, worst.into_sorted());
             out.write_all(report.render_text().as_bytes())?;
         }
     }

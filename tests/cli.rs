@@ -34,6 +34,24 @@ fn text_report_of_the_classic_experiment() {
 }
 
 #[test]
+fn text_table_lists_the_most_severe_sessions_first_up_to_top() {
+    let path = fixture("many-sessions.pcap");
+    let all = stdout(&run(&["analyze", "--top", "0", path.to_str().unwrap()]));
+    let top5 = stdout(&run(&["analyze", "--top", "5", path.to_str().unwrap()]));
+    let rows = |t: &str| -> Vec<String> {
+        let cells = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" "); // widths follow the rows
+        t.lines().skip_while(|l| !l.starts_with("CLIENT")).skip(1).take_while(|l| !l.is_empty()).map(cells).collect()
+    };
+    assert_eq!(rows(&all).len(), 30, "{all}");
+    assert_eq!(rows(&top5), rows(&all)[..5], "the same head of the table");
+    assert!(top5.starts_with("30 MQTT sessions in"), "{top5}");
+    assert!(top5.lines().next().unwrap().contains("the 5 most severe listed"), "{top5}");
+    assert!(!all.lines().next().unwrap().contains("most severe listed"), "{all}");
+    let summary = |t: &str| t.lines().find(|l| l.starts_with("Summary:")).map(String::from);
+    assert_eq!(summary(&top5), summary(&all), "the summary counts every session");
+}
+
+#[test]
 fn json_document_is_versioned_and_complete() {
     let o = run(&["analyze", "--format", "json", fixture("many-sessions.pcap").to_str().unwrap()]);
     assert!(o.status.success());

@@ -19,7 +19,8 @@ use crate::session::{Event, EventKind, SessionId, Verdict};
 use crate::time::Timestamp;
 use crate::tracker::TrackerCounters;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
@@ -348,21 +349,23 @@ impl AnalysisReport {
             (Some(a), Some(b)) => format!(", {:.1} s", b.since(a).as_secs_f64()),
             _ => String::new(),
         };
+        let total = self.summary.sessions.max(self.sessions.len() as u64);
+        let listed = if (self.sessions.len() as u64) < total {
+            format!("; the {} most severe listed, --top 0 lists all", self.sessions.len())
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{} in {} ({} packets{})\n",
-            plural(self.sessions.len() as u64, "MQTT session"),
+            "{} in {} ({} packets{}{})\n",
+            plural(total, "MQTT session"),
             c.files.join(", "),
             c.packets,
-            span
+            span,
+            listed
         );
         let mut order: Vec<&SessionRecord> = self.sessions.iter().collect();
-        order.sort_by(|a, b| {
-            b.severity()
-                .cmp(&a.severity())
-                .then(b.headroom.unwrap_or(0.0).total_cmp(&a.headroom.unwrap_or(0.0)))
-                .then(a.id.cmp(&b.id))
-        });
+        order.sort_by(|a, b| worse_first(a, b));
         let header = [
             "CLIENT",
             "CLIENT ID",
@@ -439,6 +442,68 @@ impl AnalysisReport {
             let _ = writeln!(out, "warning: {w}");
         }
         out
+    }
+}
+
+/// The text table's order: most severe first, then the most silence for the keepalive (highest
+/// headroom), then the session that began first.
+fn worse_first(a: &SessionRecord, b: &SessionRecord) -> Ordering {
+    b.severity()
+        .cmp(&a.severity())
+        .then(b.headroom.unwrap_or(0.0).total_cmp(&a.headroom.unwrap_or(0.0)))
+        .then(a.id.cmp(&b.id))
+}
+
+/// The `keep` most severe sessions (in the text table's order), from any number, in memory for
+/// `keep` only.
+pub struct WorstSessions {
+    keep: usize,
+    /// The least severe kept session on top.
+    heap: BinaryHeap<Ranked>,
+}
+
+/// A record ordered by how early the text table lists it (greater = listed later).
+struct Ranked(SessionRecord);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        worse_first(&self.0, &other.0)
+    }
+}
+
+impl WorstSessions {
+    pub fn new(keep: usize) -> Self {
+        WorstSessions { keep, heap: BinaryHeap::new() }
+    }
+
+    pub fn push(&mut self, r: SessionRecord) {
+        if self.keep == 0 {
+            return;
+        }
+        if self.heap.len() == self.keep {
+            match self.heap.peek_mut() {
+                Some(mut least) if worse_first(&r, &least.0) == Ordering::Less => *least = Ranked(r),
+                _ => {}
+            }
+        } else {
+            self.heap.push(Ranked(r));
+        }
+    }
+
+    /// The kept sessions, most severe first.
+    pub fn into_sorted(self) -> Vec<SessionRecord> {
+        self.heap.into_sorted_vec().into_iter().map(|r| r.0).collect()
     }
 }
 
@@ -585,6 +650,28 @@ mod tests {
         assert_eq!(report.summary.ping_rtt_ms.map(|p| (p.count, p.max)), Some((2, 4.0)));
         let streamed: serde_json::Value = serde_json::from_slice(&report.write_json(Vec::new()).unwrap()).unwrap();
         assert_eq!(streamed, serde_json::to_value(&report).unwrap(), "the streamed document is the report");
+    }
+
+    #[test]
+    fn worst_sessions_keeps_the_head_of_the_table_order() {
+        let record = |id: u64, expired: bool, headroom: f64| {
+            let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+            let flow = FlowKeyJson { client: "10.0.0.1:1".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
+            let mut r = s
+                .finish(&Event { ts: Timestamp::from_secs_f64(1.0), session: id, flow, kind: end(1.0, 1.0, true) })
+                .unwrap();
+            (r.id, r.expired, r.headroom) = (id, expired, Some(headroom));
+            r
+        };
+        let all: Vec<SessionRecord> =
+            (0..200u64).map(|i| record(i, i % 7 == 0, ((i * 37) % 11) as f64 / 4.0)).collect();
+        let mut full: Vec<&SessionRecord> = all.iter().collect();
+        full.sort_by(|a, b| worse_first(a, b));
+        let mut worst = WorstSessions::new(10);
+        all.iter().rev().cloned().for_each(|r| worst.push(r));
+        let kept: Vec<u64> = worst.into_sorted().iter().map(|r| r.id).collect();
+        assert_eq!(kept, full[..10].iter().map(|r| r.id).collect::<Vec<_>>());
+        assert!(all[kept[0] as usize].expired, "an expired session heads the table");
     }
 
     #[test]
