@@ -668,6 +668,16 @@ mod tests {
     }
 
     #[test]
+    fn client_activity_is_not_listed() {
+        let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
+        s.apply(&ev(0.1, connect("a")));
+        s.apply(&ev(3.0, EventKind::ClientActivity { silence_s: Duration::from_secs(3), keepalive_s: 60 }));
+        let r = s.snapshot(7, ev(0.0, EventKind::Pingreq).flow, Duration::from_secs(3));
+        assert_eq!(listed(&r), [(0.1, "connect")], "live-only events stay out of /sessions");
+        assert_eq!(r.max_silence_s, Duration::from_secs(3));
+    }
+
+    #[test]
     fn non_mqtt_connections_give_no_record() {
         let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), true);
         let mut e = end(1.0);
