@@ -1,5 +1,6 @@
 //! The connection table: per TCP connection to a broker port, two reassemblers, two MQTT stream
-//! decoders, a [`Session`] and its report record ([`RecordState`]); one deadline heap over all.
+//! decoders, a [`Session`](crate::session::Session) and its report record
+//! ([`RecordState`](crate::session::record::RecordState)); one deadline heap over all.
 //!
 //! Contract: feed segments in time order with [`Tracker::on_segment`]; call [`Tracker::poll`]
 //! with the current time to fire deadlines when no packet comes (live), and [`Tracker::finish`]
@@ -17,23 +18,24 @@
 //! across all connections (past it, the connection that grew gives up its holes, counted); idle
 //! and closed connections are evicted on the heap's schedule, not by scanning.
 
+mod conn;
+mod parked;
+
+use conn::{Conn, Ctx};
+use parked::{Addresses, Parked, bit};
+
 use crate::decode::Segment;
-use crate::flow::reassembly::{Chunk, Outcome, ReasmRest, Reassembler};
 use crate::flow::seq::SeqNumber;
 use crate::flow::slab::PagedSlab;
 use crate::flow::{FlowKey, PortSet, Side};
-use crate::mqtt::stream::DecoderRest;
-use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
-use crate::session::record::{RecordState, SessionRecord};
-use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
-use crate::time::{Timestamp, expiry_span};
-use foldhash::HashMap;
+use crate::session::record::SessionRecord;
+use crate::session::{Event, EventKind, SessionConfig, SessionId};
+use crate::time::Timestamp;
 use hashbrown::HashTable;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Tracker settings.
@@ -120,51 +122,6 @@ pub struct Ending {
     open: Vec<u64>,
 }
 
-/// One direction's reassembly and decoding.
-struct Half {
-    reasm: Reassembler,
-    decoder: StreamDecoder,
-}
-
-struct Conn {
-    key: FlowKey,
-    id: SessionId,
-    session: Session,
-    /// The report's record of the session, folded from its events.
-    record: RecordState,
-    /// Bytes from the client, and from the broker.
-    client: Half,
-    broker: Half,
-    client_isn: Option<SeqNumber>,
-    last_seen: Timestamp,
-    mid_stream: bool,
-    saw_payload: bool,
-    /// An MQTT packet was decoded (for connections joined mid-stream).
-    saw_mqtt: bool,
-    fin_client: bool,
-    fin_broker: bool,
-    /// `session_end` emitted; kept only to absorb stray packets until the linger ends.
-    done: bool,
-    /// Earliest heap entry for this connection.
-    scheduled: Option<Timestamp>,
-    /// Bytes of this connection counted in [`TrackerCounters::buffered_bytes`].
-    accounted: usize,
-}
-
-/// What connection-level code needs besides the connection: settings, output, counters.
-struct Ctx<'a> {
-    now: Timestamp,
-    cfg: &'a SessionConfig,
-    events: &'a mut Vec<Event>,
-    counters: &'a mut TrackerCounters,
-}
-
-impl Ctx<'_> {
-    fn emit(&mut self, key: FlowKey, id: SessionId, ts: Timestamp, kind: EventKind) {
-        self.events.push(Event { ts, session: id, flow: key.into(), kind });
-    }
-}
-
 /// Default [`TrackerConfig::active_limit`]: below this many connections nothing is parked, so a
 /// capture of a few thousand sessions pays nothing for it.
 pub const ACTIVE_LIMIT: usize = 4096;
@@ -190,10 +147,10 @@ impl Slot {
         matches!(self, Slot::Active(c) if c.done)
     }
 
-    fn key(&self, brokers: &Brokers) -> FlowKey {
+    fn key(&self, addrs: &Addresses) -> FlowKey {
         match self {
             Slot::Active(c) => c.key,
-            Slot::Parked(p) => p.key(brokers),
+            Slot::Parked(p) => p.key(addrs),
         }
     }
 }
@@ -225,7 +182,7 @@ pub struct Tracker {
     index: HashTable<u32>,
     hash: foldhash::fast::RandomState,
     /// Addresses of parked connections kept out of line.
-    brokers: Brokers,
+    addrs: Addresses,
     /// Full-form connections in `conns`, and boxes kept for reuse when a connection wakes.
     active: usize,
     #[allow(clippy::vec_box)] // the boxes move into and out of slab slots
@@ -244,7 +201,7 @@ impl Tracker {
             conns: PagedSlab::default(),
             index: HashTable::new(),
             hash: foldhash::fast::RandomState::default(),
-            brokers: Brokers::default(),
+            addrs: Addresses::default(),
             active: 0,
             spare: Vec::new(),
             heap: BinaryHeap::new(),
@@ -302,7 +259,7 @@ impl Tracker {
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
         let start = self.events.len();
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
@@ -333,7 +290,7 @@ impl Tracker {
             if self.conns.get(slot).is_none() {
                 continue; // the connection is gone
             }
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
             }
@@ -388,7 +345,7 @@ impl Tracker {
         for _ in 0..n {
             let Some(packed) = ending.open.pop() else { return false };
             let slot = (packed & u64::from(u32::MAX)) as usize;
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
+            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
             let start = self.events.len();
             let mut ctx =
                 Ctx { now: ending.end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
@@ -402,9 +359,9 @@ impl Tracker {
 
     /// The slot of `key`'s connection.
     fn find(&self, key: &FlowKey) -> Option<usize> {
-        let (conns, brokers) = (&self.conns, &self.brokers);
+        let (conns, addrs) = (&self.conns, &self.addrs);
         let hash = self.hash.hash_one(key);
-        self.index.find(hash, |&s| conns.get(s as usize).is_some_and(|c| c.key(brokers) == *key)).map(|&s| s as usize)
+        self.index.find(hash, |&s| conns.get(s as usize).is_some_and(|c| c.key(addrs) == *key)).map(|&s| s as usize)
     }
 
     /// The slot of the segment's connection, creating one when the segment can start it.
@@ -450,9 +407,9 @@ impl Tracker {
         });
         let slot = self.conns.insert(Slot::Active(conn));
         self.active += 1;
-        let (conns, brokers, hash) = (&self.conns, &self.brokers, &self.hash);
+        let (conns, addrs, hash) = (&self.conns, &self.addrs, &self.hash);
         self.index.insert_unique(hash.hash_one(key), slot as u32, |&s| {
-            hash.hash_one(conns.get(s as usize).expect("indexed slots are live").key(brokers))
+            hash.hash_one(conns.get(s as usize).expect("indexed slots are live").key(addrs))
         });
         Some(slot)
     }
@@ -462,7 +419,7 @@ impl Tracker {
         if self.conns.get(slot).is_none() {
             return;
         }
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.brokers, &self.cfg);
+        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
         if !conn.done {
             let start = self.events.len();
             let mut ctx =
@@ -497,7 +454,7 @@ impl Tracker {
             return;
         }
         let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
-        let Some(parked) = conn.park(&mut self.brokers) else { return };
+        let Some(parked) = conn.park(&mut self.addrs) else { return };
         let Slot::Active(conn) =
             std::mem::replace(self.conns.get_mut(slot).expect("checked above"), Slot::Parked(parked))
         else {
@@ -555,448 +512,19 @@ fn activate<'a>(
     slot: usize,
     active: &mut usize,
     spare: &mut Vec<Box<Conn>>,
-    brokers: &mut Brokers,
+    addrs: &mut Addresses,
     cfg: &TrackerConfig,
 ) -> &'a mut Conn {
     let entry = conns.get_mut(slot).expect("activate is given live slots");
     if let Slot::Parked(p) = entry {
         let mut conn = spare.pop().unwrap_or_else(|| Box::new(Conn::new(cfg)));
-        p.unpark_into(&mut conn, brokers);
+        p.unpark_into(&mut conn, addrs);
         *entry = Slot::Active(conn);
         *active += 1;
     }
     match entry {
         Slot::Active(conn) => conn,
         Slot::Parked(_) => unreachable!("woken above"),
-    }
-}
-
-/// Addresses of parked connections kept out of line: broker addresses, numbered (few, shared
-/// by many connections), and IPv6 client addresses (one slot per parked IPv6 connection, so an
-/// IPv4 client costs 4 bytes, not 16).
-#[derive(Default)]
-struct Brokers {
-    addrs: Vec<SocketAddr>,
-    numbers: HashMap<SocketAddr, u32>,
-    v6: Vec<Ipv6Addr>,
-    v6_free: Vec<u32>,
-}
-
-impl Brokers {
-    fn number(&mut self, addr: SocketAddr) -> Option<u32> {
-        if let Some(n) = self.numbers.get(&addr) {
-            return Some(*n);
-        }
-        let n = u32::try_from(self.addrs.len()).ok()?;
-        self.addrs.push(addr);
-        self.numbers.insert(addr, n);
-        Some(n)
-    }
-
-    fn store_v6(&mut self, ip: Ipv6Addr) -> Option<u32> {
-        if let Some(n) = self.v6_free.pop() {
-            self.v6[n as usize] = ip;
-            return Some(n);
-        }
-        let n = u32::try_from(self.v6.len()).ok()?;
-        self.v6.push(ip);
-        Some(n)
-    }
-
-    fn free_v6(&mut self, n: u32) {
-        self.v6_free.push(n);
-    }
-}
-
-/// Bits of [`Parked::bits`].
-mod bit {
-    pub const CLIENT_V4: u16 = 1;
-    pub const HAS_ISN: u16 = 1 << 1;
-    pub const MID_STREAM: u16 = 1 << 2;
-    pub const SAW_PAYLOAD: u16 = 1 << 3;
-    pub const SAW_MQTT: u16 = 1 << 4;
-    pub const SCHEDULED: u16 = 1 << 5;
-    /// Per direction (client, then broker at `<< 2`): the next and the acknowledged sequence
-    /// numbers are known.
-    pub const HAS_NEXT: u16 = 1 << 6;
-    pub const HAS_ACKED: u16 = 1 << 7;
-}
-
-/// An idle connection at rest: open, not closing, holding no bytes, both decoders at a packet
-/// boundary. Everything a [`Conn`] would hold is here, so waking it gives the same connection;
-/// the reassemblers and decoders shrink to their sequence numbers and framing state, the
-/// addresses to an IPv6-sized client address and a broker number.
-struct Parked {
-    session: Session,
-    record: RecordState,
-    last_seen: Timestamp,
-    scheduled: Timestamp,
-    /// Session ids past `u32::MAX` are not parked.
-    id: u32,
-    /// The IPv4 address, or the IPv6 address's number in [`Brokers`].
-    client_ip: u32,
-    broker: u32,
-    client_isn: u32,
-    /// Next and acknowledged sequence numbers of the client's stream, then the broker's.
-    seqs: [u32; 4],
-    client_port: u16,
-    bits: u16,
-    decoders: [DecoderRest; 2],
-}
-
-impl Parked {
-    fn has(&self, b: u16) -> bool {
-        self.bits & b != 0
-    }
-
-    fn key(&self, brokers: &Brokers) -> FlowKey {
-        let ip = if self.has(bit::CLIENT_V4) {
-            IpAddr::V4(Ipv4Addr::from(self.client_ip))
-        } else {
-            IpAddr::V6(brokers.v6[self.client_ip as usize])
-        };
-        FlowKey { client: SocketAddr::new(ip, self.client_port), broker: brokers.addrs[self.broker as usize] }
-    }
-
-    fn client_isn(&self) -> Option<SeqNumber> {
-        self.has(bit::HAS_ISN).then_some(SeqNumber(self.client_isn))
-    }
-
-    fn reasm(&self, side: usize) -> ReasmRest {
-        let seq = |i: usize, b: u16| self.has(b << (2 * side)).then_some(SeqNumber(self.seqs[2 * side + i]));
-        ReasmRest { next: seq(0, bit::HAS_NEXT), peer_acked: seq(1, bit::HAS_ACKED) }
-    }
-
-    /// Fills `conn` (any previous contents are replaced; its buffers are kept for reuse).
-    fn unpark_into(&mut self, conn: &mut Conn, brokers: &mut Brokers) {
-        conn.key = self.key(brokers);
-        if !self.has(bit::CLIENT_V4) {
-            brokers.free_v6(self.client_ip);
-        }
-        conn.id = SessionId::from(self.id);
-        conn.session = self.session.clone();
-        conn.record = std::mem::replace(&mut self.record, RecordState::new(self.last_seen, false));
-        conn.client.reasm.restore(self.reasm(0));
-        conn.broker.reasm.restore(self.reasm(1));
-        conn.client.decoder.restore(self.decoders[0]);
-        conn.broker.decoder.restore(self.decoders[1]);
-        conn.client_isn = self.client_isn();
-        conn.last_seen = self.last_seen;
-        conn.mid_stream = self.has(bit::MID_STREAM);
-        conn.saw_payload = self.has(bit::SAW_PAYLOAD);
-        conn.saw_mqtt = self.has(bit::SAW_MQTT);
-        (conn.fin_client, conn.fin_broker, conn.done) = (false, false, false);
-        conn.scheduled = self.has(bit::SCHEDULED).then_some(self.scheduled);
-        conn.accounted = 0;
-    }
-}
-
-impl Conn {
-    /// An unused connection (filled by [`Conn::reset`] or [`Parked::unpark_into`]).
-    fn new(cfg: &TrackerConfig) -> Self {
-        let half = || Half { reasm: Reassembler::new(cfg.max_buffered_per_flow), decoder: StreamDecoder::new(true) };
-        let zero = Timestamp::from_nanos(0);
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        Conn {
-            key: FlowKey { client: unspecified, broker: unspecified },
-            id: 0,
-            session: Session::new(zero),
-            record: RecordState::new(zero, false),
-            client: half(),
-            broker: half(),
-            client_isn: None,
-            last_seen: zero,
-            mid_stream: false,
-            saw_payload: false,
-            saw_mqtt: false,
-            fin_client: false,
-            fin_broker: false,
-            done: false,
-            scheduled: None,
-            accounted: 0,
-        }
-    }
-
-    /// Makes this the new connection `key`, first seen at `now` (buffers are kept for reuse).
-    fn reset(&mut self, key: FlowKey, id: SessionId, now: Timestamp, mid_stream: bool) {
-        self.key = key;
-        self.id = id;
-        self.session = Session::new(now);
-        self.record = RecordState::new(now, mid_stream);
-        for (half, first) in [(&mut self.client, PacketType::Connect), (&mut self.broker, PacketType::ConnAck)] {
-            half.reasm.restore(ReasmRest { next: None, peer_acked: None });
-            // Seen from its first byte, a stream must start with CONNECT (CONNACK from a broker).
-            let rest = if mid_stream {
-                DecoderRest { hunting: true, first: None }
-            } else {
-                DecoderRest { hunting: false, first: Some(first) }
-            };
-            half.decoder.restore(rest);
-        }
-        self.client_isn = None;
-        self.last_seen = now;
-        self.mid_stream = mid_stream;
-        (self.saw_payload, self.saw_mqtt, self.fin_client, self.fin_broker, self.done) =
-            (false, false, false, false, false);
-        self.scheduled = None;
-        self.accounted = 0;
-    }
-
-    /// The parked form of this connection if it is at rest (its record moves there).
-    fn park(&mut self, brokers: &mut Brokers) -> Option<Parked> {
-        if self.done || self.session.is_closed() || self.fin_client || self.fin_broker || self.accounted != 0 {
-            return None;
-        }
-        let (client, broker) = (self.client.reasm.rest()?, self.broker.reasm.rest()?);
-        let decoders = [self.client.decoder.rest()?, self.broker.decoder.rest()?];
-        let id = u32::try_from(self.id).ok()?;
-        if let SocketAddr::V6(a) = self.key.client
-            && (a.flowinfo() != 0 || a.scope_id() != 0)
-        {
-            return None; // not representable; stays in full form
-        }
-        let broker_number = brokers.number(self.key.broker)?;
-        let (client_ip, v4) = match self.key.client.ip() {
-            IpAddr::V4(ip) => (u32::from(ip), true),
-            IpAddr::V6(ip) => (brokers.store_v6(ip)?, false),
-        };
-        let mut bits = 0;
-        let mut flag = |on: bool, b: u16| {
-            if on {
-                bits |= b;
-            }
-        };
-        flag(v4, bit::CLIENT_V4);
-        flag(self.client_isn.is_some(), bit::HAS_ISN);
-        flag(self.mid_stream, bit::MID_STREAM);
-        flag(self.saw_payload, bit::SAW_PAYLOAD);
-        flag(self.saw_mqtt, bit::SAW_MQTT);
-        flag(self.scheduled.is_some(), bit::SCHEDULED);
-        let mut seqs = [0; 4];
-        for (side, rest) in [client, broker].into_iter().enumerate() {
-            for (i, (seq, b)) in [(rest.next, bit::HAS_NEXT), (rest.peer_acked, bit::HAS_ACKED)].into_iter().enumerate()
-            {
-                flag(seq.is_some(), b << (2 * side));
-                seqs[2 * side + i] = seq.map_or(0, |s| s.0);
-            }
-        }
-        let started = self.last_seen;
-        Some(Parked {
-            session: self.session.clone(),
-            record: std::mem::replace(&mut self.record, RecordState::new(started, false)),
-            id,
-            last_seen: self.last_seen,
-            scheduled: self.scheduled.unwrap_or(self.last_seen),
-            client_ip,
-            broker: broker_number,
-            client_isn: self.client_isn.map_or(0, |s| s.0),
-            seqs,
-            client_port: self.key.client.port(),
-            bits,
-            decoders,
-        })
-    }
-
-    /// Folds `events` (this connection's, just emitted) into its record; a finished MQTT
-    /// session's record goes to `finished`.
-    fn fold(&mut self, enabled: bool, events: &[Event], finished: &mut Vec<SessionRecord>) {
-        if !enabled {
-            return;
-        }
-        for e in events {
-            match e.kind {
-                EventKind::SessionEnd { .. } => finished.extend(self.record.finish(e)),
-                _ => self.record.apply(e),
-            }
-        }
-    }
-
-    fn on_segment(&mut self, from: Side, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
-        self.last_seen = ctx.now;
-        if self.done {
-            // The last ACK of a close is expected; data after the end is not.
-            if seg.wire_len > 0 {
-                ctx.counters.stray_segments += 1;
-            }
-            return;
-        }
-        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
-        let (key, id) = (*key, *id);
-        let (this, other) = match from {
-            Side::Client => (client, broker),
-            Side::Broker => (broker, client),
-        };
-        if seg.syn {
-            this.reasm.on_syn(seg.seq);
-            if from == Side::Client {
-                self.client_isn = Some(seg.seq);
-            }
-        }
-        if seg.wire_len > 0 {
-            self.saw_payload = true;
-            let seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
-            let Half { reasm, decoder } = this;
-            let outcome = reasm.on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| {
-                deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx)
-            });
-            match outcome {
-                Outcome::Retransmission => ctx.counters.retransmissions += 1,
-                Outcome::OutOfOrder => ctx.counters.out_of_order += 1,
-                Outcome::OutOfWindow => ctx.counters.out_of_window += 1,
-                Outcome::InOrder | Outcome::Empty => {}
-            }
-        }
-        if let Some(ack) = seg.ack {
-            let Half { reasm, decoder } = other;
-            reasm.on_peer_ack(ack, &mut |chunk| deliver(from.peer(), chunk, decoder, session, saw_mqtt, key, id, ctx));
-        }
-        if seg.fin || seg.rst {
-            let Half { reasm, decoder } = this;
-            reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx));
-            if seg.fin {
-                let data_start = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
-                reasm.on_fin(data_start.wrapping_add(seg.wire_len));
-            }
-            let kind = if seg.rst { CloseKind::Rst } else { CloseKind::Fin };
-            session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-            match (seg.rst, from) {
-                (true, _) => (self.fin_client, self.fin_broker) = (true, true),
-                (false, Side::Client) => self.fin_client = true,
-                (false, Side::Broker) => self.fin_broker = true,
-            }
-        }
-    }
-
-    /// Bytes this connection holds.
-    fn buffered(&self) -> usize {
-        self.client.reasm.buffered()
-            + self.broker.reasm.buffered()
-            + self.client.decoder.buffered()
-            + self.broker.decoder.buffered()
-    }
-
-    /// Brings the total buffered count up to date with this connection.
-    fn account(&mut self, counters: &mut TrackerCounters) {
-        let now = self.buffered();
-        counters.buffered_bytes = counters.buffered_bytes + now as u64 - self.accounted as u64;
-        self.accounted = now;
-    }
-
-    /// Gives up every hole in both directions (their stored bytes are delivered after gaps).
-    fn give_up_holes(&mut self, ctx: &mut Ctx<'_>) {
-        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
-        let (key, id) = (*key, *id);
-        for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
-            let Half { reasm, decoder } = half;
-            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, saw_mqtt, key, id, ctx));
-        }
-    }
-
-    /// Under memory pressure: gives up holes and drops bytes held while hunting for framing.
-    fn shed(&mut self, ctx: &mut Ctx<'_>) {
-        self.give_up_holes(ctx);
-        self.client.decoder.shed();
-        self.broker.decoder.shed();
-    }
-
-    /// Both sides sent FIN, or one sent RST.
-    fn fully_closed(&self) -> bool {
-        self.fin_client && self.fin_broker
-    }
-
-    fn eviction_deadline(&self, cfg: &TrackerConfig) -> Timestamp {
-        let idle = if self.done || self.session.is_closed() {
-            cfg.linger
-        } else if !self.saw_payload {
-            cfg.handshake_timeout
-        } else {
-            let keepalive = self.session.effective_keepalive().unwrap_or(0);
-            cfg.flow_timeout.max(2 * expiry_span(keepalive))
-        };
-        self.last_seen.saturating_add(idle)
-    }
-
-    /// Ends the session at `at`: gives up holes, settles the session, emits `session_end`.
-    fn end(&mut self, at: Timestamp, evicted: bool, ctx: &mut Ctx<'_>) {
-        self.give_up_holes(ctx);
-        let (key, id, session) = (self.key, self.id, &mut self.session);
-        let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-        let mqtt = session.connected() || (self.mid_stream && self.saw_mqtt);
-        match (self.saw_payload, mqtt) {
-            (false, _) => ctx.counters.flows_without_payload += 1,
-            (true, false) => ctx.counters.non_mqtt_flows += 1,
-            (true, true) => ctx.counters.mqtt_sessions += 1,
-        }
-        let open = !session.is_closed();
-        ctx.emit(
-            key,
-            id,
-            at,
-            EventKind::SessionEnd { last_packet: self.last_seen, max_silence_s: max_silence, open, evicted, mqtt },
-        );
-        self.done = true;
-    }
-}
-
-impl Side {
-    /// The other side.
-    pub fn peer(self) -> Side {
-        match self {
-            Side::Client => Side::Broker,
-            Side::Broker => Side::Client,
-        }
-    }
-}
-
-/// Hands one chunk of `side`'s stream to its decoder and the session.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    side: Side,
-    chunk: Chunk<'_>,
-    decoder: &mut StreamDecoder,
-    session: &mut Session,
-    saw_mqtt: &mut bool,
-    key: FlowKey,
-    id: SessionId,
-    ctx: &mut Ctx<'_>,
-) {
-    let now = ctx.now;
-    let mut on_stream_event = |ev: StreamEvent, ctx: &mut Ctx<'_>| match ev {
-        StreamEvent::Packet(p) => {
-            ctx.counters.mqtt_packets[p.header.packet_type as usize] += 1;
-            *saw_mqtt = true;
-            let cfg = ctx.cfg;
-            let mut emit = |ts, kind| ctx.emit(key, id, ts, kind);
-            match side {
-                Side::Client => session.on_client_packet(now, &p, cfg, &mut emit),
-                Side::Broker => session.on_broker_packet(now, &p, cfg, &mut emit),
-            }
-        }
-        StreamEvent::Malformed(m) => {
-            ctx.counters.malformed += 1;
-            let packet_type = match m {
-                crate::mqtt::Malformed::Body(t, _) | crate::mqtt::Malformed::UnexpectedFirst { got: t, .. } => Some(t),
-                crate::mqtt::Malformed::Header(_) => None,
-            };
-            ctx.emit(key, id, now, EventKind::Malformed { side, packet_type, reason: m.to_string() });
-        }
-        StreamEvent::Resync { skipped } => {
-            ctx.counters.resync_skipped_bytes += skipped;
-            ctx.emit(key, id, now, EventKind::Resync { side, skipped_bytes: skipped });
-        }
-    };
-    match chunk {
-        Chunk::Data(data) => decoder.feed(data, &mut |ev| on_stream_event(ev, ctx)),
-        Chunk::Gap(bytes) => {
-            ctx.counters.gaps += 1;
-            ctx.counters.gap_bytes += bytes;
-            ctx.emit(key, id, now, EventKind::Gap { side, bytes });
-            decoder.gap(bytes, &mut |ev| on_stream_event(ev, ctx));
-            if side == Side::Client {
-                let cfg = ctx.cfg;
-                session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-            }
-        }
     }
 }
 
