@@ -17,25 +17,28 @@
 //! `max_buffered_per_flow` out-of-order bytes per direction and `max_buffered_total` bytes held
 //! across all connections (past it, the connection that grew gives up its holes, counted); idle
 //! and closed connections are evicted on the heap's schedule, not by scanning.
+//!
+//! Parts: `conn` (a connection in full form and what segments do to it), `parked` (the compact
+//! form), `table` (slots and the index by flow key); this module is the policy: when
+//! connections start, wake, park and end, and the deadline heap.
 
 mod conn;
 mod parked;
+mod table;
 
-use conn::{Conn, Ctx};
-use parked::{Addresses, Parked, bit};
+use conn::Ctx;
+use parked::bit;
+use table::{Slot, Table};
 
 use crate::decode::Segment;
 use crate::flow::seq::SeqNumber;
-use crate::flow::slab::PagedSlab;
 use crate::flow::{FlowKey, PortSet, Side};
 use crate::session::record::SessionRecord;
 use crate::session::{Event, EventKind, SessionConfig, SessionId};
 use crate::time::Timestamp;
-use hashbrown::HashTable;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasher;
 use std::time::Duration;
 
 /// Tracker settings.
@@ -126,35 +129,6 @@ pub struct Ending {
 /// capture of a few thousand sessions pays nothing for it.
 pub const ACTIVE_LIMIT: usize = 4096;
 
-/// A slot of the connection table.
-#[allow(clippy::large_enum_variant)] // on purpose: parked connections live inline in the slab pages
-enum Slot {
-    /// Full form: reassemblers, decoders and all.
-    Active(Box<Conn>),
-    /// An idle connection at rest, in a fraction of the space.
-    Parked(Parked),
-}
-
-impl Slot {
-    fn id(&self) -> SessionId {
-        match self {
-            Slot::Active(c) => c.id,
-            Slot::Parked(p) => SessionId::from(p.id),
-        }
-    }
-
-    fn done(&self) -> bool {
-        matches!(self, Slot::Active(c) if c.done)
-    }
-
-    fn key(&self, addrs: &Addresses) -> FlowKey {
-        match self {
-            Slot::Active(c) => c.key,
-            Slot::Parked(p) => p.key(addrs),
-        }
-    }
-}
-
 /// A deadline on the heap: when, and whose slot (12 bytes). An entry whose slot has since been
 /// given to another connection only makes that one be polled early, which does nothing.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,16 +151,7 @@ impl Due {
 /// The connection table.
 pub struct Tracker {
     cfg: TrackerConfig,
-    conns: PagedSlab<Slot>,
-    /// Slots by flow key (the key is in the slot; the index holds slot numbers only).
-    index: HashTable<u32>,
-    hash: foldhash::fast::RandomState,
-    /// Addresses of parked connections kept out of line.
-    addrs: Addresses,
-    /// Full-form connections in `conns`, and boxes kept for reuse when a connection wakes.
-    active: usize,
-    #[allow(clippy::vec_box)] // the boxes move into and out of slab slots
-    spare: Vec<Box<Conn>>,
+    conns: Table,
     heap: BinaryHeap<Reverse<Due>>,
     next_id: SessionId,
     counters: TrackerCounters,
@@ -198,12 +163,7 @@ impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
-            conns: PagedSlab::default(),
-            index: HashTable::new(),
-            hash: foldhash::fast::RandomState::default(),
-            addrs: Addresses::default(),
-            active: 0,
-            spare: Vec::new(),
+            conns: Table::default(),
             heap: BinaryHeap::new(),
             next_id: 0,
             counters: TrackerCounters::default(),
@@ -224,7 +184,7 @@ impl Tracker {
 
     /// Connections tracked in full form (the rest are parked).
     pub fn active_connections(&self) -> usize {
-        self.active
+        self.conns.active()
     }
 
     /// Events emitted so far and not yet drained.
@@ -250,8 +210,8 @@ impl Tracker {
             // Both ends on broker ports: keep the orientation the connection already has, and
             // take a SYN-ACK's sender as the broker.
             let reversed = FlowKey { client: key.broker, broker: key.client };
-            let known = self.find(&key).is_some();
-            if (!known && self.find(&reversed).is_some()) || (!known && seg.syn && seg.ack.is_some()) {
+            let known = self.conns.find(&key).is_some();
+            if (!known && self.conns.find(&reversed).is_some()) || (!known && seg.syn && seg.ack.is_some()) {
                 (key, from) = (reversed, from.peer());
             }
         }
@@ -259,7 +219,7 @@ impl Tracker {
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
         let start = self.events.len();
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
+        let conn = self.conns.activate(slot, &self.cfg);
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
         conn.on_segment(from, seg, &mut ctx);
         if conn.fully_closed() && !conn.done {
@@ -290,7 +250,7 @@ impl Tracker {
             if self.conns.get(slot).is_none() {
                 continue; // the connection is gone
             }
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
+            let conn = self.conns.activate(slot, &self.cfg);
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
             }
@@ -345,7 +305,7 @@ impl Tracker {
         for _ in 0..n {
             let Some(packed) = ending.open.pop() else { return false };
             let slot = (packed & u64::from(u32::MAX)) as usize;
-            let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
+            let conn = self.conns.activate(slot, &self.cfg);
             let start = self.events.len();
             let mut ctx =
                 Ctx { now: ending.end, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
@@ -357,17 +317,10 @@ impl Tracker {
         !ending.open.is_empty()
     }
 
-    /// The slot of `key`'s connection.
-    fn find(&self, key: &FlowKey) -> Option<usize> {
-        let (conns, addrs) = (&self.conns, &self.addrs);
-        let hash = self.hash.hash_one(key);
-        self.index.find(hash, |&s| conns.get(s as usize).is_some_and(|c| c.key(addrs) == *key)).map(|&s| s as usize)
-    }
-
     /// The slot of the segment's connection, creating one when the segment can start it.
     fn slot_for(&mut self, now: Timestamp, key: FlowKey, from: Side, seg: &Segment<'_>) -> Option<usize> {
         let opening_syn = seg.syn && from == Side::Client && seg.ack.is_none();
-        if let Some(slot) = self.find(&key) {
+        if let Some(slot) = self.conns.find(&key) {
             let client_isn = match self.conns.get(slot).expect("indexed slots are live") {
                 Slot::Active(c) => c.client_isn,
                 Slot::Parked(p) => p.client_isn(),
@@ -389,7 +342,7 @@ impl Tracker {
             return None;
         }
         let mid_stream = !(opening_syn || syn_ack);
-        let mut conn = self.spare.pop().unwrap_or_else(|| Box::new(Conn::new(&self.cfg)));
+        let mut conn = self.conns.blank(&self.cfg);
         conn.reset(key, self.next_id, now, mid_stream);
         if syn_ack {
             // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
@@ -405,13 +358,7 @@ impl Tracker {
             flow: key.into(),
             kind: EventKind::SessionStart { mid_stream },
         });
-        let slot = self.conns.insert(Slot::Active(conn));
-        self.active += 1;
-        let (conns, addrs, hash) = (&self.conns, &self.addrs, &self.hash);
-        self.index.insert_unique(hash.hash_one(key), slot as u32, |&s| {
-            hash.hash_one(conns.get(s as usize).expect("indexed slots are live").key(addrs))
-        });
-        Some(slot)
+        Some(self.conns.insert(conn))
     }
 
     /// Ends the connection's session if it has not ended, and drops it.
@@ -419,7 +366,7 @@ impl Tracker {
         if self.conns.get(slot).is_none() {
             return;
         }
-        let conn = activate(&mut self.conns, slot, &mut self.active, &mut self.spare, &mut self.addrs, &self.cfg);
+        let conn = self.conns.activate(slot, &self.cfg);
         if !conn.done {
             let start = self.events.len();
             let mut ctx =
@@ -436,39 +383,17 @@ impl Tracker {
 
     /// Drops an ended connection from the table.
     fn release(&mut self, slot: usize) {
-        let Some(Slot::Active(conn)) = self.conns.remove(slot) else { return };
-        self.active -= 1;
-        self.counters.buffered_bytes -= conn.accounted as u64;
-        let hash = self.hash.hash_one(conn.key);
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s as usize == slot) {
-            entry.remove();
-        }
-        if self.spare.len() < ACTIVE_LIMIT {
-            self.spare.push(conn);
-        }
+        self.counters.buffered_bytes -= self.conns.release(slot) as u64;
     }
 
     /// Parks the connection if there are many and it is at rest.
     fn maybe_park(&mut self, slot: usize) {
-        if self.active <= self.cfg.active_limit {
-            return;
-        }
-        let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
-        let Some(parked) = conn.park(&mut self.addrs) else { return };
-        let Slot::Active(conn) =
-            std::mem::replace(self.conns.get_mut(slot).expect("checked above"), Slot::Parked(parked))
-        else {
-            unreachable!("checked above")
-        };
-        self.active -= 1;
-        if self.spare.len() < ACTIVE_LIMIT {
-            self.spare.push(conn);
-        }
+        self.conns.park(slot, self.cfg.active_limit);
     }
 
     /// Makes sure the heap holds an entry no later than the connection's next deadline.
     fn reschedule(&mut self, slot: usize) {
-        let Some(Slot::Active(conn)) = self.conns.get_mut(slot) else { return };
+        let Some(conn) = self.conns.get_active(slot) else { return };
         let session_deadline = if conn.done { None } else { conn.session.next_deadline(&self.cfg.session) };
         let eviction = conn.eviction_deadline(&self.cfg);
         let next = session_deadline.map_or(eviction, |d| d.min(eviction));
@@ -502,29 +427,6 @@ impl Tracker {
             entries.reserve(entries.capacity());
         }
         self.heap = BinaryHeap::from(entries);
-    }
-}
-
-/// The full form of the connection in `slot` (which must be live), waking it if it is parked.
-#[allow(clippy::vec_box)] // the boxes move into and out of slab slots
-fn activate<'a>(
-    conns: &'a mut PagedSlab<Slot>,
-    slot: usize,
-    active: &mut usize,
-    spare: &mut Vec<Box<Conn>>,
-    addrs: &mut Addresses,
-    cfg: &TrackerConfig,
-) -> &'a mut Conn {
-    let entry = conns.get_mut(slot).expect("activate is given live slots");
-    if let Slot::Parked(p) = entry {
-        let mut conn = spare.pop().unwrap_or_else(|| Box::new(Conn::new(cfg)));
-        p.unpark_into(&mut conn, addrs);
-        *entry = Slot::Active(conn);
-        *active += 1;
-    }
-    match entry {
-        Slot::Active(conn) => conn,
-        Slot::Parked(_) => unreachable!("woken above"),
     }
 }
 
