@@ -16,15 +16,15 @@ use crate::server::{self, AppState};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::sink::metrics::Metrics;
-use crate::sink::report::LiveSessions;
+use crate::sink::report::{RecentSessions, SessionsDocument};
 use crate::time::Timestamp;
 use crate::tracker::{Tracker, TrackerConfig};
 use prometheus_client::registry::Registry;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How far behind the real-time clock the tracker is polled.
@@ -120,9 +120,10 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
 
     let mut registry = Registry::default();
     let mut metrics = Metrics::new(&mut registry, opts.client_id_labels);
-    let sessions = Arc::new(Mutex::new(LiveSessions::new(opts.keep_closed)));
+    let (sessions, session_requests) = std::sync::mpsc::sync_channel(16);
+    let mut closed = RecentSessions::new(opts.keep_closed);
     let ready = Arc::new(AtomicBool::new(true));
-    let state = AppState { registry: Arc::new(registry), sessions: sessions.clone(), ready };
+    let state = AppState { registry: Arc::new(registry), sessions, ready };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).map_err(LiveError::Server)?;
@@ -131,7 +132,6 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
     opts.tracker.session.activity_events = true;
-    opts.tracker.records = false; // `/sessions` folds the events itself
     let mut tracker = Tracker::new(opts.tracker);
     let mut lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
     let mut clock = Timestamp::now_realtime();
@@ -158,15 +158,16 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
         // Deadlines fire on the clock, packets or not.
         clock = clock.max(poll_at);
         tracker.poll(clock);
-        if !tracker.events().is_empty() {
-            let mut live = sessions.lock().unwrap_or_else(|p| p.into_inner());
-            for e in tracker.events().drain(..) {
-                let _ = metrics.on_event(&e);
-                live.apply(&e);
-                if let Some(Err(err)) = lines.as_mut().map(|l| l.on_event(&e)) {
-                    events_failed(&mut lines, &err);
-                }
+        for e in tracker.events().drain(..) {
+            let _ = metrics.on_event(&e);
+            if let Some(Err(err)) = lines.as_mut().map(|l| l.on_event(&e)) {
+                events_failed(&mut lines, &err);
             }
+        }
+        tracker.finished().drain(..).for_each(|r| closed.push(r));
+        // `/sessions`: the records live in the tracker, on this thread.
+        while let Ok((limit, reply)) = session_requests.try_recv() {
+            let _ = reply.send(SessionsDocument::new(tracker.open_records(), limit, &closed));
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(1) {
             last_housekeeping = Instant::now();

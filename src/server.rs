@@ -3,21 +3,25 @@
 //! Contract: GET only (other methods get 405); `/metrics` serves OpenMetrics text to clients
 //! that accept it (`Accept: application/openmetrics-text`) and the Prometheus text format
 //! (0.0.4) to everyone else; `/healthz` is 200 once the capture is open and 503 before;
-//! `/sessions` is the live [`SessionsDocument`](crate::sink::report::SessionsDocument).
+//! `/sessions` is the live [`SessionsDocument`] (`?limit=N` open sessions listed, the most
+//! severe; [`DEFAULT_SESSIONS_LIMIT`] by default, 0 for all), asked of the capture thread (which
+//! owns the sessions) through [`SessionRequests`] and answered within its loop's wait (at most
+//! 250 ms, plus the time to read every open session: about 0.2 s for a million).
 //! [`serve`] bounds what a client can hold: request headers must arrive within
 //! [`HEADER_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`], a request is answered within
 //! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once.
 
 use crate::sink::metrics::openmetrics_to_prometheus;
-use crate::sink::report::LiveSessions;
+use crate::sink::report::SessionsDocument;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 /// Time allowed for a request's headers to arrive (slow clients are dropped).
@@ -70,11 +74,24 @@ async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -
     }
 }
 
+/// Where `/sessions` asks for the current document listing at most so many open sessions (0:
+/// all): the capture thread answers on the one-shot channel it is sent.
+pub type SessionRequests = SyncSender<(usize, tokio::sync::oneshot::Sender<SessionsDocument>)>;
+
+/// Open sessions listed by `/sessions` unless `?limit=N` says otherwise (0: all).
+pub const DEFAULT_SESSIONS_LIMIT: usize = 1000;
+
+/// `/sessions` query: `limit`.
+#[derive(serde::Deserialize)]
+pub struct SessionsQuery {
+    limit: Option<usize>,
+}
+
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub sessions: Arc<Mutex<LiveSessions>>,
+    pub sessions: SessionRequests,
     pub ready: Arc<AtomicBool>,
 }
 
@@ -116,12 +133,23 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn sessions(State(state): State<AppState>) -> Response {
-    let doc = match state.sessions.lock() {
-        Ok(s) => s.snapshot(),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+async fn sessions(State(state): State<AppState>, Query(q): Query<SessionsQuery>) -> Response {
+    let limit = match q.limit.unwrap_or(DEFAULT_SESSIONS_LIMIT) {
+        0 => usize::MAX,
+        n => n,
     };
-    axum::Json(doc).into_response()
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    match state.sessions.try_send((limit, reply)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => return (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+        Err(TrySendError::Disconnected(_)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "capture stopped\n").into_response();
+        }
+    }
+    match answer.await {
+        Ok(doc) => axum::Json(doc).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "capture stopped\n").into_response(),
+    }
 }
 
 async fn landing() -> Html<&'static str> {

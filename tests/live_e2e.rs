@@ -91,6 +91,14 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
     assert_eq!(by_id("capped")["effective_keepalive_s"], 10);
     assert_eq!(by_id("never-closed")["close"]["kind"], "open");
     assert_eq!(by_id("never-closed")["expired"], true);
+    // `open` counts the open sessions; `?limit=1` lists only the most severe of them.
+    let open: Vec<&&serde_json::Value> = live.iter().filter(|s| s["close"]["kind"] == "open").collect();
+    assert_eq!(doc["open"], open.len(), "{doc}");
+    let one: serde_json::Value = serde_json::from_str(&agent.get("/sessions?limit=1")).unwrap();
+    let listed: Vec<&serde_json::Value> =
+        one["sessions"].as_array().unwrap().iter().filter(|s| s["close"]["kind"] == "open").collect();
+    assert_eq!((one["open"].clone(), listed.len()), (doc["open"].clone(), 1));
+    assert_eq!(listed[0]["client_id"], "never-closed", "the expired, never closed session is the most severe");
 
     let status = agent.stop();
     assert!(status.success(), "SIGTERM ends the agent with status 0: {status:?}");

@@ -212,7 +212,8 @@ impl Session {
         };
     }
 
-    fn max_silence(&self) -> Duration {
+    /// The longest client silence so far (the stretch still running is not counted).
+    pub fn max_silence(&self) -> Duration {
         Duration::from_nanos(self.max_silence_ns)
     }
 

@@ -10,20 +10,19 @@
 
 use crate::flow::Side;
 use crate::mqtt::PacketType;
-use crate::session::event::{FlowKeyJson, round_us};
+use crate::session::Verdict;
+use crate::session::event::round_us;
 use crate::session::record::opt_secs;
 pub use crate::session::record::{
     CloseRecord, EnforcementRecord, MAX_EVENTS_PER_SESSION, RecordState, RttSummary, SessionEvent, SessionRecord,
 };
-use crate::session::{Event, EventKind, SessionId, Verdict};
 use crate::time::Timestamp;
 use crate::tracker::TrackerCounters;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::time::Duration;
 
 /// Version of the JSON document; bumped when a field changes meaning or goes away.
 pub const JSON_VERSION: u32 = 1;
@@ -120,70 +119,50 @@ impl<'a, W: Write> JsonWriter<'a, W> {
 const FORMAT: &str = "mqtt-keepalive/analyze";
 const TOOL: &str = concat!("mqtt-keepalive ", env!("CARGO_PKG_VERSION"));
 
-/// Open and recently closed sessions, for a live agent's `/sessions`.
-pub struct LiveSessions {
-    /// Open sessions: addresses, record, longest client silence so far.
-    open: HashMap<SessionId, (FlowKeyJson, RecordState, Duration)>,
-    closed: VecDeque<SessionRecord>,
-    keep_closed: usize,
-}
-
 /// The `/sessions` document: the same session objects as `analyze --format json`.
 #[derive(Serialize)]
 pub struct SessionsDocument {
     pub format: &'static str,
     pub version: u32,
-    /// Open sessions (in the order they began), then the most recently closed, newest last.
+    /// Open MQTT sessions, listed or not.
+    pub open: u64,
+    /// The listed open sessions (the most severe, in the order they began), then the most
+    /// recently closed, newest last.
     pub sessions: Vec<SessionRecord>,
 }
 
-impl LiveSessions {
-    /// Keeps at most `keep_closed` closed sessions.
-    pub fn new(keep_closed: usize) -> Self {
-        LiveSessions { open: HashMap::new(), closed: VecDeque::new(), keep_closed }
-    }
-
-    /// Folds one event.
-    pub fn apply(&mut self, e: &Event) {
-        match e.kind {
-            EventKind::SessionStart { mid_stream } => {
-                self.open.insert(e.session, (e.flow, RecordState::new(e.ts, mid_stream), Duration::ZERO));
-            }
-            EventKind::SessionEnd { .. } => {
-                let Some((_, mut state, _)) = self.open.remove(&e.session) else { return };
-                if let Some(record) = state.finish(e)
-                    && self.keep_closed > 0
-                {
-                    if self.closed.len() == self.keep_closed {
-                        self.closed.pop_front();
-                    }
-                    self.closed.push_back(record);
-                }
-            }
-            EventKind::ClientActivity { silence_s, .. } => {
-                if let Some((_, _, max_silence)) = self.open.get_mut(&e.session) {
-                    *max_silence = (*max_silence).max(silence_s);
-                }
-            }
-            _ => {
-                if let Some((_, state, _)) = self.open.get_mut(&e.session) {
-                    state.apply(e);
-                }
-            }
+impl SessionsDocument {
+    /// The document listing at most `limit` of the `open` sessions given (the most severe).
+    pub fn new(open: impl IntoIterator<Item = SessionRecord>, limit: usize, closed: &RecentSessions) -> Self {
+        let mut worst = WorstSessions::new(limit);
+        let mut count = 0;
+        for r in open {
+            count += 1;
+            worst.push(r);
         }
+        let mut listed = worst.into_sorted();
+        listed.sort_unstable_by_key(|r| r.id);
+        let sessions = listed.into_iter().chain(closed.0.iter().cloned()).collect();
+        SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, open: count, sessions }
+    }
+}
+
+/// The most recently closed sessions, for a live agent's `/sessions`: at most `keep`.
+pub struct RecentSessions(VecDeque<SessionRecord>, usize);
+
+impl RecentSessions {
+    pub fn new(keep: usize) -> Self {
+        RecentSessions(VecDeque::new(), keep)
     }
 
-    /// The current document. Open connections that have not shown MQTT yet are left out.
-    pub fn snapshot(&self) -> SessionsDocument {
-        let mut open: Vec<(&SessionId, &(FlowKeyJson, RecordState, Duration))> =
-            self.open.iter().filter(|(_, (_, r, _))| r.shows_mqtt()).collect();
-        open.sort_by_key(|(id, _)| **id);
-        let sessions = open
-            .into_iter()
-            .map(|(id, (flow, r, max_silence))| r.snapshot(*id, *flow, *max_silence))
-            .chain(self.closed.iter().cloned())
-            .collect();
-        SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, sessions }
+    pub fn push(&mut self, r: SessionRecord) {
+        if self.1 == 0 {
+            return;
+        }
+        if self.0.len() == self.1 {
+            self.0.pop_front();
+        }
+        self.0.push_back(r);
     }
 }
 
@@ -558,7 +537,9 @@ mod tests {
     use super::*;
     use crate::flow::Side;
     use crate::mqtt::Protocol;
-    use crate::session::CloseKind;
+    use crate::session::event::FlowKeyJson;
+    use crate::session::{CloseKind, Event, EventKind, SessionId};
+    use std::collections::HashMap;
     use std::time::Duration;
 
     fn ev(ts: f64, session: u64, kind: EventKind) -> Event {
@@ -578,7 +559,6 @@ mod tests {
 
     #[test]
     fn folds_a_session_and_skips_non_mqtt_connections() {
-        let mut live = LiveSessions::new(10);
         let mut folding: HashMap<SessionId, RecordState> = HashMap::new();
         let mut records = Vec::new();
         for e in [
@@ -613,7 +593,6 @@ mod tests {
             ev(30.0, 1, end(3.0, 0.0, false)),
             ev(30.0, 0, end(30.0, 21.0, true)),
         ] {
-            live.apply(&e);
             match e.kind {
                 EventKind::SessionStart { mid_stream } => {
                     folding.insert(e.session, RecordState::new(e.ts, mid_stream));
@@ -622,15 +601,20 @@ mod tests {
                 _ => folding.get_mut(&e.session).unwrap().apply(&e),
             }
             if e.kind.name() == "pingresp" && e.ts.as_secs_f64() > 9.0 {
-                let open = live.snapshot();
-                assert_eq!(open.sessions.len(), 1);
-                assert_eq!(open.sessions[0].ping_rtt_ms.map(|p| p.max), Some(4.0), "derived fields while open");
-                assert_eq!(open.sessions[0].close.kind, "open");
+                let open = folding[&0].snapshot(0, e.flow, Duration::ZERO);
+                assert_eq!(open.ping_rtt_ms.map(|p| p.max), Some(4.0), "derived fields while open");
+                assert_eq!(open.close.kind, "open");
             }
         }
-        let closed = live.snapshot();
-        assert_eq!(closed.sessions.len(), 1, "the non-MQTT connection is not kept");
-        assert_eq!(closed.sessions[0].close.kind, "rst");
+        assert_eq!(records.len(), 1, "the non-MQTT connection gives no record");
+        let mut recent = RecentSessions::new(1);
+        recent.push(records[0].clone());
+        recent.push(records[0].clone());
+        let doc = SessionsDocument::new(vec![records[0].clone()], 10, &recent);
+        assert_eq!(doc.sessions.len(), 2, "open ones, then at most `keep` closed ones");
+        assert_eq!(doc.sessions[1].close.kind, "rst");
+        let doc = SessionsDocument::new(vec![records[0].clone(); 3], 1, &RecentSessions::new(0));
+        assert_eq!((doc.open, doc.sessions.len()), (3, 1), "open sessions beyond the limit are counted");
         let settings = Settings { ports: vec![1883], ping_timeout_s: None, enforcement_tolerance_s: 1.0 };
         let mut r = Report::new();
         records.iter().for_each(|s| r.add(s));

@@ -65,7 +65,7 @@ pub struct TrackerConfig {
     /// changes nothing but memory; 0 parks every connection at rest, as tests do).
     pub active_limit: usize,
     /// Fold each session's events into its record and hand finished records out through
-    /// [`Tracker::finished`] (off for the live agent, whose `/sessions` folds the events itself).
+    /// [`Tracker::finished`] (off where only events are wanted, as `analyze -f jsonl`).
     pub records: bool,
 }
 
@@ -196,6 +196,12 @@ impl Tracker {
     /// drained; empty unless [`TrackerConfig::records`].
     pub fn finished(&mut self) -> &mut Vec<SessionRecord> {
         &mut self.finished
+    }
+
+    /// The records so far of the open sessions that have shown MQTT, made one at a time, in no
+    /// particular order (a live agent's `/sessions`; none unless [`TrackerConfig::records`]).
+    pub fn open_records(&self) -> impl Iterator<Item = SessionRecord> + '_ {
+        self.conns.iter().filter_map(|(_, slot)| self.conns.snapshot(slot))
     }
 
     /// The earliest time at which [`Tracker::poll`] may have work.
@@ -456,7 +462,9 @@ mod tests {
         cap
     }
 
-    fn run(cap: &Capture, active_limit: usize) -> (Tracker, Vec<usize>) {
+    /// The tracker after `cap` and `finish`, the full-form count after each frame, and the open
+    /// sessions' records just before the finish.
+    fn run(cap: &Capture, active_limit: usize) -> (Tracker, Vec<usize>, serde_json::Value) {
         let mut tracker = Tracker::new(TrackerConfig { active_limit, ..TrackerConfig::default() });
         let mut active = Vec::new();
         for (ts, frame) in &cap.frames {
@@ -464,15 +472,21 @@ mod tests {
             tracker.on_segment(*ts, &seg);
             active.push(tracker.active_connections());
         }
+        let mut open: Vec<SessionRecord> = tracker.open_records().collect();
+        open.sort_by_key(|r| r.id);
+        let open = serde_json::to_value(open).unwrap();
         tracker.finish(cap.frames.last().unwrap().0.saturating_add(Duration::from_secs(30)));
-        (tracker, active)
+        (tracker, active, open)
     }
 
     #[test]
     fn idle_connections_park_and_wake_unchanged() {
         let cap = two_sessions();
-        let (mut full, _) = run(&cap, ACTIVE_LIMIT);
-        let (mut parked, active) = run(&cap, 0);
+        let (mut full, _, full_open) = run(&cap, ACTIVE_LIMIT);
+        let (mut parked, active, parked_open) = run(&cap, 0);
+        assert_eq!(parked_open, full_open, "open sessions read the same from parked connections");
+        assert_eq!(full_open.as_array().map(Vec::len), Some(2));
+        assert_eq!(full_open[1]["client"], "[2001:db8::1]:40001");
         assert!(active.iter().all(|n| *n == 0), "every connection at rest is parked: {active:?}");
         assert_eq!((full.live_connections(), parked.live_connections()), (0, 0), "finish releases every connection");
         assert!(*parked.events() == *full.events(), "same events");

@@ -12,6 +12,7 @@ use super::parked::{Addresses, Parked};
 use crate::flow::FlowKey;
 use crate::flow::slab::PagedSlab;
 use crate::session::SessionId;
+use crate::session::record::SessionRecord;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
@@ -80,6 +81,19 @@ impl Table {
     /// Every stored connection with its slot.
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
         self.conns.iter()
+    }
+
+    /// The record so far of the session in `slot`, if it is open (not ended) and has shown MQTT.
+    pub(super) fn snapshot(&self, slot: &Slot) -> Option<SessionRecord> {
+        match slot {
+            Slot::Active(c) if !c.done && c.record.shows_mqtt() => {
+                Some(c.record.snapshot(c.id, c.key.into(), c.session.max_silence()))
+            }
+            Slot::Parked(p) if p.record.shows_mqtt() => {
+                Some(p.record.snapshot(p.id.into(), p.key(&self.addrs).into(), p.session.max_silence()))
+            }
+            _ => None,
+        }
     }
 
     /// The slot of `key`'s connection.
