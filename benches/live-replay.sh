@@ -4,6 +4,8 @@
 # drops and the agent's CPU time. Needs root and tcpreplay; run `cargo bench --bench throughput`
 # first (it writes the capture).
 #   bash benches/live-replay.sh [PCAP] [MBPS]     (MBPS: replay rate cap; default top speed)
+# For scale: bash benches/live-replay.sh target/bench-data/open-1000000.pcap (written by
+# `cargo bench --bench scale`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pcap=${1:-target/bench-data/workload-2000x10min.pcap}
@@ -28,3 +30,8 @@ echo "sent:            $sent packets"
 echo "agent saw:       $(m mqtt_keepalive_capture_packets_total) packets"
 echo "kernel dropped:  $(m mqtt_keepalive_capture_dropped_packets_total) packets"
 echo "agent CPU:       $(( (after - before) * 1000 / $(getconf CLK_TCK) )) ms"
+echo "sessions open:   $(m mqtt_keepalive_sessions_open)"
+echo "agent peak RSS:  $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' /proc/$agent/status)"
+start=$(date +%s.%N)
+size=$(curl -s localhost:$port/sessions | wc -c)
+echo "/sessions:       $size bytes in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}') s"
