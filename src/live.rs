@@ -7,7 +7,9 @@
 //! when its deadline passes even if no packet ever comes. Time below this loop is packet time;
 //! the loop reads the real-time clock (the kernel stamps packets with the same clock) and polls
 //! the tracker [`GRACE`] behind it, so packets still queued in the socket are not older than the
-//! tracker's clock. On a signal it stops the capture, flushes the events and returns.
+//! tracker's clock. The sessions live in the tracker, on this thread: `/sessions` requests are
+//! answered here between packets. On a signal it stops the capture, flushes the events and
+//! returns.
 
 use crate::capture::LiveSource;
 use crate::capture::afpacket::{AfPacket, LiveCaptureError};
