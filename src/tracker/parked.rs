@@ -71,8 +71,9 @@ pub(super) mod bit {
 
 /// An idle connection at rest: open, not closing, holding no bytes, both decoders at a packet
 /// boundary. Everything a [`Conn`] would hold is here, so waking it gives the same connection;
-/// the reassemblers and decoders shrink to their sequence numbers and framing state, the
-/// addresses to an IPv6-sized client address and a broker number.
+/// the reassemblers and decoders shrink to their sequence numbers and framing state, the client
+/// address to 4 bytes (IPv4) or a slot in [`Addresses`] (IPv6), the broker address to a number
+/// (broker numbers are never given back: there are as many as brokers seen).
 pub(super) struct Parked {
     pub(super) session: Session,
     pub(super) record: RecordState,
