@@ -1,8 +1,9 @@
 //! The analysis report: one record per MQTT session plus capture totals, as text or JSON.
 //!
-//! Contract: session records are made by [`RecordState`] (in the tracker for `analyze`, in
-//! [`LiveSessions`] for the live agent's `/sessions`) and arrive here as sessions end.
-//! [`Report`] counts them into the summary and [`Report::totals`] adds the capture figures.
+//! Contract: session records are made by [`RecordState`] in the tracker and arrive here as
+//! sessions end. [`Report`] counts them into the summary and [`Report::totals`] adds the capture
+//! figures. [`SessionsDocument`] is the live agent's `/sessions` (open sessions read from the
+//! tracker, the [`RecentSessions`] closed ones).
 //! [`JsonWriter`] streams the documented `analyze --format json` document (README, "JSON
 //! output") one session at a time; [`AnalysisReport`] is the same document held in memory, and
 //! its [`AnalysisReport::render_text`] is the table people read, worst session first. Output
