@@ -143,27 +143,30 @@ impl SessionsDocument {
         }
         let mut listed = worst.into_sorted();
         listed.sort_unstable_by_key(|r| r.id);
-        let sessions = listed.into_iter().chain(closed.0.iter().cloned()).collect();
+        let sessions = listed.into_iter().chain(closed.closed.iter().cloned()).collect();
         SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, open: count, sessions }
     }
 }
 
 /// The most recently closed sessions, for a live agent's `/sessions`: at most `keep`.
-pub struct RecentSessions(VecDeque<SessionRecord>, usize);
+pub struct RecentSessions {
+    closed: VecDeque<SessionRecord>,
+    keep: usize,
+}
 
 impl RecentSessions {
     pub fn new(keep: usize) -> Self {
-        RecentSessions(VecDeque::new(), keep)
+        RecentSessions { closed: VecDeque::new(), keep }
     }
 
     pub fn push(&mut self, r: SessionRecord) {
-        if self.1 == 0 {
+        if self.keep == 0 {
             return;
         }
-        if self.0.len() == self.1 {
-            self.0.pop_front();
+        if self.closed.len() == self.keep {
+            self.closed.pop_front();
         }
-        self.0.push_back(r);
+        self.closed.push_back(r);
     }
 }
 
