@@ -22,6 +22,7 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod layer;
 pub mod live;
 pub mod mqtt;
 pub mod server;

@@ -1,0 +1,148 @@
+//! The byte path inside a connection: what lies between TCP reassembly and the MQTT stream
+//! decoder.
+//!
+//! Contract: a connection's [`Stack`] is fed each side's reassembled TCP stream in order (data
+//! and gaps, as [`Chunk`]s) and hands the MQTT bytes of each side to an [`Up`], in order, with
+//! gaps, plus what the transport layers saw of their own framing ([`LayerEvent`]). A [`Layer`]
+//! is one such transformation (TLS records, WebSocket frames); layers stack, outermost first.
+//! Plain MQTT over TCP is the empty stack: bytes pass through untouched, with no dispatch and
+//! no copy. Layers never read a clock and never see the session rules: the connection stamps
+//! what they hand up with the packet time.
+
+pub use crate::flow::reassembly::Chunk;
+use crate::flow::Side;
+
+/// Length of a gap whose size in the layer above is not known (a TCP hole inside a TLS record
+/// loses the rest of that record's plaintext, however long it was).
+pub const UNKNOWN_LEN: u64 = u64::MAX;
+
+/// Where a layer hands what it decoded.
+pub trait Up {
+    /// The next in-order bytes of the layer above, from `side`.
+    fn data(&mut self, side: Side, bytes: &[u8]);
+    /// `len` bytes of the layer above from `side` are lost ([`UNKNOWN_LEN`]: how many is not
+    /// known); the layer above loses its framing unless the gap falls inside a length it knows.
+    fn gap(&mut self, side: Side, len: u64);
+    /// Something the layer saw of its own framing, from `side`.
+    fn event(&mut self, side: Side, event: LayerEvent);
+}
+
+/// One transformation of a connection's two byte streams.
+pub trait Layer {
+    /// The next in-order chunk of `side`'s stream as this layer receives it.
+    fn feed(&mut self, side: Side, chunk: Chunk<'_>, up: &mut dyn Up);
+    /// Bytes this layer holds (partial records or frames), for the tracker's memory cap.
+    fn buffered(&self) -> usize;
+}
+
+/// What a transport layer reports of its own framing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerEvent {}
+
+/// A connection's layers: what its bytes go through before the MQTT decoder.
+#[derive(Default)]
+pub enum Stack {
+    /// MQTT directly over TCP.
+    #[default]
+    Plain,
+    /// Layers, outermost first.
+    Layers(Vec<Box<dyn Layer + Send>>),
+}
+
+impl Stack {
+    /// Feeds one chunk of `side`'s TCP stream through the layers to `up`.
+    pub fn feed(&mut self, side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+        match self {
+            Stack::Plain => pass(side, chunk, up),
+            Stack::Layers(layers) => feed_from(layers, side, chunk, up),
+        }
+    }
+
+    /// True for MQTT directly over TCP.
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Stack::Plain)
+    }
+
+    /// Bytes held by the layers.
+    pub fn buffered(&self) -> usize {
+        match self {
+            Stack::Plain => 0,
+            Stack::Layers(layers) => layers.iter().map(|l| l.buffered()).sum(),
+        }
+    }
+}
+
+fn pass(side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+    match chunk {
+        Chunk::Data(d) => up.data(side, d),
+        Chunk::Gap(n) => up.gap(side, n),
+    }
+}
+
+/// Feeds `layers[0]`, whose output feeds `layers[1]`, and so on; the last one's output goes to
+/// `up`.
+fn feed_from(layers: &mut [Box<dyn Layer + Send>], side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+    let Some((first, rest)) = layers.split_first_mut() else { return pass(side, chunk, up) };
+    let mut next = Next { rest, up };
+    first.feed(side, chunk, &mut next);
+}
+
+/// The glue between one layer and the rest of the stack.
+struct Next<'a, 'b> {
+    rest: &'a mut [Box<dyn Layer + Send>],
+    up: &'b mut dyn Up,
+}
+
+impl Up for Next<'_, '_> {
+    fn data(&mut self, side: Side, bytes: &[u8]) {
+        feed_from(self.rest, side, Chunk::Data(bytes), self.up);
+    }
+    fn gap(&mut self, side: Side, len: u64) {
+        feed_from(self.rest, side, Chunk::Gap(len), self.up);
+    }
+    fn event(&mut self, side: Side, event: LayerEvent) {
+        self.up.event(side, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer that drops every other byte of the client's stream and doubles gaps.
+    struct Halve;
+    impl Layer for Halve {
+        fn feed(&mut self, side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+            match chunk {
+                Chunk::Data(d) => up.data(side, &d.iter().step_by(2).copied().collect::<Vec<_>>()),
+                Chunk::Gap(n) => up.gap(side, n.saturating_mul(2)),
+            }
+        }
+        fn buffered(&self) -> usize {
+            0
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<(Side, Vec<u8>)>, Vec<u64>);
+    impl Up for Collect {
+        fn data(&mut self, side: Side, bytes: &[u8]) {
+            self.0.push((side, bytes.to_vec()));
+        }
+        fn gap(&mut self, _: Side, len: u64) {
+            self.1.push(len);
+        }
+        fn event(&mut self, _: Side, _: LayerEvent) {}
+    }
+
+    #[test]
+    fn layers_apply_outermost_first_and_plain_passes_through() {
+        let mut up = Collect::default();
+        Stack::Plain.feed(Side::Client, Chunk::Data(b"abcd"), &mut up);
+        let mut two = Stack::Layers(vec![Box::new(Halve), Box::new(Halve)]);
+        two.feed(Side::Broker, Chunk::Data(b"abcdefgh"), &mut up);
+        two.feed(Side::Broker, Chunk::Gap(3), &mut up);
+        assert_eq!(up.0, [(Side::Client, b"abcd".to_vec()), (Side::Broker, b"ae".to_vec())]);
+        assert_eq!(up.1, [12]);
+    }
+}
