@@ -165,7 +165,7 @@ pub fn analyze_streaming(
                             let w = format!(
                                 "{}: packets with unsupported link type {} skipped",
                                 opts.files[file].display(),
-                                crate::capture::LinkType(*link).name()
+                                crate::link::LinkType(*link).name()
                             );
                             eprintln!("mqtt-keepalive: warning: {w}");
                             stats.warnings.push(w);

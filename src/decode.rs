@@ -6,7 +6,7 @@
 //! still yield the captured payload with `wire_len` telling how long it really was. Anything else
 //! is a [`Skip`] reason, for counting. Nothing after decode looks at raw headers.
 
-use crate::capture::LinkType;
+use crate::link::{Framing, LinkType};
 use crate::flow::seq::SeqNumber;
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use std::net::{IpAddr, SocketAddr};
@@ -50,23 +50,16 @@ pub enum Skip {
     Truncated,
 }
 
-/// True for the link types [`decode`] reads.
-pub fn supported(link: LinkType) -> bool {
-    matches!(link.0, 0 | 1 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276)
-}
-
 /// Decodes one frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, Skip> {
-    let sliced = match link.0 {
-        1 => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated)?,
-        // BSD loopback: a 4-byte address family, then IP.
-        0 | 108 => LaxSlicedPacket::from_ip(frame.get(4..).ok_or(Skip::Truncated)?).map_err(|_| Skip::NotIp)?,
-        12 | 14 | 101 | 228 | 229 => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotIp)?,
-        // Linux cooked v1: 16-byte header, protocol in its last two bytes.
-        113 => from_ether_type(frame, 14, 16)?,
-        // Linux cooked v2: 20-byte header, protocol in its first two bytes.
-        276 => from_ether_type(frame, 0, 20)?,
-        other => return Err(Skip::UnsupportedLink(other)),
+    let sliced = match link.framing().ok_or(Skip::UnsupportedLink(link.0))? {
+        Framing::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated)?,
+        Framing::Loopback => {
+            LaxSlicedPacket::from_ip(frame.get(4..).ok_or(Skip::Truncated)?).map_err(|_| Skip::NotIp)?
+        }
+        Framing::RawIp => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotIp)?,
+        Framing::LinuxSll => from_ether_type(frame, 14, 16)?,
+        Framing::LinuxSll2 => from_ether_type(frame, 0, 20)?,
     };
     let (src_ip, dst_ip, ip_start, declared_ip_len, incomplete, fragmented): (
         IpAddr,

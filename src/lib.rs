@@ -23,6 +23,7 @@ pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod layer;
+pub mod link;
 pub mod live;
 pub mod mqtt;
 pub mod server;

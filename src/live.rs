@@ -12,7 +12,8 @@
 //! returns.
 
 use crate::capture::LiveSource;
-use crate::capture::afpacket::{AfPacket, LiveCaptureError};
+use crate::capture::afpacket::AfPacket;
+use crate::capture::LiveCaptureError;
 use crate::decode;
 use crate::server::{self, AppState};
 use crate::sink::Sink;

@@ -10,32 +10,11 @@
 //! kernel's received and dropped counts.
 
 use super::bpf::{self, Insn};
-use super::{LinkType, Packet};
+use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
 use crate::time::Timestamp;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
-
-/// Why the live capture cannot start or go on.
-#[derive(Debug, thiserror::Error)]
-pub enum LiveCaptureError {
-    #[error("no interface named {name:?}; interfaces here: {}", existing.join(", "))]
-    NoSuchInterface { name: String, existing: Vec<String> },
-    #[error(
-        "permission denied opening a packet socket on {iface}: run as root or give the binary CAP_NET_RAW \
-         (sudo setcap cap_net_raw,cap_net_admin=eip {exe})"
-    )]
-    Permission { iface: String, exe: String },
-    #[error("capture on {iface}: {what}: {source}")]
-    Os { iface: String, what: &'static str, source: io::Error },
-}
-
-/// Packets received and dropped by the kernel since the capture opened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    pub received: u64,
-    pub dropped: u64,
-}
 
 struct Sock {
     fd: OwnedFd,
@@ -58,16 +37,6 @@ const RECV_BUFFER: libc::c_int = 64 << 20;
 
 fn os_err(iface: &str, what: &'static str) -> LiveCaptureError {
     LiveCaptureError::Os { iface: iface.to_string(), what, source: io::Error::last_os_error() }
-}
-
-/// Names of the network interfaces on this host.
-pub fn interface_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names.push("any".into());
-    names
 }
 
 fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {

@@ -4,8 +4,7 @@
 //! interface in immediate mode with nanosecond timestamps, the port filter (or a full BPF
 //! expression from `--filter`) compiled by libpcap, frames yielded with their link type.
 
-use super::afpacket::{KernelStats, LiveCaptureError, interface_names};
-use super::{LinkType, Packet};
+use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
 use crate::time::Timestamp;
 use std::os::fd::AsRawFd;
 use std::time::Duration;

@@ -10,43 +10,11 @@ pub mod bpf;
 pub mod libpcap;
 pub mod offline;
 
+pub use crate::link::LinkType;
 use crate::time::Timestamp;
 use std::path::PathBuf;
 
 pub use offline::OfflineReader;
-
-/// A link-layer header type (a LINKTYPE_ value from the pcap spec).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct LinkType(pub u32);
-
-impl LinkType {
-    pub const NULL: LinkType = LinkType(0);
-    pub const ETHERNET: LinkType = LinkType(1);
-    pub const RAW: LinkType = LinkType(101);
-    pub const LOOP: LinkType = LinkType(108);
-    pub const LINUX_SLL: LinkType = LinkType(113);
-    pub const IPV4: LinkType = LinkType(228);
-    pub const IPV6: LinkType = LinkType(229);
-    pub const LINUX_SLL2: LinkType = LinkType(276);
-
-    /// The conventional name (as libpcap's `pcap_datalink_val_to_name`).
-    pub fn name(self) -> String {
-        match self.0 {
-            0 => "NULL".into(),
-            1 => "EN10MB".into(),
-            12 | 14 | 101 => "RAW".into(),
-            108 => "LOOP".into(),
-            113 => "LINUX_SLL".into(),
-            228 => "IPV4".into(),
-            229 => "IPV6".into(),
-            276 => "LINUX_SLL2".into(),
-            105 => "IEEE802_11".into(),
-            127 => "IEEE802_11_RADIO".into(),
-            189 => "USB_LINUX".into(),
-            n => format!("LINKTYPE {n}"),
-        }
-    }
-}
 
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Debug)]
@@ -86,10 +54,41 @@ pub trait PacketSource {
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError>;
 }
 
+/// Why the live capture cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveCaptureError {
+    #[error("no interface named {name:?}; interfaces here: {}", existing.join(", "))]
+    NoSuchInterface { name: String, existing: Vec<String> },
+    #[error(
+        "permission denied opening a packet socket on {iface}: run as root or give the binary CAP_NET_RAW \
+         (sudo setcap cap_net_raw,cap_net_admin=eip {exe})"
+    )]
+    Permission { iface: String, exe: String },
+    #[error("capture on {iface}: {what}: {source}")]
+    Os { iface: String, what: &'static str, source: std::io::Error },
+}
+
+/// Packets received and dropped by the kernel since the capture opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub received: u64,
+    pub dropped: u64,
+}
+
+/// Names of the network interfaces on this host.
+pub fn interface_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.push("any".into());
+    names
+}
+
 /// A live capture: waits for frames with a timeout, and reports the kernel's counts.
 pub trait LiveSource {
     /// The next frame, waiting at most `timeout`; `Ok(None)` when none came.
-    fn next_packet(&mut self, timeout: std::time::Duration) -> Result<Option<Packet<'_>>, afpacket::LiveCaptureError>;
+    fn next_packet(&mut self, timeout: std::time::Duration) -> Result<Option<Packet<'_>>, LiveCaptureError>;
     /// Kernel counts since the capture opened.
-    fn stats(&mut self) -> afpacket::KernelStats;
+    fn stats(&mut self) -> KernelStats;
 }

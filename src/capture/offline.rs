@@ -121,7 +121,7 @@ impl OfflineReader {
             let link = LinkType(h.network.0 as u32);
             self.interfaces.push(Interface { link, units_per_sec: units, offset_secs: 0 });
             self.reader.consume_noshift(offset);
-            if !crate::decode::supported(link) {
+            if link.framing().is_none() {
                 return Err(CaptureError::UnsupportedLink { path: self.path.clone(), link });
             }
         }

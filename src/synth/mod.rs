@@ -7,7 +7,7 @@
 
 pub mod workload;
 
-use crate::capture::LinkType;
+use crate::link::LinkType;
 use crate::flow::Side;
 use crate::time::Timestamp;
 use etherparse::PacketBuilder;
