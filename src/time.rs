@@ -1,8 +1,11 @@
-//! Packet time: the only clock type below `app`.
+//! Packet time: the only clock type below the loops, and the one rule that keeps it.
 //!
 //! A [`Timestamp`] is nanoseconds since the Unix epoch, taken from the capture record (offline) or
 //! the kernel's packet timestamp (live). Spans between timestamps are [`std::time::Duration`]s.
 //! Arithmetic saturates: a timestamp never overflows or panics, whatever a capture file claims.
+//! [`PacketClock`] is the clock every loop runs the analysis on: it never goes backwards (a
+//! packet stamped earlier than the clock is counted and taken as "now"). This module and the
+//! live loop are the only places that read the system's clocks (a clippy rule keeps it so).
 
 use std::fmt;
 use std::time::Duration;
@@ -33,8 +36,9 @@ impl Timestamp {
         Timestamp((secs * NANOS_PER_SEC as f64).round() as i64)
     }
 
-    /// The system's real-time clock now. Only the app loop (live) reads it; below it, time is
-    /// always an argument.
+    /// The system's real-time clock now (the clock the kernel stamps packets with). Only the
+    /// live loop reads it; below it, time is always an argument.
+    #[allow(clippy::disallowed_methods)] // the one place the real-time clock is read
     pub fn now_realtime() -> Self {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
@@ -69,6 +73,54 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// The clock the analysis runs on: the latest packet time seen, or a later time the loop moved
+/// it to (live, where deadlines fire on the wall clock). It never goes backwards: a packet stamped
+/// earlier than the clock is counted in [`PacketClock::backwards`] and happens "now".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketClock {
+    now: Option<Timestamp>,
+    first: Option<Timestamp>,
+    backwards: u64,
+}
+
+impl PacketClock {
+    /// A packet stamped `ts` arrived: the time it is analysed at.
+    pub fn packet(&mut self, ts: Timestamp) -> Timestamp {
+        self.first.get_or_insert(ts);
+        let now = match self.now {
+            Some(now) if ts < now => {
+                self.backwards += 1;
+                now
+            }
+            _ => ts,
+        };
+        self.now = Some(now);
+        now
+    }
+
+    /// Moves the clock forward to `t` (a poll at a time with no packet); never back.
+    pub fn advance_to(&mut self, t: Timestamp) -> Timestamp {
+        let now = self.now.map_or(t, |now| now.max(t));
+        self.now = Some(now);
+        now
+    }
+
+    /// The time now, once a packet or a poll set it.
+    pub fn now(&self) -> Option<Timestamp> {
+        self.now
+    }
+
+    /// The first packet's own timestamp.
+    pub fn first_packet(&self) -> Option<Timestamp> {
+        self.first
+    }
+
+    /// Packets stamped earlier than the clock (taken as "now").
+    pub fn backwards(&self) -> u64 {
+        self.backwards
+    }
+}
+
 /// `keepalive` seconds times 1.5: the span after which a broker treats a silent client as dead.
 pub fn expiry_span(keepalive_s: u16) -> Duration {
     Duration::from_millis(u64::from(keepalive_s) * 1500)
@@ -90,6 +142,20 @@ mod tests {
         assert_eq!(max.saturating_add(Duration::from_secs(5)), max);
         assert_eq!(Timestamp::from_nanos(0).since(max), Duration::ZERO);
         assert_eq!(Timestamp::from_parts(u64::MAX, u64::MAX, 1).as_nanos(), i64::MAX);
+    }
+
+    #[test]
+    fn the_packet_clock_never_goes_back_and_counts_who_tried() {
+        let t = Timestamp::from_secs_f64;
+        let mut c = PacketClock::default();
+        assert_eq!(c.now(), None);
+        assert_eq!(c.packet(t(5.0)), t(5.0));
+        assert_eq!(c.packet(t(4.0)), t(5.0), "earlier packets happen now");
+        assert_eq!(c.packet(t(6.0)), t(6.0));
+        assert_eq!(c.advance_to(t(5.5)), t(6.0), "a poll never moves it back");
+        assert_eq!(c.advance_to(t(9.0)), t(9.0));
+        assert_eq!(c.packet(t(8.0)), t(9.0));
+        assert_eq!((c.backwards(), c.first_packet()), (2, Some(t(5.0))));
     }
 
     #[test]

@@ -18,6 +18,31 @@ pub enum Side {
     Broker,
 }
 
+/// One value per side of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sides<T> {
+    pub client: T,
+    pub broker: T,
+}
+
+impl<T> Sides<T> {
+    /// The value of `side`.
+    pub fn get(&self, side: Side) -> &T {
+        match side {
+            Side::Client => &self.client,
+            Side::Broker => &self.broker,
+        }
+    }
+
+    /// The value of `side`, to change.
+    pub fn get_mut(&mut self, side: Side) -> &mut T {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Broker => &mut self.broker,
+        }
+    }
+}
+
 /// A TCP connection's addresses, oriented client -> broker.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct FlowKey {

@@ -1,15 +1,20 @@
-//! One tracked connection in full form: both directions' reassembly and MQTT decoding, the
-//! session and its record, and how segments and stream chunks drive them.
+//! One tracked connection in full form: both directions' reassembly, the layer stack, MQTT
+//! decoding, the session and its record, and how segments and stream chunks drive them.
 //!
-//! Contract: the [`super::Tracker`] owns every [`Conn`] and calls it with segments in time
-//! order; a `Conn` emits its session's events through [`Ctx`] and keeps the buffered-bytes
-//! count of the tracker up to date ([`Conn::account`]). It never reads a clock.
+//! Contract: the [`super::Tracker`] owns every [`Conn`] and calls it in time order, with TCP
+//! segments ([`Conn::on_segment`]) or, from stream sources, in-order stream bytes and TCP state
+//! changes ([`Conn::on_stream`], [`Conn::on_tcp`]). Each side's bytes go
+//! reassembly -> [`Stack`] (the transport layers; none for MQTT over TCP) -> MQTT decoder ->
+//! session; stream sources' bytes skip the first two. A `Conn` emits its session's events
+//! through [`Ctx`] and keeps the buffered-bytes count of the tracker up to date
+//! ([`Conn::account`]). It never reads a clock.
 
-use super::{TrackerConfig, TrackerCounters};
+use super::{StreamInput, TcpChange, TrackerConfig, TrackerCounters};
 use crate::decode::Segment;
 use crate::flow::reassembly::{Chunk, Outcome, ReasmRest, Reassembler};
 use crate::flow::seq::SeqNumber;
-use crate::flow::{FlowKey, Side};
+use crate::flow::{FlowKey, Side, Sides};
+use crate::layer::{LayerEvent, Stack, Up};
 use crate::mqtt::stream::DecoderRest;
 use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
 use crate::session::record::{RecordState, SessionRecord};
@@ -17,21 +22,18 @@ use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, Sessio
 use crate::time::{Timestamp, expiry_span};
 use std::net::SocketAddr;
 
-/// One direction's reassembly and decoding.
-pub(super) struct Half {
-    pub(super) reasm: Reassembler,
-    pub(super) decoder: StreamDecoder,
-}
-
 pub(super) struct Conn {
     pub(super) key: FlowKey,
     pub(super) id: SessionId,
     pub(super) session: Session,
     /// The report's record of the session, folded from its events.
     pub(super) record: RecordState,
-    /// Bytes from the client, and from the broker.
-    pub(super) client: Half,
-    pub(super) broker: Half,
+    /// Reassembly of each side's TCP stream.
+    pub(super) reasm: Sides<Reassembler>,
+    /// The transport layers between reassembly and MQTT (none for MQTT over TCP).
+    pub(super) stack: Stack,
+    /// Each side's MQTT stream decoder.
+    pub(super) decoders: Sides<StreamDecoder>,
     pub(super) client_isn: Option<SeqNumber>,
     pub(super) last_seen: Timestamp,
     pub(super) mid_stream: bool,
@@ -65,7 +67,7 @@ impl Ctx<'_> {
 impl Conn {
     /// An unused connection (filled by [`Conn::reset`] or [`Parked::unpark_into`]).
     pub(super) fn new(cfg: &TrackerConfig) -> Self {
-        let half = || Half { reasm: Reassembler::new(cfg.max_buffered_per_flow), decoder: StreamDecoder::new(true) };
+        let reasm = || Reassembler::new(cfg.max_buffered_per_flow);
         let zero = Timestamp::from_nanos(0);
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         Conn {
@@ -73,8 +75,9 @@ impl Conn {
             id: 0,
             session: Session::new(zero),
             record: RecordState::new(zero, false),
-            client: half(),
-            broker: half(),
+            reasm: Sides { client: reasm(), broker: reasm() },
+            stack: Stack::Plain,
+            decoders: Sides { client: StreamDecoder::new(true), broker: StreamDecoder::new(true) },
             client_isn: None,
             last_seen: zero,
             mid_stream: false,
@@ -94,15 +97,16 @@ impl Conn {
         self.id = id;
         self.session = Session::new(now);
         self.record = RecordState::new(now, mid_stream);
-        for (half, first) in [(&mut self.client, PacketType::Connect), (&mut self.broker, PacketType::ConnAck)] {
-            half.reasm.restore(ReasmRest { next: None, peer_acked: None });
+        self.stack = Stack::Plain;
+        for (side, first) in [(Side::Client, PacketType::Connect), (Side::Broker, PacketType::ConnAck)] {
+            self.reasm.get_mut(side).restore(ReasmRest { next: None, peer_acked: None });
             // Seen from its first byte, a stream must start with CONNECT (CONNACK from a broker).
             let rest = if mid_stream {
                 DecoderRest { hunting: true, first: None }
             } else {
                 DecoderRest { hunting: false, first: Some(first) }
             };
-            half.decoder.restore(rest);
+            self.decoders.get_mut(side).restore(rest);
         }
         self.client_isn = None;
         self.last_seen = now;
@@ -136,59 +140,97 @@ impl Conn {
             }
             return;
         }
-        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
-        let (key, id) = (*key, *id);
-        let (this, other) = match from {
-            Side::Client => (client, broker),
-            Side::Broker => (broker, client),
-        };
         if seg.syn {
-            this.reasm.on_syn(seg.seq);
+            self.reasm.get_mut(from).on_syn(seg.seq);
             if from == Side::Client {
                 self.client_isn = Some(seg.seq);
             }
         }
+        self.saw_payload |= seg.wire_len > 0;
+        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
         if seg.wire_len > 0 {
-            self.saw_payload = true;
             let seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
-            let Half { reasm, decoder } = this;
-            let outcome = reasm.on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| {
-                deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx)
-            });
+            let outcome = reasm
+                .get_mut(from)
+                .on_segment(seq, seg.payload, seg.wire_len, &mut |chunk| tcp_chunk(from, chunk, stack, &mut up));
+            let counters = &mut up.ctx.counters;
             match outcome {
-                Outcome::Retransmission => ctx.counters.retransmissions += 1,
-                Outcome::OutOfOrder => ctx.counters.out_of_order += 1,
-                Outcome::OutOfWindow => ctx.counters.out_of_window += 1,
+                Outcome::Retransmission => counters.retransmissions += 1,
+                Outcome::OutOfOrder => counters.out_of_order += 1,
+                Outcome::OutOfWindow => counters.out_of_window += 1,
                 Outcome::InOrder | Outcome::Empty => {}
             }
         }
         if let Some(ack) = seg.ack {
-            let Half { reasm, decoder } = other;
-            reasm.on_peer_ack(ack, &mut |chunk| deliver(from.peer(), chunk, decoder, session, saw_mqtt, key, id, ctx));
+            let side = from.peer();
+            reasm.get_mut(side).on_peer_ack(ack, &mut |chunk| tcp_chunk(side, chunk, stack, &mut up));
         }
         if seg.fin || seg.rst {
-            let Half { reasm, decoder } = this;
-            reasm.flush(&mut |chunk| deliver(from, chunk, decoder, session, saw_mqtt, key, id, ctx));
+            let this = reasm.get_mut(from);
+            this.flush(&mut |chunk| tcp_chunk(from, chunk, stack, &mut up));
             if seg.fin {
                 let data_start = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
-                reasm.on_fin(data_start.wrapping_add(seg.wire_len));
+                this.on_fin(data_start.wrapping_add(seg.wire_len));
             }
-            let kind = if seg.rst { CloseKind::Rst } else { CloseKind::Fin };
-            session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-            match (seg.rst, from) {
-                (true, _) => (self.fin_client, self.fin_broker) = (true, true),
-                (false, Side::Client) => self.fin_client = true,
-                (false, Side::Broker) => self.fin_broker = true,
+            self.tcp_close(from, seg.rst, ctx);
+        }
+    }
+
+    /// In-order bytes of `from`'s stream from a stream source (the layer above the transport:
+    /// they skip reassembly and the stack).
+    pub(super) fn on_stream(&mut self, from: Side, input: StreamInput<'_>, ctx: &mut Ctx<'_>) {
+        self.last_seen = ctx.now;
+        let chunk = match input {
+            StreamInput::Data(bytes) => Chunk::Data(bytes),
+            StreamInput::Lost(n) => Chunk::Gap(n),
+        };
+        let carries = !matches!(chunk, Chunk::Data([]) | Chunk::Gap(0));
+        if self.done {
+            if carries {
+                ctx.counters.stray_segments += 1;
             }
+            return;
+        }
+        if !carries {
+            return;
+        }
+        self.saw_payload = true;
+        let Conn { key, id, session, decoders, saw_mqtt, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
+        tcp_chunk(from, chunk, &mut Stack::Plain, &mut up);
+    }
+
+    /// A TCP state change from a stream source.
+    pub(super) fn on_tcp(&mut self, change: TcpChange, ctx: &mut Ctx<'_>) {
+        self.last_seen = ctx.now;
+        match change {
+            TcpChange::Established => {}
+            TcpChange::Fin(by) if !self.done => self.tcp_close(by, false, ctx),
+            TcpChange::Rst(by) if !self.done => self.tcp_close(by, true, ctx),
+            TcpChange::Fin(_) | TcpChange::Rst(_) => {}
+        }
+    }
+
+    /// A FIN (or, with `rst`, an RST) from `from`.
+    fn tcp_close(&mut self, from: Side, rst: bool, ctx: &mut Ctx<'_>) {
+        let (key, id) = (self.key, self.id);
+        let kind = if rst { CloseKind::Rst } else { CloseKind::Fin };
+        self.session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+        match (rst, from) {
+            (true, _) => (self.fin_client, self.fin_broker) = (true, true),
+            (false, Side::Client) => self.fin_client = true,
+            (false, Side::Broker) => self.fin_broker = true,
         }
     }
 
     /// Bytes this connection holds.
     fn buffered(&self) -> usize {
-        self.client.reasm.buffered()
-            + self.broker.reasm.buffered()
-            + self.client.decoder.buffered()
-            + self.broker.decoder.buffered()
+        self.reasm.client.buffered()
+            + self.reasm.broker.buffered()
+            + self.stack.buffered()
+            + self.decoders.client.buffered()
+            + self.decoders.broker.buffered()
     }
 
     /// Brings the total buffered count up to date with this connection.
@@ -200,19 +242,18 @@ impl Conn {
 
     /// Gives up every hole in both directions (their stored bytes are delivered after gaps).
     fn give_up_holes(&mut self, ctx: &mut Ctx<'_>) {
-        let Conn { key, id, session, client, broker, saw_mqtt, .. } = self;
-        let (key, id) = (*key, *id);
-        for (side, half) in [(Side::Client, client), (Side::Broker, broker)] {
-            let Half { reasm, decoder } = half;
-            reasm.flush(&mut |chunk| deliver(side, chunk, decoder, session, saw_mqtt, key, id, ctx));
+        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
+        for side in [Side::Client, Side::Broker] {
+            reasm.get_mut(side).flush(&mut |chunk| tcp_chunk(side, chunk, stack, &mut up));
         }
     }
 
     /// Under memory pressure: gives up holes and drops bytes held while hunting for framing.
     pub(super) fn shed(&mut self, ctx: &mut Ctx<'_>) {
         self.give_up_holes(ctx);
-        self.client.decoder.shed();
-        self.broker.decoder.shed();
+        self.decoders.client.shed();
+        self.decoders.broker.shed();
     }
 
     /// Both sides sent FIN, or one sent RST.
@@ -264,12 +305,58 @@ impl Side {
     }
 }
 
-/// Hands one chunk of `side`'s stream to its decoder and the session.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
+/// Hands one chunk of `side`'s TCP stream to the stack, and what comes out of it to the MQTT
+/// decoders. A gap in the TCP stream is counted and reported here, in TCP bytes, whatever it
+/// means to the layers; a gap in the client's stream is client activity.
+fn tcp_chunk(side: Side, chunk: Chunk<'_>, stack: &mut Stack, up: &mut ToMqtt<'_, '_>) {
+    let Chunk::Gap(bytes) = chunk else { return stack.feed(side, chunk, up) };
+    up.ctx.counters.gaps += 1;
+    up.ctx.counters.gap_bytes += bytes;
+    up.emit(up.ctx.now, EventKind::Gap { side, bytes });
+    stack.feed(side, chunk, up);
+    if side == Side::Client {
+        let (key, id, ctx) = (up.key, up.id, &mut *up.ctx);
+        up.session.on_client_bytes_lost(ctx.now, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+    }
+}
+
+/// The top of a connection's byte path: each side's MQTT decoder and the session.
+struct ToMqtt<'a, 'c> {
+    decoders: &'a mut Sides<StreamDecoder>,
+    session: &'a mut Session,
+    saw_mqtt: &'a mut bool,
+    key: FlowKey,
+    id: SessionId,
+    ctx: &'a mut Ctx<'c>,
+}
+
+impl ToMqtt<'_, '_> {
+    fn emit(&mut self, ts: Timestamp, kind: EventKind) {
+        self.ctx.emit(self.key, self.id, ts, kind);
+    }
+}
+
+impl Up for ToMqtt<'_, '_> {
+    fn data(&mut self, side: Side, bytes: &[u8]) {
+        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx } = self;
+        decoders.get_mut(side).feed(bytes, &mut |ev| on_stream_event(side, ev, session, saw_mqtt, *key, *id, ctx));
+    }
+
+    fn gap(&mut self, side: Side, len: u64) {
+        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx } = self;
+        decoders.get_mut(side).gap(len, &mut |ev| on_stream_event(side, ev, session, saw_mqtt, *key, *id, ctx));
+    }
+
+    fn event(&mut self, _side: Side, event: LayerEvent) {
+        match event {}
+    }
+}
+
+/// What the MQTT decoder of `side` found: packets drive the session; malformed bytes and
+/// resynchronisations are counted and reported.
+fn on_stream_event(
     side: Side,
-    chunk: Chunk<'_>,
-    decoder: &mut StreamDecoder,
+    ev: StreamEvent,
     session: &mut Session,
     saw_mqtt: &mut bool,
     key: FlowKey,
@@ -277,7 +364,7 @@ fn deliver(
     ctx: &mut Ctx<'_>,
 ) {
     let now = ctx.now;
-    let mut on_stream_event = |ev: StreamEvent, ctx: &mut Ctx<'_>| match ev {
+    match ev {
         StreamEvent::Packet(p) => {
             ctx.counters.mqtt_packets[p.header.packet_type as usize] += 1;
             *saw_mqtt = true;
@@ -299,19 +386,6 @@ fn deliver(
         StreamEvent::Resync { skipped } => {
             ctx.counters.resync_skipped_bytes += skipped;
             ctx.emit(key, id, now, EventKind::Resync { side, skipped_bytes: skipped });
-        }
-    };
-    match chunk {
-        Chunk::Data(data) => decoder.feed(data, &mut |ev| on_stream_event(ev, ctx)),
-        Chunk::Gap(bytes) => {
-            ctx.counters.gaps += 1;
-            ctx.counters.gap_bytes += bytes;
-            ctx.emit(key, id, now, EventKind::Gap { side, bytes });
-            decoder.gap(bytes, &mut |ev| on_stream_event(ev, ctx));
-            if side == Side::Client {
-                let cfg = ctx.cfg;
-                session.on_client_bytes_lost(now, cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-            }
         }
     }
 }

@@ -2,7 +2,9 @@
 //! decoders, a [`Session`](crate::session::Session) and its report record
 //! ([`RecordState`](crate::session::record::RecordState)); one deadline heap over all.
 //!
-//! Contract: feed segments in time order with [`Tracker::on_segment`]; call [`Tracker::poll`]
+//! Contract: feed segments in time order with [`Tracker::on_segment`] (or, from a source that
+//! sees streams rather than packets, in-order bytes with [`Tracker::on_stream`] and TCP state
+//! changes with [`Tracker::on_tcp`]); call [`Tracker::poll`]
 //! with the current time to fire deadlines when no packet comes (live), and [`Tracker::finish`]
 //! (or [`Tracker::start_finish`] and [`Tracker::finish_some`]) at the end of a capture.
 //! [`Tracker::next_deadline`] says when polling next has work. Events accumulate in
@@ -118,6 +120,26 @@ pub struct TrackerCounters {
     pub buffered_bytes: u64,
 }
 
+/// What a stream source hands over for one direction of a connection: the in-order bytes of
+/// the layer above the transport (MQTT), or a count of bytes it could not copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamInput<'a> {
+    Data(&'a [u8]),
+    /// Bytes of the stream the source lost (a gap).
+    Lost(u64),
+}
+
+/// A TCP state change seen by a stream source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpChange {
+    /// The connection was set up while the source watched (seen from its first byte).
+    Established,
+    /// A FIN from this side.
+    Fin(Side),
+    /// An RST from this side.
+    Rst(Side),
+}
+
 /// The sessions still to be ended at the end of a capture (see [`Tracker::start_finish`]).
 pub struct Ending {
     end: Timestamp,
@@ -224,10 +246,62 @@ impl Tracker {
         self.poll(now);
         self.counters.segments += 1;
         let Some(slot) = self.slot_for(now, key, from, seg) else { return true };
+        self.with_conn(now, slot, |conn, ctx| conn.on_segment(from, seg, ctx));
+        true
+    }
+
+    /// In-order bytes (or a count of lost ones) of `from`'s stream of the connection `key`,
+    /// from a stream source: the bytes above the transport (MQTT), with no reassembly or layers.
+    /// A connection first seen this way was joined mid-stream.
+    pub fn on_stream(&mut self, now: Timestamp, key: FlowKey, from: Side, input: StreamInput<'_>) {
+        self.poll(now);
+        let slot = match self.conns.find(&key) {
+            Some(slot) => slot,
+            None if matches!(input, StreamInput::Data([]) | StreamInput::Lost(0)) => return,
+            None => match self.open(now, key, true) {
+                Some(conn) => self.conns.insert(conn),
+                None => return,
+            },
+        };
+        self.with_conn(now, slot, |conn, ctx| conn.on_stream(from, input, ctx));
+    }
+
+    /// A TCP state change of the connection `key`, from a stream source. `Established` starts
+    /// a connection seen from its first byte (a new one replaces an old one on the same
+    /// addresses); a close of a connection never seen is stray.
+    pub fn on_tcp(&mut self, now: Timestamp, key: FlowKey, change: TcpChange) {
+        self.poll(now);
+        let existing = self.conns.find(&key);
+        let slot = match (existing, change) {
+            (Some(slot), TcpChange::Established) => {
+                self.evict(slot, now); // the addresses were reused: the old connection is over
+                None
+            }
+            (Some(slot), _) => Some(slot),
+            (None, TcpChange::Established) => None,
+            (None, _) => {
+                self.counters.stray_segments += 1;
+                return;
+            }
+        };
+        let slot = match slot {
+            Some(slot) => slot,
+            None => match self.open(now, key, false) {
+                Some(conn) => self.conns.insert(conn),
+                None => return,
+            },
+        };
+        self.with_conn(now, slot, |conn, ctx| conn.on_tcp(change, ctx));
+    }
+
+    /// Runs `f` on the connection in `slot` at `now`, then settles what it did: ends a fully
+    /// closed connection, accounts its bytes (shedding under the total cap), folds its events
+    /// into its record, reschedules it and parks it if it is at rest.
+    fn with_conn(&mut self, now: Timestamp, slot: usize, f: impl FnOnce(&mut conn::Conn, &mut Ctx<'_>)) {
         let start = self.events.len();
         let conn = self.conns.activate(slot, &self.cfg);
         let mut ctx = Ctx { now, cfg: &self.cfg.session, events: &mut self.events, counters: &mut self.counters };
-        conn.on_segment(from, seg, &mut ctx);
+        f(conn, &mut ctx);
         if conn.fully_closed() && !conn.done {
             conn.end(now, false, &mut ctx);
         }
@@ -241,7 +315,6 @@ impl Tracker {
         conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
         self.reschedule(slot);
         self.maybe_park(slot);
-        true
     }
 
     /// Fires every deadline before `now`: keepalive expiries, ping timeouts, enforcement
@@ -343,19 +416,25 @@ impl Tracker {
             self.counters.stray_segments += 1;
             return None;
         }
+        let mut conn = self.open(now, key, !(opening_syn || syn_ack))?;
+        if syn_ack {
+            // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
+            let client_isn = SeqNumber(seg.ack.expect("syn_ack has an ack").0.wrapping_sub(1));
+            conn.reasm.client.on_syn(client_isn);
+            conn.client_isn = Some(client_isn);
+        }
+        Some(self.conns.insert(conn))
+    }
+
+    /// A new connection `key` first seen at `now` (not yet in the table), or `None` when the
+    /// table is full (counted).
+    fn open(&mut self, now: Timestamp, key: FlowKey, mid_stream: bool) -> Option<Box<conn::Conn>> {
         if self.conns.len() >= self.cfg.max_flows.min(u32::MAX as usize) {
             self.counters.flows_rejected += 1;
             return None;
         }
-        let mid_stream = !(opening_syn || syn_ack);
         let mut conn = self.conns.blank(&self.cfg);
         conn.reset(key, self.next_id, now, mid_stream);
-        if syn_ack {
-            // Joined after the SYN: the SYN-ACK acknowledges the client's ISN + 1.
-            let client_isn = SeqNumber(seg.ack.expect("syn_ack has an ack").0.wrapping_sub(1));
-            conn.client.reasm.on_syn(client_isn);
-            conn.client_isn = Some(client_isn);
-        }
         self.next_id += 1;
         self.counters.flows += 1;
         self.events.push(Event {
@@ -364,7 +443,7 @@ impl Tracker {
             flow: key.into(),
             kind: EventKind::SessionStart { mid_stream },
         });
-        Some(self.conns.insert(conn))
+        Some(conn)
     }
 
     /// Ends the connection's session if it has not ended, and drops it.
@@ -440,6 +519,7 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::synth::{self, Capture, Encap, mqtt};
+    use crate::flow::PortSet;
 
     /// An IPv4 and an IPv6 client each connect, ping and go quiet; then the first pings again.
     fn two_sessions() -> Capture {
@@ -497,6 +577,65 @@ mod tests {
         assert_eq!(records[0].client, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(records[1].client, "[2001:db8::1]:40001".parse().unwrap(), "IPv6 address survives parking");
         assert_eq!((records[0].pingreq, records[0].expired), (2, true), "woken for its expiry and its ping");
+    }
+
+    /// The same conversation as TCP segments and as a stream source would hand it over.
+    #[test]
+    fn a_stream_source_gives_the_same_events_as_the_segments() {
+        let t = Timestamp::from_secs_f64;
+        let mut cap = Capture::new(Encap::Ethernet);
+        let mut c = synth::Conn::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 100, 900);
+        c.handshake(&mut cap, t(0.0));
+        c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 2, "dev", true, None));
+        c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+        c.send(&mut cap, t(1.5), Side::Client, &mqtt::pingreq());
+        c.send(&mut cap, t(1.6), Side::Broker, &mqtt::pingresp());
+        c.fin(&mut cap, t(9.0), Side::Broker);
+        c.rst(&mut cap, t(9.5), Side::Client);
+        let end = t(20.0);
+        let mut by_segments = Tracker::new(TrackerConfig::default());
+        let mut by_stream = Tracker::new(TrackerConfig::default());
+        let ports = PortSet::new(&[1883]);
+        for (ts, frame) in &cap.frames {
+            let seg = crate::decode::decode(cap.encap.link_type(), frame).unwrap();
+            by_segments.on_segment(*ts, &seg);
+            let (key, from) = FlowKey::orient(seg.src, seg.dst, &ports).unwrap();
+            if seg.syn && seg.ack.is_none() {
+                by_stream.on_tcp(*ts, key, TcpChange::Established);
+            }
+            by_stream.on_stream(*ts, key, from, StreamInput::Data(seg.payload));
+            if seg.fin {
+                by_stream.on_tcp(*ts, key, TcpChange::Fin(from));
+            }
+            if seg.rst {
+                by_stream.on_tcp(*ts, key, TcpChange::Rst(from));
+            }
+        }
+        by_segments.finish(end);
+        by_stream.finish(end);
+        let names: Vec<&str> = by_stream.events().iter().map(|e| e.kind.name()).collect();
+        assert!(names.contains(&"keepalive_expired") && names.contains(&"enforcement"), "{names:?}");
+        assert!(*by_stream.events() == *by_segments.events(), "same events");
+        assert_eq!(by_stream.finished().len(), 1);
+
+        // Bytes the source could not copy are a gap, and client activity.
+        let mut lossy = Tracker::new(TrackerConfig::default());
+        let key = FlowKey { client: "10.0.0.1:40000".parse().unwrap(), broker: "10.0.0.9:1883".parse().unwrap() };
+        lossy.on_tcp(t(0.0), key, TcpChange::Established);
+        lossy.on_stream(t(0.1), key, Side::Client, StreamInput::Data(&mqtt::connect(4, 2, "dev", true, None)));
+        lossy.on_stream(t(2.0), key, Side::Client, StreamInput::Lost(40));
+        lossy.finish(t(3.5));
+        let names: Vec<&str> = lossy.events().iter().map(|e| e.kind.name()).collect();
+        assert_eq!(names, ["session_start", "connect", "gap", "session_end"], "the gap kept the client alive");
+        assert_eq!(lossy.counters().gap_bytes, 40);
+        // A close of a connection never seen is stray; data of one is joined mid-stream.
+        let other = FlowKey { client: "10.0.0.2:1".parse().unwrap(), ..key };
+        lossy.on_tcp(t(4.0), other, TcpChange::Fin(Side::Broker));
+        assert_eq!((lossy.counters().stray_segments, lossy.live_connections()), (1, 0));
+        lossy.on_stream(t(4.0), other, Side::Broker, StreamInput::Data(&mqtt::pingresp()));
+        let joined: Vec<&EventKind> =
+            lossy.events().iter().filter(|e| e.flow.client == other.client).map(|e| &e.kind).collect();
+        assert_eq!(joined, [&EventKind::SessionStart { mid_stream: true }, &EventKind::Pingresp { rtt_ms: None }]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! hundred megabytes.
 //!
 //! Contract: [`Conn::park`] gives the [`Parked`] form of a connection at rest (open, not
-//! closing, holding no bytes, both decoders at a packet boundary) or `None`;
+//! closing, holding no bytes, plain MQTT over TCP, both decoders at a packet boundary) or `None`;
 //! [`Parked::unpark_into`] gives back the same connection. Nothing but memory changes: the
 //! reassemblers and decoders shrink to their sequence numbers and framing state, the client
 //! address to 4 bytes (IPv4) or a slot in a side table (IPv6), the broker address to a number.
@@ -124,10 +124,11 @@ impl Parked {
         conn.id = SessionId::from(self.id);
         conn.session = self.session.clone();
         conn.record = std::mem::replace(&mut self.record, RecordState::new(self.last_seen, false));
-        conn.client.reasm.restore(self.reasm(0));
-        conn.broker.reasm.restore(self.reasm(1));
-        conn.client.decoder.restore(self.decoders[0]);
-        conn.broker.decoder.restore(self.decoders[1]);
+        conn.reasm.client.restore(self.reasm(0));
+        conn.reasm.broker.restore(self.reasm(1));
+        conn.stack = crate::layer::Stack::Plain;
+        conn.decoders.client.restore(self.decoders[0]);
+        conn.decoders.broker.restore(self.decoders[1]);
         conn.client_isn = self.client_isn();
         conn.last_seen = self.last_seen;
         conn.mid_stream = self.has(bit::MID_STREAM);
@@ -142,11 +143,17 @@ impl Parked {
 impl Conn {
     /// The parked form of this connection if it is at rest (its record moves there).
     pub(super) fn park(&mut self, addrs: &mut Addresses) -> Option<Parked> {
-        if self.done || self.session.is_closed() || self.fin_client || self.fin_broker || self.accounted != 0 {
+        if self.done
+            || self.session.is_closed()
+            || self.fin_client
+            || self.fin_broker
+            || self.accounted != 0
+            || !self.stack.is_plain()
+        {
             return None;
         }
-        let (client, broker) = (self.client.reasm.rest()?, self.broker.reasm.rest()?);
-        let decoders = [self.client.decoder.rest()?, self.broker.decoder.rest()?];
+        let (client, broker) = (self.reasm.client.rest()?, self.reasm.broker.rest()?);
+        let decoders = [self.decoders.client.rest()?, self.decoders.broker.rest()?];
         let id = u32::try_from(self.id).ok()?;
         if let SocketAddr::V6(a) = self.key.client
             && (a.flowinfo() != 0 || a.scope_id() != 0)
