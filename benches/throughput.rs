@@ -1,7 +1,7 @@
 //! Throughput of `analyze` on a ~1M-packet, ~230 MB capture of 2,000 sessions, against the read
 //! limit (`tcpdump -r F -w /dev/null`) and what users run today (`tshark ... -Y mqtt`), in one
 //! run so the ratios compare like with like. Also counts heap allocations per packet in the
-//! steady state of the core (capture -> decode -> tracker).
+//! steady state of the core (capture -> pipeline: decode, tracker).
 //!
 //!     cargo bench --bench throughput            (BENCH_RUNS=N to change the 3 runs per tool)
 
@@ -10,7 +10,8 @@ mod common;
 use common::*;
 use mqtt_keepalive::capture::{OfflineReader, PacketSource};
 use mqtt_keepalive::synth::workload::{self, Workload};
-use mqtt_keepalive::tracker::{Tracker, TrackerConfig};
+use mqtt_keepalive::pipeline::Pipeline;
+use mqtt_keepalive::tracker::TrackerConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,17 +108,17 @@ fn main() {
         .map(|_| {
             let t = std::time::Instant::now();
             let mut reader = OfflineReader::open(&file).unwrap();
-            let mut tracker = Tracker::new(TrackerConfig::default());
+            let mut pipeline = Pipeline::new(TrackerConfig::default());
             let mut report = mqtt_keepalive::sink::report::Report::new();
+            let mut records = |r| {
+                report.add(&r);
+                Ok(())
+            };
             while let Some(p) = reader.next_packet().unwrap() {
-                if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
-                    tracker.on_segment(p.ts, &seg);
-                }
-                tracker.events().clear();
-                for r in tracker.finished().drain(..) {
-                    report.add(&r);
-                }
+                pipeline.frame(p.ts, p.link, p.data, p.orig_len);
+                pipeline.drain(&mut [], &mut records).unwrap();
             }
+            pipeline.finish(&mut [], &mut records).unwrap();
             t.elapsed()
         })
         .min()
@@ -133,22 +134,22 @@ fn main() {
     // allocations happen when a session ends, or when its round-trip list grows).
     for (records, what) in [(false, "core"), (true, "core + session records")] {
         let mut reader = OfflineReader::open(&file).unwrap();
-        let mut tracker = Tracker::new(TrackerConfig { records, ..TrackerConfig::default() });
+        let mut pipeline = Pipeline::new(TrackerConfig { records, ..TrackerConfig::default() });
         let (mut n, half) = (0u64, written.packets / 2);
         let (mut at_half, mut ended) = (0, 0);
         while let Some(p) = reader.next_packet().unwrap() {
-            if let Ok(seg) = mqtt_keepalive::decode::decode(p.link, p.data) {
-                tracker.on_segment(p.ts, &seg);
-            }
-            tracker.events().clear();
+            pipeline.frame(p.ts, p.link, p.data, p.orig_len);
+            let mut count = |_| {
+                if n > half {
+                    ended += 1;
+                }
+                Ok(())
+            };
+            pipeline.drain(&mut [], &mut count).unwrap();
             n += 1;
             if n == half {
                 at_half = ALLOCS.load(Ordering::Relaxed);
             }
-            if n > half {
-                ended += tracker.finished().len();
-            }
-            tracker.finished().clear();
         }
         let steady = ALLOCS.load(Ordering::Relaxed) - at_half;
         println!(

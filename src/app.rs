@@ -1,20 +1,18 @@
-//! The one loop: capture -> decode -> tracker -> sinks. The only place that knows whether the
-//! input is a file or live, and the owner of the clock.
+//! The offline loop (`analyze`): capture files through the [`Pipeline`] to the sinks.
 //!
 //! Contract: [`analyze`] reads the given captures in order as one stream (on two threads: one
-//! reads and decodes, one tracks), keeps packet time
-//! monotonic (an earlier timestamp than the last is counted and treated as the last), and returns
-//! the report. Unusable input (a file that cannot be opened or is not a capture) fails before
+//! reads and decodes, one runs the pipeline, whose clock keeps packet time monotonic) and
+//! returns the report. Unusable input (a file that cannot be opened or is not a capture) fails before
 //! anything is analysed; damage inside a file ends that file with a warning, keeps what was read,
 //! and moves on to the next one.
 
 use crate::capture::{CaptureError, OfflineReader, PacketSource};
 use crate::decode::{self, Skip};
+use crate::pipeline::{Pipeline, Records};
 use crate::sink::Sink;
 use crate::sink::report::{AnalysisReport, CaptureStats, Report, SessionRecord, Settings, Totals};
 use crate::time::Timestamp;
-use crate::tracker::{Tracker, TrackerConfig};
-use std::collections::HashSet;
+use crate::tracker::TrackerConfig;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -101,98 +99,66 @@ pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<Anal
 /// order they began), and returns the capture's figures. Memory holds open sessions only.
 ///
 /// Two threads, one per stage: a reader thread parses the capture files and decodes frames into
-/// batches; this thread runs the tracker over them in order. The tracker is sequential and sees
-/// the same segments in the same order as a single thread would, so the output is identical.
+/// batches; this thread runs the [`Pipeline`] over them in order. The pipeline sees the same
+/// segments in the same order as a single thread would, so the output is identical.
 pub fn analyze_streaming(
     opts: AnalyzeOptions,
     sinks: &mut [&mut dyn Sink],
-    records: &mut dyn FnMut(SessionRecord) -> std::io::Result<()>,
+    records: &mut Records<'_>,
 ) -> Result<Totals, AppError> {
     let mut readers = Vec::new();
     for f in &opts.files {
         readers.push(OfflineReader::open(f)?);
     }
     let settings = opts.settings();
-    let mut tracker = Tracker::new(opts.tracker);
+    let mut pipeline = Pipeline::new(opts.tracker);
     let mut report = Report::new();
-    let mut stats =
-        CaptureStats { files: opts.files.iter().map(|f| f.display().to_string()).collect(), ..Default::default() };
-    let mut warned_links = HashSet::new();
-    let mut clock: Option<Timestamp> = None;
+    let mut records = |r: SessionRecord| {
+        report.add(&r);
+        records(r)
+    };
+    let files: Vec<String> = opts.files.iter().map(|f| f.display().to_string()).collect();
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT + 2);
     let progress = opts.progress;
     std::thread::scope(|scope| {
         scope.spawn(move || read_and_decode(readers, progress, full_tx, empty_rx));
         let mut file = 0;
+        pipeline.set_source(files.first().cloned().unwrap_or_default());
         for mut batch in full_rx {
             for item in &batch.items {
-                stats.packets += 1;
-                stats.bytes += u64::from(item.captured);
-                stats.first_ts.get_or_insert(item.ts);
-                let now = match clock {
-                    Some(last) if item.ts < last => {
-                        stats.timestamps_out_of_order += 1;
-                        last
-                    }
-                    _ => item.ts,
-                };
-                clock = Some(now);
-                if item.captured < item.orig_len {
-                    stats.truncated_packets += 1;
-                }
-                match &item.segment {
-                    Ok(m) => {
-                        let seg = decode::Segment {
-                            src: m.src,
-                            dst: m.dst,
-                            seq: m.seq,
-                            ack: m.ack,
-                            syn: m.syn,
-                            fin: m.fin,
-                            rst: m.rst,
-                            payload: &batch.bytes[item.payload.clone()],
-                            wire_len: m.wire_len,
-                        };
-                        if !tracker.on_segment(now, &seg) {
-                            stats.other_tcp_segments += 1;
-                        }
-                    }
-                    Err(skip) => {
-                        if let Skip::UnsupportedLink(link) = skip
-                            && warned_links.insert(*link)
-                        {
-                            let w = format!(
-                                "{}: packets with unsupported link type {} skipped",
-                                opts.files[file].display(),
-                                crate::link::LinkType(*link).name()
-                            );
-                            eprintln!("mqtt-keepalive: warning: {w}");
-                            stats.warnings.push(w);
-                        }
-                        *stats.skipped.entry(skip_name(*skip).to_string()).or_default() += 1;
-                    }
-                }
-                dispatch(&mut tracker, &mut report, sinks, records)?;
+                let segment = item.segment.as_ref().map_err(|skip| *skip).map(|m| decode::Segment {
+                    src: m.src,
+                    dst: m.dst,
+                    seq: m.seq,
+                    ack: m.ack,
+                    syn: m.syn,
+                    fin: m.fin,
+                    rst: m.rst,
+                    payload: &batch.bytes[item.payload.clone()],
+                    wire_len: m.wire_len,
+                });
+                pipeline.segment(item.ts, item.captured, item.orig_len, segment);
+                show_warnings(&mut pipeline);
+                pipeline.drain(sinks, &mut records)?;
             }
             match batch.file_end.take() {
                 None => {}
-                Some(Ok(truncated)) => {
-                    if truncated {
-                        stats.truncated_files += 1;
-                        let w = format!(
-                            "{}: the file ends inside a packet record (cut short); the records before it were analysed",
-                            opts.files[file].display()
-                        );
-                        eprintln!("mqtt-keepalive: warning: {w}");
-                        stats.warnings.push(w);
+                Some(end) => {
+                    match end {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            pipeline.count_truncated_file();
+                            pipeline.warn(format!(
+                                "{}: the file ends inside a packet record (cut short); the records before it were analysed",
+                                files[file]
+                            ));
+                        }
+                        Err(e) => pipeline.warn(e.to_string()),
                     }
+                    show_warnings(&mut pipeline);
                     file += 1;
-                }
-                Some(Err(e)) => {
-                    eprintln!("mqtt-keepalive: warning: {e}");
-                    stats.warnings.push(e.to_string());
-                    file += 1;
+                    pipeline.set_source(files.get(file).cloned().unwrap_or_default());
                 }
             }
             batch.items.clear();
@@ -201,16 +167,17 @@ pub fn analyze_streaming(
         }
         Ok::<(), AppError>(())
     })?;
-    stats.last_ts = clock;
-    if let Some(end) = clock {
-        let mut ending = tracker.start_finish(end);
-        while tracker.finish_some(&mut ending, BATCH) {
-            dispatch(&mut tracker, &mut report, sinks, records)?;
-        }
-    }
-    dispatch(&mut tracker, &mut report, sinks, records)?;
-    let counters = tracker.counters().clone();
+    pipeline.finish(sinks, &mut records)?;
+    let stats = CaptureStats { files, ..pipeline.stats() };
+    let counters = pipeline.counters().clone();
     Ok(report.totals(stats, counters, settings))
+}
+
+/// Shows the pipeline's new warnings on stderr (they are in the report too).
+fn show_warnings(pipeline: &mut Pipeline) {
+    for w in pipeline.take_new_warnings() {
+        eprintln!("mqtt-keepalive: warning: {w}");
+    }
 }
 
 /// The reader stage: parses every file in order and decodes its frames into batches. Stops
@@ -265,36 +232,6 @@ fn read_and_decode(readers: Vec<OfflineReader>, progress: bool, full: SyncSender
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// Hands the tracker's new events to the sinks, and its finished records to the report and to
-/// `records`.
-fn dispatch(
-    tracker: &mut Tracker,
-    report: &mut Report,
-    sinks: &mut [&mut dyn Sink],
-    records: &mut dyn FnMut(SessionRecord) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    for event in tracker.events().drain(..) {
-        for sink in sinks.iter_mut() {
-            sink.on_event(&event)?;
-        }
-    }
-    for record in tracker.finished().drain(..) {
-        report.add(&record);
-        records(record)?;
-    }
-    Ok(())
-}
-
-fn skip_name(skip: Skip) -> &'static str {
-    match skip {
-        Skip::UnsupportedLink(_) => "unsupported_link",
-        Skip::NotIp => "not_ip",
-        Skip::NotTcp => "not_tcp",
-        Skip::Fragment => "ip_fragment",
-        Skip::Truncated => "truncated_headers",
     }
 }
 

@@ -50,6 +50,19 @@ pub enum Skip {
     Truncated,
 }
 
+impl Skip {
+    /// The reason's name in reports (`capture.skipped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::UnsupportedLink(_) => "unsupported_link",
+            Skip::NotIp => "not_ip",
+            Skip::NotTcp => "not_tcp",
+            Skip::Fragment => "ip_fragment",
+            Skip::Truncated => "truncated_headers",
+        }
+    }
+}
+
 /// Decodes one frame.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let sliced = match link.framing().ok_or(Skip::UnsupportedLink(link.0))? {

@@ -26,6 +26,7 @@ pub mod layer;
 pub mod link;
 pub mod live;
 pub mod mqtt;
+pub mod pipeline;
 pub mod server;
 pub mod session;
 pub mod sink;

@@ -1,34 +1,35 @@
-//! The live agent: capture -> decode -> tracker -> sinks on a capture thread, with deadlines
+//! The live agent: a capture thread running the [`Pipeline`] on live frames, with deadlines
 //! fired on the clock, and the HTTP server on a small tokio runtime beside it.
 //!
 //! Contract: [`run`] binds the HTTP port and opens the capture before anything else (so a taken
 //! port or a missing interface fails at once), then loops until SIGINT or SIGTERM: it waits for
-//! a packet at most until the tracker's next deadline, so a silent client is reported expired
-//! when its deadline passes even if no packet ever comes. Time below this loop is packet time;
-//! the loop reads the real-time clock (the kernel stamps packets with the same clock) and polls
-//! the tracker [`GRACE`] behind it, so packets still queued in the socket are not older than the
-//! tracker's clock. The sessions live in the tracker, on this thread: `/sessions` requests are
+//! a packet at most until the tracker's next deadline (rounded up, so it never spins), so a
+//! silent client is reported expired when its deadline passes even if no packet ever comes.
+//! Time below this loop is packet time; this loop is the one place (with `time.rs`) that reads
+//! the real-time clock (the kernel stamps packets with the same clock): it polls the pipeline
+//! [`GRACE`] behind it, so packets still queued in the socket are not older than the tracker's
+//! clock, and hands it to the capture for packets that carry no kernel timestamp. The sessions live in the tracker, on this thread: `/sessions` requests are
 //! answered here between packets. On a signal it stops the capture, flushes the events and
 //! returns.
 
 use crate::capture::LiveSource;
 use crate::capture::afpacket::AfPacket;
 use crate::capture::LiveCaptureError;
-use crate::decode;
+use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::sink::metrics::Metrics;
 use crate::sink::report::{RecentSessions, SessionsDocument};
 use crate::time::Timestamp;
-use crate::tracker::{Tracker, TrackerConfig};
+use crate::tracker::TrackerConfig;
 use prometheus_client::registry::Registry;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How far behind the real-time clock the tracker is polled.
 pub const GRACE: Duration = Duration::from_millis(100);
@@ -122,7 +123,7 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     let mut source = open_source(&opts)?;
 
     let mut registry = Registry::default();
-    let mut metrics = Metrics::new(&mut registry, opts.client_id_labels);
+    let metrics = Metrics::new(&mut registry, opts.client_id_labels);
     let (sessions, session_requests) = std::sync::mpsc::sync_channel(16);
     let mut closed = RecentSessions::new(opts.keep_closed);
     let ready = Arc::new(AtomicBool::new(true));
@@ -135,55 +136,43 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
     opts.tracker.session.activity_events = true;
-    let mut tracker = Tracker::new(opts.tracker);
-    let mut lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
-    let mut clock = Timestamp::now_realtime();
-    let mut last_housekeeping = Instant::now();
-    let mut captured = 0u64;
+    let mut pipeline = Pipeline::new(opts.tracker);
+    let mut sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
+    let mut housekeeping = Timestamp::now_realtime();
+    let mut counted = 0u64;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
+        // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
+        // real-time clock, so packets still queued in the socket are not older than it.
         let wall = Timestamp::now_realtime();
-        let poll_at = Timestamp::from_nanos(wall.as_nanos() - GRACE.as_nanos() as i64).max(clock);
-        let wait = tracker.next_deadline().map_or(MAX_WAIT, |d| d.since(poll_at).min(MAX_WAIT));
-        match source.next_packet(wait) {
-            Ok(Some(p)) => {
-                captured += 1;
-                clock = clock.max(p.ts);
-                if let Ok(seg) = decode::decode(p.link, p.data) {
-                    tracker.on_segment(clock, &seg);
-                }
-            }
+        let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
+        pipeline.poll(poll_at);
+        let wait = wait_for(pipeline.next_deadline(), poll_at);
+        match source.next_packet(wait, wall) {
+            Ok(Some(p)) => pipeline.frame(p.ts, p.link, p.data, p.orig_len),
             Ok(None) => {}
             Err(e) => break Err(LiveError::Capture(e)),
         }
-        // Deadlines fire on the clock, packets or not.
-        clock = clock.max(poll_at);
-        tracker.poll(clock);
-        for e in tracker.events().drain(..) {
-            let _ = metrics.on_event(&e);
-            if let Some(Err(err)) = lines.as_mut().map(|l| l.on_event(&e)) {
-                events_failed(&mut lines, &err);
-            }
-        }
-        tracker.finished().drain(..).for_each(|r| closed.push(r));
+        let _ = pipeline.drain(&mut [&mut sinks], &mut |r| {
+            closed.push(r);
+            Ok(())
+        });
         // `/sessions`: the records live in the tracker, on this thread.
         while let Ok((limit, reply)) = session_requests.try_recv() {
-            let _ = reply.send(SessionsDocument::new(tracker.open_records(), limit, &closed));
+            let _ = reply.send(SessionsDocument::new(pipeline.tracker().open_records(), limit, &closed));
         }
-        if last_housekeeping.elapsed() >= Duration::from_secs(1) {
-            last_housekeeping = Instant::now();
-            metrics.add_captured(std::mem::take(&mut captured));
-            metrics.set_kernel_dropped(source.stats().dropped);
-            metrics.set_flows_tracked(tracker.live_connections());
-            if let Some(Err(err)) = lines.as_mut().map(|l| l.flush()) {
-                events_failed(&mut lines, &err);
-            }
+        if wall.since(housekeeping) >= Duration::from_secs(1) {
+            housekeeping = wall;
+            sinks.metrics.add_captured(pipeline.packets() - std::mem::replace(&mut counted, pipeline.packets()));
+            sinks.metrics.set_kernel_dropped(source.stats().dropped);
+            sinks.metrics.set_flows_tracked(pipeline.tracker().live_connections());
+            sinks.flush();
         }
     };
-    metrics.add_captured(captured);
-    if let Some(l) = lines
+    sinks.metrics.add_captured(pipeline.packets() - counted);
+    if let Some(l) = sinks.lines
         && let Err(err) = l.into_inner()
     {
         tracing::error!("writing events failed at shutdown: {err}");
@@ -194,11 +183,44 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     result
 }
 
-/// Writing events failed (a full disk): say so once and go on without them; metrics and
-/// /sessions are unaffected.
-fn events_failed<W: Write>(lines: &mut Option<JsonLines<W>>, err: &std::io::Error) {
-    tracing::error!("writing events failed, events are no longer written: {err}");
-    *lines = None;
+/// How long to wait for a packet when the next deadline is `next` and the tracker's clock is
+/// at `now`: until the deadline, rounded up to whole milliseconds (poll's unit) so the loop never
+/// wakes before it and spins with a zero timeout, and at most [`MAX_WAIT`] (for signals).
+fn wait_for(next: Option<Timestamp>, now: Timestamp) -> Duration {
+    let Some(next) = next else { return MAX_WAIT };
+    let nanos = next.since(now).as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(nanos).unwrap_or(u64::MAX)).min(MAX_WAIT)
+}
+
+/// The live outputs: metrics always; the JSON-lines events while writing them works (a
+/// failure, such as a full disk, is logged once and the agent goes on without them: metrics
+/// and `/sessions` are unaffected).
+struct LiveSinks<W: Write> {
+    metrics: Metrics,
+    lines: Option<JsonLines<std::io::BufWriter<W>>>,
+}
+
+impl<W: Write> LiveSinks<W> {
+    fn flush(&mut self) {
+        if let Some(Err(err)) = self.lines.as_mut().map(|l| l.flush()) {
+            self.events_failed(&err);
+        }
+    }
+
+    fn events_failed(&mut self, err: &std::io::Error) {
+        tracing::error!("writing events failed, events are no longer written: {err}");
+        self.lines = None;
+    }
+}
+
+impl<W: Write> Sink for LiveSinks<W> {
+    fn on_event(&mut self, e: &crate::session::Event) -> std::io::Result<()> {
+        let _ = self.metrics.on_event(e);
+        if let Some(Err(err)) = self.lines.as_mut().map(|l| l.on_event(e)) {
+            self.events_failed(&err);
+        }
+        Ok(())
+    }
 }
 
 /// Serves HTTP on a small tokio runtime until `stop` is set.
@@ -231,4 +253,19 @@ fn spawn_server(
             });
         })
         .map_err(LiveError::Server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_is_rounded_up_so_the_loop_never_spins() {
+        let t = Timestamp::from_nanos;
+        assert_eq!(wait_for(Some(t(1_000_000_001)), t(1_000_000_000)), Duration::from_millis(1), "1 ns -> 1 ms");
+        assert_eq!(wait_for(Some(t(5)), t(5)), Duration::from_millis(1), "due now: not a zero timeout");
+        assert_eq!(wait_for(Some(t(2_500_000)), t(0)), Duration::from_millis(3));
+        assert_eq!(wait_for(Some(t(i64::MAX)), t(0)), MAX_WAIT);
+        assert_eq!(wait_for(None, t(0)), MAX_WAIT);
+    }
 }

@@ -66,12 +66,14 @@ impl AfPacket {
         })
     }
 
-    /// The next packet, waiting at most `timeout`; `Ok(None)` when none came.
-    pub fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+    /// The next packet, waiting at most `timeout`; `Ok(None)` when none came. A packet without a
+    /// kernel timestamp is stamped `now`.
+    pub fn next_packet(&mut self, timeout: Duration, now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
         let mut waited = false;
         loop {
             while let Some(i) = self.ready.pop() {
                 if let Some((len, orig_len, ts)) = self.recv(i)? {
+                    let ts = ts.unwrap_or(now);
                     self.ready.push(i); // more may be queued on this socket
                     return Ok(Some(Packet { ts, link: LinkType::RAW, data: &self.buf[..len], orig_len }));
                 }
@@ -106,9 +108,9 @@ impl AfPacket {
         }
     }
 
-    /// Reads one packet from socket `i` into `buf`: (captured length, wire length, timestamp),
-    /// or `None` when nothing is queued. Outgoing loopback copies are skipped.
-    fn recv(&mut self, i: usize) -> Result<Option<(usize, u32, Timestamp)>, LiveCaptureError> {
+    /// Reads one packet from socket `i` into `buf`: (captured length, wire length, kernel
+    /// timestamp if any), or `None` when nothing is queued. Outgoing loopback copies are skipped.
+    fn recv(&mut self, i: usize) -> Result<Option<(usize, u32, Option<Timestamp>)>, LiveCaptureError> {
         loop {
             // SAFETY: all-zero is a valid value for these plain C structs.
             let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -135,7 +137,7 @@ impl AfPacket {
             if addr.sll_pkttype == libc::PACKET_OUTGOING && addr.sll_hatype == ARPHRD_LOOPBACK {
                 continue;
             }
-            let ts = timestamp_of(&msg).unwrap_or_else(Timestamp::now_realtime);
+            let ts = timestamp_of(&msg);
             let orig_len = n as usize;
             return Ok(Some((orig_len.min(self.buf.len()), orig_len as u32, ts)));
         }
@@ -166,8 +168,8 @@ impl AfPacket {
 }
 
 impl super::LiveSource for AfPacket {
-    fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
-        AfPacket::next_packet(self, timeout)
+    fn next_packet(&mut self, timeout: Duration, now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        AfPacket::next_packet(self, timeout, now)
     }
     fn stats(&mut self) -> KernelStats {
         AfPacket::stats(self)

@@ -62,7 +62,7 @@ impl Libpcap {
     }
 
     /// The next frame, waiting at most `timeout`.
-    pub fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+    pub fn next_packet(&mut self, timeout: Duration, _now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
         for pass in 0..2 {
             // Try every handle once (round robin), then wait on all of them, then try again.
             for _ in 0..self.caps.len() {
@@ -110,8 +110,8 @@ impl Libpcap {
 }
 
 impl super::LiveSource for Libpcap {
-    fn next_packet(&mut self, timeout: Duration) -> Result<Option<Packet<'_>>, LiveCaptureError> {
-        Libpcap::next_packet(self, timeout)
+    fn next_packet(&mut self, timeout: Duration, now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        Libpcap::next_packet(self, timeout, now)
     }
     fn stats(&mut self) -> KernelStats {
         Libpcap::stats(self)

@@ -87,8 +87,13 @@ pub fn interface_names() -> Vec<String> {
 
 /// A live capture: waits for frames with a timeout, and reports the kernel's counts.
 pub trait LiveSource {
-    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came.
-    fn next_packet(&mut self, timeout: std::time::Duration) -> Result<Option<Packet<'_>>, LiveCaptureError>;
+    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came. A frame the kernel
+    /// gave no timestamp is stamped `now` (the caller's clock: sources never read one).
+    fn next_packet(
+        &mut self,
+        timeout: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Option<Packet<'_>>, LiveCaptureError>;
     /// Kernel counts since the capture opened.
     fn stats(&mut self) -> KernelStats;
 }

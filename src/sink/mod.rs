@@ -16,3 +16,13 @@ pub trait Sink {
     /// One event; an error stops the run (a closed pipe, a full disk).
     fn on_event(&mut self, event: &Event) -> std::io::Result<()>;
 }
+
+/// A sink from a closure (tests and small tools).
+pub struct FnSink<F: FnMut(&Event)>(pub F);
+
+impl<F: FnMut(&Event)> Sink for FnSink<F> {
+    fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
+        (self.0)(event);
+        Ok(())
+    }
+}
