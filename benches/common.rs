@@ -1,5 +1,6 @@
 //! Shared by the benchmarks: run a command and measure wall time, CPU and peak RSS.
 #![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // waits on real processes and measures real time
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,13 +4,14 @@
 //! steady state of the core (capture -> pipeline: decode, tracker).
 //!
 //!     cargo bench --bench throughput            (BENCH_RUNS=N to change the 3 runs per tool)
+#![allow(clippy::disallowed_methods)] // waits on real processes and measures real time
 
 mod common;
 
 use common::*;
 use mqtt_keepalive::capture::{OfflineReader, PacketSource};
-use mqtt_keepalive::synth::workload::{self, Workload};
 use mqtt_keepalive::pipeline::Pipeline;
+use mqtt_keepalive::synth::workload::{self, Workload};
 use mqtt_keepalive::tracker::TrackerConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;

@@ -6,8 +6,8 @@
 //! still yield the captured payload with `wire_len` telling how long it really was. Anything else
 //! is a [`Skip`] reason, for counting. Nothing after decode looks at raw headers.
 
-use crate::link::{Framing, LinkType};
 use crate::flow::seq::SeqNumber;
+use crate::link::{Framing, LinkType};
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use std::net::{IpAddr, SocketAddr};
 

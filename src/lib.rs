@@ -17,6 +17,11 @@
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
 //! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
 
+// `unsafe` only where a system call needs it, each module saying so at its top, and every
+// block saying why it is sound.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod app;
 pub mod capture;
 pub mod cli;

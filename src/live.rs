@@ -12,9 +12,9 @@
 //! answered here between packets. On a signal it stops the capture, flushes the events and
 //! returns.
 
+use crate::capture::LiveCaptureError;
 use crate::capture::LiveSource;
 use crate::capture::afpacket::AfPacket;
-use crate::capture::LiveCaptureError;
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
 use crate::sink::Sink;

@@ -27,7 +27,9 @@ fn loopback_capture_sees_each_filtered_packet_once() {
     noise.write_all(b"noise").unwrap();
 
     let mut segments = Vec::new();
-    while let Some(p) = cap.next_packet(Duration::from_millis(300), mqtt_keepalive::time::Timestamp::now_realtime()).unwrap() {
+    while let Some(p) =
+        cap.next_packet(Duration::from_millis(300), mqtt_keepalive::time::Timestamp::now_realtime()).unwrap()
+    {
         assert!(p.ts >= before && p.ts <= Timestamp::now_realtime(), "kernel timestamp in range");
         let seg = decode(p.link, p.data).expect("an IP/TCP packet");
         assert!(seg.src.port() == port || seg.dst.port() == port, "only the filtered port");

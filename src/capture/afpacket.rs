@@ -1,5 +1,5 @@
-//! Live capture through Linux AF_PACKET sockets, with no system library: the one module with
-//! `unsafe` code, kept to the system calls.
+//! Live capture through Linux AF_PACKET sockets, with no system library (`unsafe` code, kept to
+//! the system calls).
 //!
 //! Contract: [`AfPacket::open`] opens one `SOCK_DGRAM` packet socket per interface (`any`: all
 //! interfaces), attaches the kernel BPF filter from [`super::bpf::port_filter`] before binding
@@ -8,6 +8,7 @@
 //! (link type RAW) with their kernel timestamps. On loopback each packet is seen twice by a
 //! packet socket; the outgoing copy is dropped, as libpcap does. [`AfPacket::stats`] reads the
 //! kernel's received and dropped counts.
+#![allow(unsafe_code)] // AF_PACKET sockets are system calls; each block says why it is sound
 
 use super::bpf::{self, Insn};
 use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};

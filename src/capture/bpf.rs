@@ -20,6 +20,13 @@ pub struct Insn {
     pub k: u32,
 }
 
+// The kernel reads the program as an array of `struct sock_filter`: same size, same alignment,
+// same field order (`repr(C)` above).
+const _: () = assert!(
+    size_of::<Insn>() == size_of::<libc::sock_filter>() && align_of::<Insn>() == align_of::<libc::sock_filter>()
+);
+const _: () = assert!(std::mem::offset_of!(Insn, k) == std::mem::offset_of!(libc::sock_filter, k));
+
 const LD_W_ABS: u16 = 0x20;
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;

@@ -3,6 +3,7 @@
 //! Contract: as [`super::afpacket::AfPacket`], with libpcap doing the capture: one handle per
 //! interface in immediate mode with nanosecond timestamps, the port filter (or a full BPF
 //! expression from `--filter`) compiled by libpcap, frames yielded with their link type.
+#![allow(unsafe_code)] // poll(2) on the pcap handles; each block says why it is sound
 
 use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
 use crate::time::Timestamp;

@@ -9,8 +9,8 @@
 //! no copy. Layers never read a clock and never see the session rules: the connection stamps
 //! what they hand up with the packet time.
 
-pub use crate::flow::reassembly::Chunk;
 use crate::flow::Side;
+pub use crate::flow::reassembly::Chunk;
 
 /// Length of a gap whose size in the layer above is not known (a TCP hole inside a TLS record
 /// loses the rest of that record's plaintext, however long it was).

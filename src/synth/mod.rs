@@ -7,8 +7,8 @@
 
 pub mod workload;
 
-use crate::link::LinkType;
 use crate::flow::Side;
+use crate::link::LinkType;
 use crate::time::Timestamp;
 use etherparse::PacketBuilder;
 use std::net::{IpAddr, SocketAddr};

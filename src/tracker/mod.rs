@@ -518,8 +518,8 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{self, Capture, Encap, mqtt};
     use crate::flow::PortSet;
+    use crate::synth::{self, Capture, Encap, mqtt};
 
     /// An IPv4 and an IPv6 client each connect, ping and go quiet; then the first pings again.
     fn two_sessions() -> Capture {

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // waits on real processes and measures real time
 
 use mqtt_keepalive::app::{self, AnalyzeOptions};
 use mqtt_keepalive::flow::PortSet;
