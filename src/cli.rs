@@ -1,10 +1,11 @@
-//! Command line: raw arguments to validated options.
+//! The command line (the binary's, as in ripgrep): raw arguments to the library's validated
+//! options. Parse tests beside it.
 
-use crate::app::AnalyzeOptions;
-use crate::flow::PortSet;
-use crate::session::SessionConfig;
-use crate::tracker::TrackerConfig;
 use clap::{Parser, Subcommand, ValueEnum};
+use mqtt_keepalive::app::AnalyzeOptions;
+use mqtt_keepalive::flow::PortSet;
+use mqtt_keepalive::session::SessionConfig;
+use mqtt_keepalive::tracker::TrackerConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,9 +66,9 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
-    /// The options for [`crate::live::run`].
-    pub fn options(&self) -> crate::live::LiveOptions {
-        crate::live::LiveOptions {
+    /// The options for `mqtt_keepalive::live::run`.
+    pub fn options(&self) -> mqtt_keepalive::live::LiveOptions {
+        mqtt_keepalive::live::LiveOptions {
             interfaces: self.interfaces.clone(),
             ports: self.rules.ports.clone(),
             tracker: self.rules.tracker_config(),
@@ -76,8 +77,8 @@ impl LiveArgs {
             client_id_labels: self.client_id_labels,
             keep_closed: self.keep_closed,
             backend: match self.backend {
-                BackendArg::Afpacket => crate::live::Backend::AfPacket,
-                BackendArg::Libpcap => crate::live::Backend::Libpcap,
+                BackendArg::Afpacket => mqtt_keepalive::live::Backend::AfPacket,
+                BackendArg::Libpcap => mqtt_keepalive::live::Backend::Libpcap,
             },
             filter: self.filter.clone(),
         }
@@ -160,7 +161,7 @@ pub struct AnalyzeArgs {
 }
 
 impl AnalyzeArgs {
-    /// The options for [`crate::app::analyze`].
+    /// The options for `mqtt_keepalive::app::analyze`.
     pub fn options(&self) -> AnalyzeOptions {
         AnalyzeOptions {
             files: self.files.clone(),

@@ -24,7 +24,6 @@
 
 pub mod app;
 pub mod capture;
-pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod layer;

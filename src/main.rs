@@ -1,16 +1,29 @@
-//! mqtt-keepalive: thin main. Parses the command line, runs it, maps errors to exit codes:
-//! 0 analysed (findings are output, not errors) or stopped by a signal; 1 runtime failure (an
-//! interface went away, output failed); 2 unusable input, bad usage or setup (no such interface,
-//! no permission, port taken). A closed output pipe (`| head`) ends the run quietly with status 0.
+//! mqtt-keepalive: thin main. Parses the command line ([`cli`]), runs the command, and decides
+//! the exit status in one place ([`exit_code`]): 0 analysed (findings are output, not errors)
+//! or stopped by a signal; 1 runtime failure (an interface went away, output failed); 2
+//! unusable input, bad usage or setup (no such interface, no permission, port taken). A closed
+//! output pipe (`| head`) ends the run quietly with status 0.
+
+mod cli;
 
 use clap::Parser;
+use cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::app::{self, AppError};
-use mqtt_keepalive::cli::{AnalyzeArgs, Cli, Command, Format};
+use mqtt_keepalive::live::LiveError;
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::jsonl::JsonLines;
 use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, WorstSessions};
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Analyze(#[from] AppError),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,28 +37,29 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Analyze(args) => run_analyze(&args),
-        Command::Live(args) => {
-            return match mqtt_keepalive::live::run(args.options()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("mqtt-keepalive: {e}");
-                    ExitCode::from(if e.is_setup() { 2 } else { 1 })
-                }
-            };
-        }
+        Command::Analyze(args) => run_analyze(&args).map_err(Failure::from),
+        Command::Live(args) => mqtt_keepalive::live::run(args.options()).map_err(Failure::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(AppError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e @ AppError::Input(_)) => {
-            eprintln!("mqtt-keepalive: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            eprintln!("mqtt-keepalive: {e}");
-            ExitCode::from(1)
+            let code = exit_code(&e);
+            if code != 0 {
+                eprintln!("mqtt-keepalive: {e}");
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// The exit status of a failure (see the module doc).
+fn exit_code(e: &Failure) -> u8 {
+    match e {
+        Failure::Analyze(AppError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Failure::Analyze(AppError::Input(_)) => 2,
+        Failure::Analyze(AppError::Output(_)) => 1,
+        Failure::Live(e) if e.is_setup() => 2,
+        Failure::Live(_) => 1,
     }
 }
 
