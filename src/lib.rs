@@ -22,6 +22,9 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+mod names;
+
 pub mod app;
 pub mod capture;
 pub mod decode;

@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(p.next_deadline(), Some(t(13.1)), "the CONNACK arms the deadline from the CONNECT");
         p.poll(t(14.0));
         let mut kinds = Vec::new();
-        let mut collect = crate::sink::FnSink(|e: &crate::session::Event| kinds.push(e.kind.name()));
+        let mut collect = crate::sink::FnSink(|e: &crate::session::Event| kinds.push(e.kind.as_str()));
         p.drain(&mut [&mut collect], &mut |_| Ok(())).unwrap();
         assert!(kinds.ends_with(&["keepalive_expired"]), "{kinds:?}");
         let stats = p.stats();

@@ -62,7 +62,7 @@ fn decoder_agrees_with_tshark_on_every_fixture() {
         // Our per-connection counts: from events for pings and connects, the rest from totals.
         let mut ours: BTreeMap<(u16, u8), u64> = BTreeMap::new();
         for e in &events {
-            let t = match e.kind.name() {
+            let t = match e.kind.as_str() {
                 "connect" => PacketType::Connect,
                 "connack" => PacketType::ConnAck,
                 "pingreq" => PacketType::PingReq,

@@ -7,15 +7,14 @@ pub mod reassembly;
 pub mod seq;
 pub mod slab;
 
-use serde::Serialize;
 use std::net::SocketAddr;
 
-/// One side of an MQTT connection.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Client,
-    Broker,
+named! {
+    /// One side of an MQTT connection.
+    pub enum Side {
+        Client => "client",
+        Broker => "broker",
+    }
 }
 
 /// One value per side of a connection.

@@ -5,27 +5,12 @@
 //! that follow are never read, so the password cannot leak. Every other packet type is known by
 //! its fixed header alone.
 
-use serde::Serialize;
-
-/// MQTT protocol versions.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
-pub enum Protocol {
-    #[serde(rename = "3.1")]
-    V3_1,
-    #[serde(rename = "3.1.1")]
-    V3_1_1,
-    #[serde(rename = "5.0")]
-    V5,
-}
-
-impl Protocol {
-    /// The version as people write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::V3_1 => "3.1",
-            Protocol::V3_1_1 => "3.1.1",
-            Protocol::V5 => "5.0",
-        }
+named! {
+    /// MQTT protocol versions, named as people write them.
+    pub enum Protocol {
+        V3_1 => "3.1",
+        V3_1_1 => "3.1.1",
+        V5 => "5.0",
     }
 }
 

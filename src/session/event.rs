@@ -38,27 +38,27 @@ impl From<FlowKey> for FlowKeyJson {
     }
 }
 
-/// How a session's connection ended.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CloseKind {
-    Disconnect,
-    Fin,
-    Rst,
+named! {
+    /// How a session's connection ended.
+    pub enum CloseKind {
+        Disconnect => "disconnect",
+        Fin => "fin",
+        Rst => "rst",
+    }
 }
 
-/// Whether the broker enforced an expired keepalive.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Closed by the broker within the tolerance after the deadline.
-    OnTime,
-    /// Closed by the broker, later than the tolerance.
-    Late,
-    /// Not closed by the broker: the client went on, closed itself, or the capture ended.
-    NotEnforced,
-    /// Closed by the broker after at least one keepalive of silence but before 1.5 x keepalive.
-    Early,
+named! {
+    /// Whether the broker enforced an expired keepalive.
+    pub enum Verdict {
+        /// Closed by the broker within the tolerance after the deadline.
+        OnTime => "on_time",
+        /// Closed by the broker, later than the tolerance.
+        Late => "late",
+        /// Not closed by the broker: the client went on, closed itself, or the capture ended.
+        NotEnforced => "not_enforced",
+        /// Closed by the broker after at least one keepalive of silence but before 1.5 x keepalive.
+        Early => "early",
+    }
 }
 
 /// What happened.
@@ -158,8 +158,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The snake_case name used in JSON.
-    pub fn name(&self) -> &'static str {
+    /// The kind's one name (JSON `kind`, HTML markers).
+    pub fn as_str(&self) -> &'static str {
         match self {
             EventKind::SessionStart { .. } => "session_start",
             EventKind::Connect { .. } => "connect",
@@ -216,6 +216,6 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"ts":12.5,"session":3,"client":"10.0.0.1:5000","broker":"10.0.0.2:1883","kind":"keepalive_expired","keepalive_s":5,"last_activity":5.0}"#
         );
-        assert_eq!(e.kind.name(), "keepalive_expired");
+        assert_eq!(e.kind.as_str(), "keepalive_expired");
     }
 }

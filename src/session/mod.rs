@@ -556,10 +556,10 @@ mod tests {
             self.s.finish(t(at), &self.cfg, &mut |ts: Timestamp, k| log.push((ts.as_secs_f64(), k)))
         }
         fn kinds(&self) -> Vec<String> {
-            self.log.iter().map(|(ts, k)| format!("{ts} {}", k.name())).collect()
+            self.log.iter().map(|(ts, k)| format!("{ts} {}", k.as_str())).collect()
         }
         fn find(&self, name: &str) -> Option<&EventKind> {
-            self.log.iter().map(|(_, k)| k).find(|k| k.name() == name)
+            self.log.iter().map(|(_, k)| k).find(|k| k.as_str() == name)
         }
     }
 
@@ -661,7 +661,7 @@ mod tests {
         r.client(0.0, connect(10, true)).broker(0.0, connack(None));
         r.client(3.0, packet(PacketType::Disconnect, Body::Disconnect(Disconnect { reason_code: None })));
         r.tcp_close(3.1, CloseKind::Fin, Side::Client);
-        let closes: Vec<_> = r.log.iter().filter(|(_, k)| k.name().starts_with("close")).collect();
+        let closes: Vec<_> = r.log.iter().filter(|(_, k)| k.as_str().starts_with("close")).collect();
         assert_eq!(closes.len(), 1);
         assert_eq!(
             closes[0].1,

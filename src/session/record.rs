@@ -45,7 +45,7 @@ pub struct RttSummary {
 /// How the session ended.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CloseRecord {
-    /// "disconnect", "fin", "rst", or "open" when the capture ended first.
+    /// A [`CloseKind`] name, or "open" when the capture ended first.
     pub kind: &'static str,
     pub by: Option<Side>,
     pub after_silence_s: Option<f64>,
@@ -53,7 +53,14 @@ pub struct CloseRecord {
 }
 
 impl CloseRecord {
-    const OPEN: CloseRecord = CloseRecord { kind: "open", by: None, after_silence_s: None, reason_code: None };
+    /// The `kind` of a session still open (the other kinds are [`CloseKind`] names).
+    pub const OPEN_KIND: &str = "open";
+    const OPEN: CloseRecord = CloseRecord { kind: Self::OPEN_KIND, by: None, after_silence_s: None, reason_code: None };
+
+    /// True for a close by FIN or RST, without an MQTT DISCONNECT (the broker publishes the Will).
+    pub fn without_disconnect(&self) -> bool {
+        self.kind == CloseKind::Fin.as_str() || self.kind == CloseKind::Rst.as_str()
+    }
 }
 
 /// The enforcement audit of an expired session.
@@ -115,7 +122,7 @@ impl SessionRecord {
             (true, _) => 4,
             _ if self.pings_unanswered > 0 => 3,
             (false, Some(Verdict::Early)) => 2,
-            _ if matches!(self.close.kind, "fin" | "rst") => 1,
+            _ if self.close.without_disconnect() => 1,
             _ => 0,
         }
     }
@@ -340,11 +347,7 @@ impl RecordState {
             EventKind::PingUnanswered { .. } => self.extras().pings_unanswered += 1,
             EventKind::Close { close, by, after_silence_s, reason_code } => {
                 self.extras().close = Some(CloseRecord {
-                    kind: match close {
-                        CloseKind::Disconnect => "disconnect",
-                        CloseKind::Fin => "fin",
-                        CloseKind::Rst => "rst",
-                    },
+                    kind: close.as_str(),
                     by: Some(*by),
                     after_silence_s: Some(round_us(after_silence_s.as_secs_f64())),
                     reason_code: *reason_code,
@@ -553,7 +556,7 @@ mod tests {
 
     /// The listed events in order, as `(ts, kind name)`.
     fn listed(r: &SessionRecord) -> Vec<(f64, &'static str)> {
-        r.events.iter().map(|e| (e.ts.as_secs_f64(), e.kind.name())).collect()
+        r.events.iter().map(|e| (e.ts.as_secs_f64(), e.kind.as_str())).collect()
     }
 
     #[test]

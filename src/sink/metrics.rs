@@ -19,28 +19,31 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
 
-/// An enum whose label value is given text.
-macro_rules! label_value {
-    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
-        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-        pub enum $name { $($variant),* }
-        impl EncodeLabelValue for $name {
+/// Label values are the domain values' own names (`as_str()`), so a label reads exactly as the
+/// same value does in JSON and text.
+macro_rules! label_by_name {
+    ($($t:ty),*) => {
+        $(impl EncodeLabelValue for $t {
             fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-                e.write_str(match self { $(Self::$variant => $text),* })
+                e.write_str(self.as_str())
             }
-        }
+        })*
     };
 }
 
-label_value!(ProtocolLabel { V31 => "3.1", V311 => "3.1.1", V5 => "5.0" });
-label_value!(Direction { Request => "request", Response => "response" });
-label_value!(CloseLabel { Disconnect => "disconnect", Fin => "fin", Rst => "rst" });
-label_value!(SideLabel { Client => "client", Broker => "broker" });
-label_value!(VerdictLabel { OnTime => "on_time", Late => "late", NotEnforced => "not_enforced", Early => "early" });
+label_by_name!(Protocol, Direction, CloseKind, Side, Verdict);
+
+named! {
+    /// Which of the two ping packets.
+    pub enum Direction {
+        Request => "request",
+        Response => "response",
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabels {
-    pub protocol: ProtocolLabel,
+    pub protocol: Protocol,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,13 +53,13 @@ pub struct PingLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseLabels {
-    pub kind: CloseLabel,
-    pub by: SideLabel,
+    pub kind: CloseKind,
+    pub by: Side,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
-    pub verdict: VerdictLabel,
+    pub verdict: Verdict,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,18 +178,18 @@ impl Metrics {
         }
         // Every known label combination starts at 0, so series exist (and rates work) from the
         // first scrape, not from the first event.
-        for protocol in [ProtocolLabel::V31, ProtocolLabel::V311, ProtocolLabel::V5] {
+        for &protocol in Protocol::ALL {
             let _ = h.connects.get_or_create(&ProtocolLabels { protocol }); // creates the series at 0
         }
-        for direction in [Direction::Request, Direction::Response] {
+        for &direction in Direction::ALL {
             let _ = h.pings.get_or_create(&PingLabels { direction }); // creates the series at 0
         }
-        for kind in [CloseLabel::Disconnect, CloseLabel::Fin, CloseLabel::Rst] {
-            for by in [SideLabel::Client, SideLabel::Broker] {
+        for &kind in CloseKind::ALL {
+            for &by in Side::ALL {
                 let _ = h.closes.get_or_create(&CloseLabels { kind, by }); // creates the series at 0
             }
         }
-        for verdict in [VerdictLabel::OnTime, VerdictLabel::Late, VerdictLabel::NotEnforced, VerdictLabel::Early] {
+        for &verdict in Verdict::ALL {
             let _ = h.enforcement.get_or_create(&VerdictLabels { verdict }); // creates the series at 0
         }
         Metrics {
@@ -253,24 +256,12 @@ impl Metrics {
     }
 }
 
-fn side(s: Side) -> SideLabel {
-    match s {
-        Side::Client => SideLabel::Client,
-        Side::Broker => SideLabel::Broker,
-    }
-}
-
 impl Sink for Metrics {
     fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
         match &e.kind {
             EventKind::SessionStart { .. } | EventKind::Resync { .. } => {}
             EventKind::Connect { protocol, client_id, .. } => {
-                let protocol = match protocol {
-                    Protocol::V3_1 => ProtocolLabel::V31,
-                    Protocol::V3_1_1 => ProtocolLabel::V311,
-                    Protocol::V5 => ProtocolLabel::V5,
-                };
-                self.h.connects.get_or_create(&ProtocolLabels { protocol }).inc();
+                self.h.connects.get_or_create(&ProtocolLabels { protocol: *protocol }).inc();
                 self.open_session(e.session);
                 if self.client_id_labels > 0
                     && let Some(c) = client_id
@@ -303,25 +294,14 @@ impl Sink for Metrics {
                 self.h.pings_unanswered.inc();
             }
             EventKind::Close { close, by, .. } => {
-                let kind = match close {
-                    CloseKind::Disconnect => CloseLabel::Disconnect,
-                    CloseKind::Fin => CloseLabel::Fin,
-                    CloseKind::Rst => CloseLabel::Rst,
-                };
-                self.h.closes.get_or_create(&CloseLabels { kind, by: side(*by) }).inc();
+                self.h.closes.get_or_create(&CloseLabels { kind: *close, by: *by }).inc();
                 self.close_session(e.session);
             }
             EventKind::CloseWithoutDisconnect { .. } => {
                 self.h.closes_without_disconnect.inc();
             }
             EventKind::Enforcement { verdict, lag_s } => {
-                let verdict_label = match verdict {
-                    Verdict::OnTime => VerdictLabel::OnTime,
-                    Verdict::Late => VerdictLabel::Late,
-                    Verdict::NotEnforced => VerdictLabel::NotEnforced,
-                    Verdict::Early => VerdictLabel::Early,
-                };
-                self.h.enforcement.get_or_create(&VerdictLabels { verdict: verdict_label }).inc();
+                self.h.enforcement.get_or_create(&VerdictLabels { verdict: *verdict }).inc();
                 if let (Verdict::OnTime | Verdict::Late, Some(lag)) = (verdict, lag_s) {
                     self.enforcement_lag.observe(*lag);
                 }

@@ -257,22 +257,13 @@ impl Summary {
         self.pings += r.pingreq;
         self.pings_unanswered += r.pings_unanswered;
         *self.closes.entry(r.close.kind).or_default() += 1;
-        if matches!(r.close.kind, "fin" | "rst") {
+        if r.close.without_disconnect() {
             self.closes_without_disconnect += 1;
             self.wills_expected += u64::from(r.will == Some(true));
         }
         if let Some(e) = r.enforcement {
-            *self.enforcement.entry(verdict_name(e.verdict)).or_default() += 1;
+            *self.enforcement.entry(e.verdict.as_str()).or_default() += 1;
         }
-    }
-}
-
-fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::OnTime => "on_time",
-        Verdict::Late => "late",
-        Verdict::NotEnforced => "not_enforced",
-        Verdict::Early => "early",
     }
 }
 
@@ -507,14 +498,14 @@ fn text_row(r: &SessionRecord) -> [String; 10] {
         None => format!("{:.1} s", r.max_silence_s.as_secs_f64()),
     };
     let close = match r.close.by {
-        Some(by) => format!("{} by {}", r.close.kind, if by == Side::Client { "client" } else { "broker" }),
+        Some(by) => format!("{} by {by}", r.close.kind),
         None => r.close.kind.to_string(),
     };
     let enforcement = match r.enforcement {
         Some(EnforcementRecord { verdict, lag_s: Some(lag) }) => {
-            format!("{} ({lag:+.1} s)", verdict_name(verdict).replace('_', " "))
+            format!("{} ({lag:+.1} s)", verdict.as_str().replace('_', " "))
         }
-        Some(EnforcementRecord { verdict, lag_s: None }) => verdict_name(verdict).replace('_', " "),
+        Some(EnforcementRecord { verdict, lag_s: None }) => verdict.as_str().replace('_', " "),
         None => dash(),
     };
     let pings = if r.pings_unanswered > 0 {
@@ -604,7 +595,7 @@ mod tests {
                 EventKind::SessionEnd { .. } => records.extend(folding.remove(&e.session).unwrap().finish(&e)),
                 _ => folding.get_mut(&e.session).unwrap().apply(&e),
             }
-            if e.kind.name() == "pingresp" && e.ts.as_secs_f64() > 9.0 {
+            if e.kind.as_str() == "pingresp" && e.ts.as_secs_f64() > 9.0 {
                 let open = folding[&0].snapshot(0, e.flow, Duration::ZERO);
                 assert_eq!(open.ping_rtt_ms.map(|p| p.max), Some(4.0), "derived fields while open");
                 assert_eq!(open.close.kind, "open");

@@ -613,7 +613,7 @@ mod tests {
         }
         by_segments.finish(end);
         by_stream.finish(end);
-        let names: Vec<&str> = by_stream.events().iter().map(|e| e.kind.name()).collect();
+        let names: Vec<&str> = by_stream.events().iter().map(|e| e.kind.as_str()).collect();
         assert!(names.contains(&"keepalive_expired") && names.contains(&"enforcement"), "{names:?}");
         assert!(*by_stream.events() == *by_segments.events(), "same events");
         assert_eq!(by_stream.finished().len(), 1);
@@ -625,7 +625,7 @@ mod tests {
         lossy.on_stream(t(0.1), key, Side::Client, StreamInput::Data(&mqtt::connect(4, 2, "dev", true, None)));
         lossy.on_stream(t(2.0), key, Side::Client, StreamInput::Lost(40));
         lossy.finish(t(3.5));
-        let names: Vec<&str> = lossy.events().iter().map(|e| e.kind.name()).collect();
+        let names: Vec<&str> = lossy.events().iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(names, ["session_start", "connect", "gap", "session_end"], "the gap kept the client alive");
         assert_eq!(lossy.counters().gap_bytes, 40);
         // A close of a connection never seen is stray; data of one is joined mid-stream.

@@ -78,7 +78,7 @@ pub fn only_session(report: &AnalysisReport) -> &SessionRecord {
 
 /// Events of one session with the given kind name.
 pub fn events_named<'a>(events: &'a [Event], session: u64, name: &str) -> Vec<&'a Event> {
-    events.iter().filter(|e| e.session == session && e.kind.name() == name).collect()
+    events.iter().filter(|e| e.session == session && e.kind.as_str() == name).collect()
 }
 
 /// Timestamp (seconds) of the session's CONNECT.
