@@ -1,8 +1,9 @@
-//! MQTT decoding: fixed header ([`header`]), the few bodies we read ([`packet`]), and the
-//! per-direction stream decoder with resynchronisation ([`stream`]).
+//! MQTT decoding: fixed header ([`header`]), the few bodies we read ([`packet`]), the
+//! per-direction stream decoder ([`stream`]) and how it finds framing again ([`resync`]).
 
 pub mod header;
 pub mod packet;
+pub mod resync;
 pub mod stream;
 
 pub use header::{FixedHeader, PacketType};

@@ -18,8 +18,11 @@
 
 pub mod event;
 pub mod record;
+mod timers;
 
 pub use event::{CloseKind, Event, EventKind, SessionId, Verdict};
+pub use timers::KeepaliveClock;
+use timers::{ClockKind, Enforcement, EnforcementKind, OutstandingPing, PingKind};
 
 use crate::flow::Side;
 use crate::mqtt::{Body, Packet, PacketType};
@@ -44,39 +47,6 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig { ping_timeout: None, enforcement_tolerance: Duration::from_secs(1), activity_events: false }
     }
-}
-
-/// The keepalive timer.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum KeepaliveClock {
-    /// No CONNECT seen (joined mid-stream, or not sent yet): no verdict from a guess.
-    Unknown,
-    /// Keepalive 0.
-    Disabled,
-    /// The client must show activity by `deadline`.
-    Armed { deadline: Timestamp },
-    /// The deadline passed at `since` and the client has been silent since.
-    Expired { since: Timestamp },
-    /// The session is closed.
-    Stopped,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct OutstandingPing {
-    sent: Timestamp,
-    reported: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Enforcement {
-    /// No expiry yet.
-    None,
-    /// Expired at `deadline`; `resumed` once the client was active again.
-    Pending {
-        deadline: Timestamp,
-        resumed: bool,
-    },
-    Decided,
 }
 
 #[derive(Clone, Copy)]
@@ -109,30 +79,6 @@ pub struct Session {
     closed: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum ClockKind {
-    Unknown,
-    Disabled,
-    Armed,
-    Expired,
-    Stopped,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum EnforcementKind {
-    None,
-    Pending,
-    PendingResumed,
-    Decided,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum PingKind {
-    None,
-    Outstanding,
-    Reported,
-}
-
 /// Where session events go: `(timestamp, what)`.
 pub trait Emit: FnMut(Timestamp, EventKind) {}
 impl<F: FnMut(Timestamp, EventKind)> Emit for F {}
@@ -155,61 +101,6 @@ impl Session {
             will: false,
             closed: false,
         }
-    }
-
-    /// The keepalive timer.
-    pub fn clock(&self) -> KeepaliveClock {
-        match self.clock_kind {
-            ClockKind::Unknown => KeepaliveClock::Unknown,
-            ClockKind::Disabled => KeepaliveClock::Disabled,
-            ClockKind::Armed => KeepaliveClock::Armed { deadline: self.clock_at },
-            ClockKind::Expired => KeepaliveClock::Expired { since: self.clock_at },
-            ClockKind::Stopped => KeepaliveClock::Stopped,
-        }
-    }
-
-    fn set_clock(&mut self, clock: KeepaliveClock) {
-        (self.clock_kind, self.clock_at) = match clock {
-            KeepaliveClock::Unknown => (ClockKind::Unknown, self.clock_at),
-            KeepaliveClock::Disabled => (ClockKind::Disabled, self.clock_at),
-            KeepaliveClock::Armed { deadline } => (ClockKind::Armed, deadline),
-            KeepaliveClock::Expired { since } => (ClockKind::Expired, since),
-            KeepaliveClock::Stopped => (ClockKind::Stopped, self.clock_at),
-        };
-    }
-
-    fn enforcement(&self) -> Enforcement {
-        match self.enforcement_kind {
-            EnforcementKind::None => Enforcement::None,
-            EnforcementKind::Pending => Enforcement::Pending { deadline: self.enforcement_at, resumed: false },
-            EnforcementKind::PendingResumed => Enforcement::Pending { deadline: self.enforcement_at, resumed: true },
-            EnforcementKind::Decided => Enforcement::Decided,
-        }
-    }
-
-    fn set_enforcement(&mut self, e: Enforcement) {
-        (self.enforcement_kind, self.enforcement_at) = match e {
-            Enforcement::None => (EnforcementKind::None, self.enforcement_at),
-            Enforcement::Pending { deadline, resumed: false } => (EnforcementKind::Pending, deadline),
-            Enforcement::Pending { deadline, resumed: true } => (EnforcementKind::PendingResumed, deadline),
-            Enforcement::Decided => (EnforcementKind::Decided, self.enforcement_at),
-        };
-    }
-
-    fn ping(&self) -> Option<OutstandingPing> {
-        match self.ping_kind {
-            PingKind::None => None,
-            PingKind::Outstanding => Some(OutstandingPing { sent: self.ping_sent, reported: false }),
-            PingKind::Reported => Some(OutstandingPing { sent: self.ping_sent, reported: true }),
-        }
-    }
-
-    fn set_ping(&mut self, ping: Option<OutstandingPing>) {
-        (self.ping_kind, self.ping_sent) = match ping {
-            None => (PingKind::None, self.ping_sent),
-            Some(OutstandingPing { sent, reported: false }) => (PingKind::Outstanding, sent),
-            Some(OutstandingPing { sent, reported: true }) => (PingKind::Reported, sent),
-        };
     }
 
     /// The longest client silence so far (the stretch still running is not counted).
