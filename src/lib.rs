@@ -1,21 +1,81 @@
 //! mqtt-keepalive: passive MQTT keepalive analysis.
 //!
+//! Every input runs through one [`pipeline::Pipeline`]; data flows one way:
+//!
 //! ```text
-//! capture ──► decode ──► flow ──► mqtt ──► session ──► sink
+//!            ┌──────────────────────── pipeline (one clock) ───────────────────────────┐
+//! capture ──►│ decode ──► tracker: per connection                                     │──► sink
+//! (pcap,     │ (link,     flow reassembly ──► layer stack ──► mqtt decoder ──► session │   (report,
+//!  pcapng,   │  IP, TCP)  (in-order bytes,    (TLS records,   (packets)       (rules,  │    JSON lines,
+//!  live)     │            gaps)               WebSocket;                      events) │    metrics)
+//!            │                                none: plain)                            │
+//!            │ stream sources (in-order bytes, TCP state) ──────► mqtt decoder        │
+//!            └─────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! - [`capture`]: packet sources (pcap/pcapng files) yielding timestamped link-layer frames.
+//! - [`capture`]: frame sources: pcap/pcapng files, live AF_PACKET (and libpcap) capture.
+//! - [`link`]: link-layer types: their names and how their frames start.
 //! - [`decode`]: a frame to a TCP [`decode::Segment`]; stateless.
 //! - [`flow`]: flow keys (client/broker orientation), sequence numbers, reassembly.
-//! - [`mqtt`]: the fixed header, CONNECT/CONNACK/DISCONNECT, the per-direction stream decoder.
+//! - [`layer`]: the byte path inside a connection between reassembly and MQTT: the
+//!   [`layer::Stack`] of transport layers (a TLS record layer or a WebSocket framing layer goes
+//!   here, as a [`layer::Layer`]); plain MQTT over TCP is the empty stack.
+//! - [`mqtt`]: the fixed header, CONNECT/CONNACK/DISCONNECT, the per-direction stream decoder,
+//!   and how it finds framing again.
 //! - [`session`]: one MQTT session's keepalive clock, pings and close; emits [`session::Event`]s.
-//! - [`tracker`]: the connection table tying flows, decoders and sessions together; deadlines.
-//! - [`sink`]: consumers of events: the report (text/JSON) and the JSON-lines stream.
-//! - [`app`]: the offline loop (`analyze`): capture files through the tracker to the sinks, on
-//!   two threads (read and decode; track).
+//! - [`tracker`]: the connection table tying flows, layers, decoders and sessions together; one
+//!   deadline heap; a second entry point for sources that see streams, not packets.
+//! - [`pipeline`]: the tracker plus the packet clock ([`time::PacketClock`]), capture statistics
+//!   and skip counts, behind small entry points: a frame, a poll at a time, drain, finish.
+//! - [`sink`]: consumers of events: the report (text/JSON), the JSON-lines stream, metrics.
+//! - [`app`]: the offline loop (`analyze`): capture files through the pipeline to the sinks, on
+//!   two threads (read and decode; the pipeline).
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
 //! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
+//!
+//! The pipeline on a synthetic capture: a client declares keepalive 2 and falls silent; its
+//! deadline passes 3 s after its last packet, and the broker's FIN comes 1.5 s after that.
+//!
+//! ```
+//! use mqtt_keepalive::flow::Side;
+//! use mqtt_keepalive::pipeline::Pipeline;
+//! use mqtt_keepalive::sink::FnSink;
+//! use mqtt_keepalive::synth::{mqtt, Capture, Conn, Encap};
+//! use mqtt_keepalive::time::Timestamp;
+//! use mqtt_keepalive::tracker::TrackerConfig;
+//!
+//! let t = Timestamp::from_secs_f64;
+//! let mut cap = Capture::new(Encap::Ethernet);
+//! let mut c = Conn::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 1, 2);
+//! c.handshake(&mut cap, t(0.0));
+//! c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 2, "sensor-7", true, None));
+//! c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+//! c.fin(&mut cap, t(4.6), Side::Broker);
+//!
+//! let mut pipeline = Pipeline::new(TrackerConfig::default());
+//! for (ts, frame) in &cap.frames {
+//!     pipeline.frame(*ts, cap.encap.link_type(), frame, frame.len() as u32);
+//! }
+//! let mut timeline = Vec::new();
+//! let mut sink = FnSink(|e: &mqtt_keepalive::session::Event| timeline.push(format!("{:?} {}", e.ts, e.kind.as_str())));
+//! let mut sessions = Vec::new();
+//! pipeline.finish(&mut [&mut sink], &mut |r| Ok(sessions.push(r))).unwrap();
+//!
+//! assert_eq!(timeline, [
+//!     "0.000000 session_start",
+//!     "0.100000 connect",
+//!     "0.200000 connack",
+//!     "3.100000 keepalive_expired",          // the deadline itself: 0.1 + 1.5 x 2
+//!     "4.600000 close",
+//!     "4.600000 close_without_disconnect",   // a bare FIN: the broker publishes the Will
+//!     "4.600000 enforcement",
+//!     "4.600000 session_end",
+//! ]);
+//! let s = &sessions[0];
+//! assert_eq!((s.client_id.as_deref(), s.expired, s.close.kind), (Some("sensor-7"), true, "fin"));
+//! assert_eq!(s.enforcement.map(|e| (e.verdict.as_str(), e.lag_s)), Some(("late", Some(1.5))));
+//! ```
 
 // `unsafe` only where a system call needs it, each module saying so at its top, and every
 // block saying why it is sound.

@@ -24,10 +24,12 @@ fn golden(name: &str, actual: &[u8]) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 makes it)", path.display()));
+    let expected =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 makes it)", path.display()));
     if expected != actual {
         let (e, a) = (String::from_utf8_lossy(&expected), String::from_utf8_lossy(actual));
-        let line = e.lines().zip(a.lines()).position(|(x, y)| x != y).unwrap_or(e.lines().count().min(a.lines().count()));
+        let line =
+            e.lines().zip(a.lines()).position(|(x, y)| x != y).unwrap_or(e.lines().count().min(a.lines().count()));
         panic!(
             "{name} changed at line {}:\n  golden: {:?}\n  now:    {:?}\n(if meant: UPDATE_GOLDEN=1 cargo test --test golden, and review the diff)",
             line + 1,

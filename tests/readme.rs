@@ -39,3 +39,20 @@ fn readme_metrics_table_lists_every_exposed_metric() {
         assert!(readme.contains(&format!("| `{name}` |")), "README metrics table misses {name}");
     }
 }
+
+#[test]
+fn every_path_the_readme_names_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut named = 0;
+    for word in readme.split(|c: char| c.is_whitespace() || "`()[],;:\"'".contains(c)) {
+        let word = word.trim_end_matches('.');
+        let top = ["src/", "tests/", "benches/", "fixtures/", "dashboards/", "packaging/", "fuzz/", ".ci/"];
+        if !top.iter().any(|t| word.starts_with(t)) || word.contains('*') {
+            continue;
+        }
+        named += 1;
+        assert!(root.join(word).exists(), "README names {word}, which is not in the tree");
+    }
+    assert!(named > 20, "the README's paths were found ({named})");
+}
