@@ -139,9 +139,9 @@ pub fn analyze_streaming(
                     wire_len: m.wire_len,
                 });
                 pipeline.segment(item.ts, item.captured, item.orig_len, segment);
-                show_warnings(&mut pipeline);
                 pipeline.drain(sinks, &mut records)?;
             }
+            show_warnings(&mut pipeline);
             match batch.file_end.take() {
                 None => {}
                 Some(end) => {

@@ -50,10 +50,15 @@ pub enum Stack {
 }
 
 impl Stack {
-    /// Feeds one chunk of `side`'s TCP stream through the layers to `up`.
-    pub fn feed(&mut self, side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+    /// Feeds one chunk of `side`'s TCP stream through the layers to `up` (statically
+    /// dispatched for plain MQTT, the hot path).
+    #[inline]
+    pub fn feed<U: Up>(&mut self, side: Side, chunk: Chunk<'_>, up: &mut U) {
         match self {
-            Stack::Plain => pass(side, chunk, up),
+            Stack::Plain => match chunk {
+                Chunk::Data(d) => up.data(side, d),
+                Chunk::Gap(n) => up.gap(side, n),
+            },
             Stack::Layers(layers) => feed_from(layers, side, chunk, up),
         }
     }

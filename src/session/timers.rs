@@ -68,6 +68,7 @@ pub(super) enum PingKind {
 
 impl Session {
     /// The keepalive timer.
+    #[inline]
     pub fn clock(&self) -> KeepaliveClock {
         match self.clock_kind {
             ClockKind::Unknown => KeepaliveClock::Unknown,
@@ -78,6 +79,7 @@ impl Session {
         }
     }
 
+    #[inline]
     pub(super) fn set_clock(&mut self, clock: KeepaliveClock) {
         (self.clock_kind, self.clock_at) = match clock {
             KeepaliveClock::Unknown => (ClockKind::Unknown, self.clock_at),
@@ -88,6 +90,7 @@ impl Session {
         };
     }
 
+    #[inline]
     pub(super) fn enforcement(&self) -> Enforcement {
         match self.enforcement_kind {
             EnforcementKind::None => Enforcement::None,
@@ -97,6 +100,7 @@ impl Session {
         }
     }
 
+    #[inline]
     pub(super) fn set_enforcement(&mut self, e: Enforcement) {
         (self.enforcement_kind, self.enforcement_at) = match e {
             Enforcement::None => (EnforcementKind::None, self.enforcement_at),
@@ -106,6 +110,7 @@ impl Session {
         };
     }
 
+    #[inline]
     pub(super) fn ping(&self) -> Option<OutstandingPing> {
         match self.ping_kind {
             PingKind::None => None,
@@ -114,6 +119,7 @@ impl Session {
         }
     }
 
+    #[inline]
     pub(super) fn set_ping(&mut self, ping: Option<OutstandingPing>) {
         (self.ping_kind, self.ping_sent) = match ping {
             None => (PingKind::None, self.ping_sent),
