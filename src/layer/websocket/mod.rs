@@ -352,10 +352,19 @@ impl Decoder {
                     if input.is_empty() {
                         return;
                     }
-                    let take = (MAX_HEAD - self.buf.len()).min(input.len());
+                    let held = self.buf.len();
+                    let take = (MAX_HEAD - held).min(input.len());
                     self.buf.extend_from_slice(&input[..take]);
                     input = &input[take..];
-                    self.head(out);
+                    // Parse the first bytes (to refuse what is not HTTP at once), then only once
+                    // the head's blank line or the size limit is reached: a head trickling in
+                    // a byte at a time is not parsed again for each byte.
+                    let recent = &self.buf[held.saturating_sub(3)..];
+                    let blank_line =
+                        recent.windows(2).any(|w| w == b"\n\n") || recent.windows(3).any(|w| w == b"\n\r\n");
+                    if held == 0 || blank_line || self.buf.len() >= MAX_HEAD {
+                        self.head(out);
+                    }
                 }
                 Phase::Hunting => {
                     let take = (HUNT_LIMIT - self.buf.len()).min(input.len());

@@ -418,12 +418,15 @@ fn sniffing() {
 
 // ---- properties ----
 
-/// A client's stream: the head, then `mqtt` cut into binary/continuation frames at `cuts`, with
+/// One side's stream: its head, then `mqtt` cut into binary/continuation frames at `cuts`
+/// (masked from the client, plain from the broker), with
 /// a ping (`controls[k] == 0`) or pong (1) after frame `k`; returns the stream and the control
 /// frames expected, in order.
-fn client_stream(mqtt: &[u8], cuts: &[usize], controls: &[u8]) -> (Vec<u8>, Vec<WsEvent>) {
+fn side_stream(side: Side, mqtt: &[u8], cuts: &[usize], controls: &[u8]) -> (Vec<u8>, Vec<WsEvent>) {
     let mut expected = Vec::new();
-    let mut s = REQUEST.to_vec();
+    type Framer = fn(u8, &[u8]) -> Vec<u8>;
+    let (head, frame): (&[u8], Framer) = if side == Side::Client { (REQUEST, masked) } else { (RESPONSE, plain) };
+    let mut s = head.to_vec();
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (mqtt.len() + 1)).collect();
     bounds.extend([0, mqtt.len()]);
     bounds.sort_unstable();
@@ -434,15 +437,15 @@ fn client_stream(mqtt: &[u8], cuts: &[usize], controls: &[u8]) -> (Vec<u8>, Vec<
     for (k, p) in pieces.iter().enumerate() {
         let last_of_message = k + 1 == pieces.len() || k % 3 == 2;
         let op = if i == 0 { 0x02 } else { 0x00 };
-        s.extend(masked(op | if last_of_message { 0x80 } else { 0 }, p));
+        s.extend(frame(op | if last_of_message { 0x80 } else { 0 }, p));
         i = if last_of_message { 0 } else { i + 1 };
         match controls.get(k) {
             Some(0) => {
-                s.extend(masked(0x89, b"hb")); // a ping (allowed between fragments)
+                s.extend(frame(0x89, b"hb")); // a ping (allowed between fragments)
                 expected.push(WsEvent::Ping { len: 2 });
             }
             Some(1) => {
-                s.extend(masked(0x8A, b""));
+                s.extend(frame(0x8A, b""));
                 expected.push(WsEvent::Pong { len: 0 });
             }
             _ => {}
@@ -472,12 +475,15 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
         controls in proptest::collection::vec(0u8..3, 0..12),
         splits in proptest::collection::vec(any::<usize>(), 0..12),
+        client in any::<bool>(),
     ) {
-        let (stream, controls) = client_stream(&mqtt, &cuts, &controls);
-        let (whole, _) = run_split(&stream, &[], Side::Client, false);
-        prop_assert_eq!(&whole.bytes[0], &mqtt);
-        prop_assert_eq!(&whole.ws()[1..], &controls[..], "the request, then the control frames");
-        let (split, _) = run_split(&stream, &splits, Side::Client, false);
+        let side = if client { Side::Client } else { Side::Broker };
+        let (stream, controls) = side_stream(side, &mqtt, &cuts, &controls);
+        let (whole, stats) = run_split(&stream, &[], side, false);
+        prop_assert_eq!(&whole.bytes[side as usize], &mqtt);
+        prop_assert_eq!(&whole.ws()[1..], &controls[..], "the head, then the control frames");
+        prop_assert_eq!(stats.errors, 0);
+        let (split, _) = run_split(&stream, &splits, side, false);
         prop_assert_eq!(split, whole);
     }
 
@@ -486,7 +492,7 @@ proptest! {
         mqtt in proptest::collection::vec(any::<u8>(), 1..300),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
     ) {
-        let (stream, _) = client_stream(&mqtt, &cuts, &[0, 1, 2, 0]);
+        let (stream, _) = side_stream(Side::Client, &mqtt, &cuts, &[0, 1, 2, 0]);
         let (whole, _) = run_split(&stream, &[], Side::Client, false);
         for at in 0..=stream.len() {
             let (split, _) = run_split(&stream, &[at], Side::Client, false);
