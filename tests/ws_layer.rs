@@ -2,8 +2,10 @@
 //! with mqtt.js 5.16.0 and a scripted raw-socket client (`fixtures/ws/`, made by
 //! `fixtures/record-ws.sh`). Each capture's TCP streams are reassembled, run through
 //! [`WsLayer`], and the MQTT bytes it hands up decoded: the packets, WebSocket events and TCP
-//! closes of each connection must be what the scenario did, in order. The ignored test
-//! cross-checks the unmasked MQTT bytes and control frames against tshark's WebSocket dissector.
+//! closes of each connection must be what the scenario did, in order. The ignored tests (they
+//! need tshark) cross-check the unmasked MQTT bytes and control frames against tshark's WebSocket
+//! dissector, and run the wss captures' plaintext, as tshark decrypts it with their key logs,
+//! through the layer.
 
 use mqtt_keepalive::capture::{OfflineReader, PacketSource};
 use mqtt_keepalive::decode;
@@ -396,6 +398,85 @@ fn mqtt_bytes_and_control_frames_agree_with_tshark() {
                     .collect();
                 assert_eq!(our_controls, controls[side as usize], "{name}: control frames of {side:?}");
             }
+        }
+    }
+}
+
+/// Each side's TLS plaintext, record by record in capture order, as tshark decrypts it with the
+/// fixture's key log (`-z follow,tls,raw`: lines of node 0 plain, of node 1 indented by a tab;
+/// node 0 is whichever tshark met first, so its address says which side it is).
+fn tshark_plaintext(name: &str) -> Vec<(Side, Vec<u8>)> {
+    let keys = fixture(&name.replace(".pcap", ".keys"));
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(fixture(name))
+        .args(["-o", &format!("tls.keylog_file:{}", keys.display()), "-d", "tcp.port==8443,tls"])
+        .args(["-q", "-z", "follow,tls,raw,0"])
+        .output()
+        .expect("tshark runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let node0 = text.lines().find_map(|l| l.strip_prefix("Node 0: ")).expect("a follow header");
+    let (untabbed, tabbed) = if node0.ends_with(":8443") { (B, C) } else { (C, B) };
+    text.lines()
+        .skip_while(|l| !l.starts_with("Node 1:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("==="))
+        .map(|l| {
+            let side = if l.starts_with('\t') { tabbed } else { untabbed };
+            let hex = l.trim();
+            (side, (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs tshark"]
+fn wss_plaintext_decrypted_by_tshark_goes_through_the_layer() {
+    // The TLS layer is not in this crate yet: tshark decrypts (TLS 1.3 and 1.2, key logs from
+    // the broker's `node --tls-keylog`), and the plaintext of each record goes through WsLayer.
+    let cases: [(&str, Vec<(Side, Item)>); 3] = [
+        ("wss-keepalive5-silent.pcap", vec![connect("wss-silent-5", 5, true), (B, ConnAck(0))]),
+        (
+            "wss-healthy-pings.pcap",
+            vec![
+                connect("wss-pinger", 2, false),
+                (B, ConnAck(0)),
+                (C, Mqtt(PacketType::PingReq)),
+                (B, Mqtt(PacketType::PingResp)),
+                (C, Mqtt(PacketType::PingReq)),
+                (B, Mqtt(PacketType::PingResp)),
+                (C, Mqtt(PacketType::Disconnect)),
+                (C, Ws(WsEvent::Close { code: None, reason: String::new() })),
+            ],
+        ),
+        (
+            "wss12-close-frame.pcap",
+            vec![
+                connect("wss12-closer", 10, false),
+                (B, ConnAck(0)),
+                (C, Ws(WsEvent::Ping { len: 2 })),
+                (B, Ws(WsEvent::Pong { len: 2 })),
+                (C, Mqtt(PacketType::PingReq)),
+                (B, Mqtt(PacketType::PingResp)),
+                (C, Ws(WsEvent::Close { code: Some(1001), reason: "going-away".into() })),
+                (B, Ws(WsEvent::Close { code: Some(1001), reason: "going-away".into() })),
+            ],
+        ),
+    ];
+    for (name, tail) in cases {
+        let records = tshark_plaintext(name);
+        assert!(records.len() > 4, "{name}: tshark decrypted the records");
+        let mut ws = WsLayer::new();
+        let mut seen = Seen::new();
+        for (side, bytes) in &records {
+            ws.feed(*side, Chunk::Data(bytes), &mut seen);
+        }
+        let mut want = upgrade();
+        want.extend(tail);
+        assert_eq!(seen.timeline, want, "{name}");
+        for side in [C, B] {
+            assert_eq!(ws.stats(side).errors, 0, "{name} {side:?}");
         }
     }
 }
