@@ -227,7 +227,6 @@ impl Dir {
                 hdr_len: 0,
                 frame: None,
                 message: Message::Unknown,
-                control: [0; MAX_CONTROL],
             },
         }
     }
@@ -317,7 +316,8 @@ struct InFrame {
 struct Decoder {
     from_client: bool,
     phase: Phase,
-    /// The HTTP head so far, or the bytes being searched for framing.
+    /// The HTTP head so far, the bytes being searched for framing, or (framed) the payload of
+    /// the close frame being read.
     buf: Vec<u8>,
     /// Bytes dropped while hunting, reported at the next resync.
     skipped: u64,
@@ -326,15 +326,11 @@ struct Decoder {
     hdr_len: usize,
     frame: Option<InFrame>,
     message: Message,
-    /// A close frame's payload (its first `pos` bytes).
-    control: [u8; MAX_CONTROL],
 }
 
 impl Decoder {
     fn buffered(&self) -> usize {
-        self.buf.len()
-            + self.hdr_len
-            + self.frame.map_or(0, |f| if f.payload == Payload::Close { f.pos as usize } else { 0 })
+        self.buf.len() + self.hdr_len
     }
 
     fn data(&mut self, mut input: &[u8], out: &mut Out<'_>) {
@@ -412,6 +408,9 @@ impl Decoder {
 
     /// Framing is gone: the layer above loses bytes it cannot count, and this side hunts.
     fn lose_framing(&mut self, out: &mut Out<'_>) {
+        if self.phase == Phase::Frames {
+            self.buf.clear(); // a partial close payload
+        }
         self.phase = Phase::Hunting;
         self.frame = None;
         self.hdr_len = 0;
@@ -491,14 +490,14 @@ impl Decoder {
     }
 
     /// Decodes held bytes as frames; what follows a new loss of framing stays held for the hunt.
+    /// `bytes` was taken from `buf`, which meanwhile holds only a close frame's payload; once
+    /// framed again, `bytes` is dropped (with up to [`HUNT_LIMIT`] bytes of capacity).
     fn replay(&mut self, mut bytes: Vec<u8>, out: &mut Out<'_>) {
         let used = self.frames(&bytes, out);
         if self.phase == Phase::Hunting {
             bytes.drain(..used);
-        } else {
-            bytes.clear();
+            self.buf = bytes;
         }
-        self.buf = bytes;
     }
 
     /// Decodes frames from `data` until it ends or framing is lost; returns the bytes used.
@@ -623,12 +622,10 @@ impl Decoder {
                 }
             },
             Payload::Close => {
-                // pos + len <= 125: a close frame is at most 125 bytes.
+                // At most 125 bytes in all (checked in start_frame).
                 let start = f.pos as usize;
-                let dst = &mut self.control[start..start + bytes.len()];
-                for (i, (o, b)) in dst.iter_mut().zip(bytes).enumerate() {
-                    *o = b ^ f.mask.map_or(0, |k| k[(start + i) & 3]);
-                }
+                let key = f.mask.unwrap_or_default();
+                self.buf.extend(bytes.iter().enumerate().map(|(i, b)| b ^ key[(start + i) & 3]));
             }
             Payload::Skip | Payload::Ping | Payload::Pong => {}
         }
@@ -644,8 +641,8 @@ impl Decoder {
             Payload::Ping => out.event(WsEvent::Ping { len: f.len }),
             Payload::Pong => out.event(WsEvent::Pong { len: f.len }),
             Payload::Close => {
-                let body = &self.control[..f.len as usize];
-                let (code, reason) = match body {
+                let body = std::mem::take(&mut self.buf);
+                let (code, reason) = match body.as_slice() {
                     _ if f.lost => (None, String::new()),
                     [] => (None, String::new()),
                     [_] => {

@@ -403,6 +403,13 @@ fn hunting_holds_at_most_the_limit() {
 }
 
 #[test]
+fn size_of_a_layer() {
+    // Two sides, each a partial-header buffer, the frame being read, a Vec and counts: what a
+    // connection pays for WebSocket while framed and idle (nothing on the heap then).
+    assert!(std::mem::size_of::<WsLayer>() <= 256, "{}", std::mem::size_of::<WsLayer>());
+}
+
+#[test]
 fn sniffing() {
     assert_eq!(sniff_upgrade(REQUEST), Sniff::Yes);
     assert_eq!(sniff_upgrade(CONNECT), Sniff::No);
