@@ -543,3 +543,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn framing_is_found_again_after_garbage_and_a_gap(
+        garbage in proptest::collection::vec(any::<u8>(), 0..3000),
+        client in any::<bool>(),
+        pings in 2usize..5,
+    ) {
+        // Anything after the handshake, then a gap of unknown size, then whole frames: the
+        // frames' MQTT bytes come through, whatever the garbage left behind.
+        let side = if client { Side::Client } else { Side::Broker };
+        let mut seen = Seen::default();
+        let mut l = upgraded(&mut seen);
+        l.feed(side, Chunk::Data(&garbage), &mut seen);
+        l.feed(side, Chunk::Gap(UNKNOWN_LEN), &mut seen);
+        let before = seen.bytes[side as usize].len();
+        let (packet, frame) = if client {
+            ([0xC0, 0x00], masked(0x82, &[0xC0, 0x00])) // PINGREQ
+        } else {
+            ([0xD0, 0x00], plain(0x82, &[0xD0, 0x00])) // PINGRESP
+        };
+        for _ in 0..pings {
+            l.feed(side, Chunk::Data(&frame), &mut seen);
+        }
+        prop_assert_eq!(&seen.bytes[side as usize][before..], &packet.repeat(pings)[..]);
+        prop_assert_eq!(l.buffered(), 0);
+    }
+}
