@@ -7,8 +7,8 @@
 //! several packets). Everything else it saw is a [`WsEvent`]: the upgrade request and the answer
 //! (a non-101 answer is a refused upgrade; the side then carries no frames), control frames (ping,
 //! pong, close with its code and reason; never passed up), text frames (MQTT must be binary: their
-//! payload is reported, not passed up), protocol errors ([`WsError`], counted in [`WsStats`]) and
-//! resynchronisations. While framed, output depends only on the bytes, never on how they were
+//! length is reported, their payload not passed up), protocol errors ([`WsError`], counted in
+//! [`WsStats`]) and resynchronisations. While framed, output depends only on the bytes, never on how they were
 //! split (a resync after lost framing may come sooner when a frame ends exactly at a chunk's end).
 //!
 //! Memory per side is bounded whatever the input: an HTTP head is held up to [`MAX_HEAD`] bytes
@@ -22,12 +22,14 @@
 //! up, and the layer hunts for a frame header whose frame is followed by another plausible header
 //! ([`frame::find_boundary`]), reporting the bytes skipped in [`WsEvent::Resync`]. A frame whose
 //! header a real peer would not send (reserved opcode, reserved bits on a control frame, a 2^63
-//! length, an over-long or fragmented control frame) is an error and loses the framing too.
+//! length, an over-long or fragmented control frame) is an error and loses the framing too; a
+//! data frame with reserved bits set (an extension such as permessage-deflate, which this layer
+//! does not decode) keeps the framing, and its payload goes up as an [`UNKNOWN_LEN`] gap.
 //!
 //! The frame decoder is written here rather than taken from a crate: `tungstenite` and the other
-//! WebSocket codecs buffer a whole message before handing it on, and enforce the protocol as an
-//! endpoint (refusing what they should, passively, count and step over); a passive reader must
-//! stream payloads of any length and survive capture gaps. The HTTP head is parsed by `httparse`.
+//! WebSocket codecs buffer a whole message before handing it on, and as endpoints they end the
+//! connection at the first protocol error, where a passive reader must count it and go on; none
+//! survives a capture gap. The HTTP head is parsed by `httparse`.
 
 pub mod frame;
 pub mod http;
