@@ -48,23 +48,29 @@ use Side::{Broker as B, Client as C};
 struct Seen {
     decoders: [StreamDecoder; 2],
     timeline: Vec<(Side, Item)>,
+    /// The capture time (seconds) of each timeline entry's packet.
+    times: Vec<f64>,
+    /// The time of the packet being fed.
+    now: f64,
     bytes: [Vec<u8>; 2],
 }
 
 impl Up for Seen {
     fn data(&mut self, side: Side, bytes: &[u8]) {
         self.bytes[side as usize].extend_from_slice(bytes);
-        let timeline = &mut self.timeline;
-        self.decoders[side as usize].feed(bytes, &mut |e| timeline.push((side, mqtt_item(e))));
+        let mut items = Vec::new();
+        self.decoders[side as usize].feed(bytes, &mut |e| items.push(mqtt_item(e)));
+        items.into_iter().for_each(|i| self.push(side, i));
     }
     fn gap(&mut self, side: Side, len: u64) {
-        self.timeline.push((side, Gap(len)));
-        let timeline = &mut self.timeline;
-        self.decoders[side as usize].gap(len, &mut |e| timeline.push((side, mqtt_item(e))));
+        self.push(side, Gap(len));
+        let mut items = Vec::new();
+        self.decoders[side as usize].gap(len, &mut |e| items.push(mqtt_item(e)));
+        items.into_iter().for_each(|i| self.push(side, i));
     }
     fn event(&mut self, side: Side, event: LayerEvent) {
         let LayerEvent::WebSocket(e) = event;
-        self.timeline.push((side, Ws(e)));
+        self.push(side, Ws(e));
     }
 }
 
@@ -76,8 +82,21 @@ impl Seen {
                 StreamDecoder::starting_with(PacketType::ConnAck),
             ],
             timeline: Vec::new(),
+            times: Vec::new(),
+            now: 0.0,
             bytes: [Vec::new(), Vec::new()],
         }
+    }
+
+    fn push(&mut self, side: Side, item: Item) {
+        self.timeline.push((side, item));
+        self.times.push(self.now);
+    }
+
+    /// The capture time of the first entry that is `item` from `side`.
+    fn time_of(&self, side: Side, item: &Item) -> f64 {
+        let i = self.timeline.iter().position(|(s, i)| *s == side && i == item).expect("the entry is there");
+        self.times[i]
     }
 }
 
@@ -140,6 +159,7 @@ fn run(name: &str) -> BTreeMap<u16, Conn> {
         let (key, side): (FlowKey, Side) = FlowKey::orient(seg.src, seg.dst, &ports).expect("on port 8080");
         let conn = conns.entry(key.client.port()).or_insert_with(Conn::new);
         let Conn { ws, reasm, seen, raw } = conn;
+        seen.now = p.ts.as_secs_f64();
         let s = side as usize;
         if seg.syn {
             reasm[s].on_syn(seg.seq);
@@ -151,10 +171,10 @@ fn run(name: &str) -> BTreeMap<u16, Conn> {
         reasm[s].on_segment(seg.seq, seg.payload, seg.wire_len, &mut |c: Chunk<'_>| feed(ws, raw, seen, side, c));
         if seg.fin {
             reasm[s].on_fin(seg.seq.wrapping_add(seg.wire_len + u32::from(seg.syn)));
-            seen.timeline.push((side, Fin));
+            seen.push(side, Fin);
         }
         if seg.rst {
-            seen.timeline.push((side, Rst));
+            seen.push(side, Rst);
         }
     }
     for conn in conns.values_mut() {
@@ -204,6 +224,10 @@ fn seed_experiment_over_websocket_silent_client_closed_by_a_bare_fin() {
     // One binary frame from the client (the CONNECT); the CONNACK in four one-byte frames.
     assert_eq!(conn.ws.stats(C), WsStats { frames: 1, mqtt_bytes: 49, ..Default::default() });
     assert_eq!(conn.ws.stats(B), WsStats { frames: 4, mqtt_bytes: 4, ..Default::default() });
+    // aedes arms its timer at 1.5 x keepalive + 1 ms after the CONNECT.
+    let connect_at = conn.seen.time_of(C, &connect("ws-silent-5", 5, true).1);
+    let closed_after = conn.seen.time_of(B, &Fin) - connect_at;
+    assert!((7.5..7.6).contains(&closed_after), "closed {closed_after} s after CONNECT");
 }
 
 #[test]

@@ -403,6 +403,18 @@ fn hunting_holds_at_most_the_limit() {
 }
 
 #[test]
+fn stacked_in_a_connection_stack() {
+    // The connection's Stack (Send) holds the layer and passes its output and events through.
+    let mut stack = crate::layer::Stack::Layers(vec![Box::new(WsLayer::new())]);
+    let mut seen = Seen::default();
+    stack.feed(Side::Client, Chunk::Data(REQUEST), &mut seen);
+    stack.feed(Side::Client, Chunk::Data(&masked(0x82, CONNECT)), &mut seen);
+    assert_eq!(seen.bytes[0], CONNECT);
+    assert!(matches!(seen.events[..], [(Side::Client, WsEvent::Request(_))]));
+    assert_eq!(stack.buffered(), 0);
+}
+
+#[test]
 fn size_of_a_layer() {
     // Two sides, each a partial-header buffer, the frame being read, a Vec and counts: what a
     // connection pays for WebSocket while framed and idle (nothing on the heap then).
