@@ -12,6 +12,8 @@
 use crate::flow::Side;
 pub use crate::flow::reassembly::Chunk;
 
+pub mod websocket;
+
 /// Length of a gap whose size in the layer above is not known (a TCP hole inside a TLS record
 /// loses the rest of that record's plaintext, however long it was).
 pub const UNKNOWN_LEN: u64 = u64::MAX;
@@ -37,7 +39,10 @@ pub trait Layer {
 
 /// What a transport layer reports of its own framing.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LayerEvent {}
+pub enum LayerEvent {
+    /// From the WebSocket layer ([`websocket::WsLayer`]).
+    WebSocket(websocket::WsEvent),
+}
 
 /// A connection's layers: what its bytes go through before the MQTT decoder.
 #[derive(Default)]
