@@ -348,7 +348,10 @@ impl Up for ToMqtt<'_, '_> {
     }
 
     fn event(&mut self, _side: Side, event: LayerEvent) {
-        match event {}
+        // No connection has transport layers yet: transport detection is what adds them.
+        match event {
+            LayerEvent::WebSocket(_) => {}
+        }
     }
 }
 
