@@ -214,10 +214,8 @@ const FIXTURES: &[Expect] = &[
 ];
 
 fn expected_rows(e: &Expect) -> Vec<Row> {
-    let mut rows = vec![
-        (Side::Client, 1, Some(e.keepalive), Some(e.client_id.to_string())),
-        (Side::Broker, 2, None, None),
-    ];
+    let mut rows =
+        vec![(Side::Client, 1, Some(e.keepalive), Some(e.client_id.to_string())), (Side::Broker, 2, None, None)];
     for _ in 0..e.pings {
         rows.push((Side::Client, 12, None, None));
         rows.push((Side::Broker, 13, None, None));
@@ -263,13 +261,17 @@ fn fixtures_decrypt_to_the_expected_mqtt_packets() {
 #[test]
 fn without_keys_the_fixtures_are_encrypted_and_record_sizes_pick_out_the_pings() {
     for e in FIXTURES {
-        for (log, reason) in [
-            (None, EncryptedReason::NoKeyLog),
-            (Some(Arc::new(KeyLog::parse(""))), EncryptedReason::NoKeyLogLine),
-        ] {
+        for (log, reason) in
+            [(None, EncryptedReason::NoKeyLog), (Some(Arc::new(KeyLog::parse(""))), EncryptedReason::NoKeyLogLine)]
+        {
             let run = run(e.name, log);
             assert!(run.rows.is_empty(), "{}", e.name);
-            assert!(run.events.contains(&(Side::Broker, TlsEvent::Encrypted { reason })), "{}: {:?}", e.name, run.events);
+            assert!(
+                run.events.contains(&(Side::Broker, TlsEvent::Encrypted { reason })),
+                "{}: {:?}",
+                e.name,
+                run.events
+            );
             // Application-data records whose implied plaintext is 2 bytes: PINGREQ / PINGRESP,
             // DISCONNECT (3.1.1, client), and in TLS 1.3 also close_notify and other alerts,
             // whose protected record has the same size (TLS 1.2 alerts are content type 21).
@@ -281,7 +283,8 @@ fn without_keys_the_fixtures_are_encrypted_and_record_sizes_pick_out_the_pings()
                     })
                     .count()
             };
-            let alerts = |side| if e.version == 0x0304 { e.alerts.iter().filter(|(s, _)| *s == side).count() } else { 0 };
+            let alerts =
+                |side| if e.version == 0x0304 { e.alerts.iter().filter(|(s, _)| *s == side).count() } else { 0 };
             assert_eq!(two(Side::Client), e.pings + usize::from(e.disconnect) + alerts(Side::Client), "{}", e.name);
             assert_eq!(two(Side::Broker), e.pings + alerts(Side::Broker), "{}", e.name);
             if e.version == 0x0303 {
@@ -290,11 +293,8 @@ fn without_keys_the_fixtures_are_encrypted_and_record_sizes_pick_out_the_pings()
                     run.events.iter().filter(|(_, ev)| matches!(ev, TlsEvent::Opaque { content_type: 21, .. })).count();
                 assert_eq!(encrypted_alerts, e.alerts.len(), "{}", e.name);
             }
-            let client_records = run
-                .events
-                .iter()
-                .filter(|(s, ev)| *s == Side::Client && matches!(ev, TlsEvent::Opaque { .. }))
-                .count();
+            let client_records =
+                run.events.iter().filter(|(s, ev)| *s == Side::Client && matches!(ev, TlsEvent::Opaque { .. })).count();
             assert!(client_records > e.pings, "{}", e.name);
         }
     }
