@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use super::keys::Secret;
@@ -64,6 +65,8 @@ struct FileSource {
 pub struct KeyLog {
     table: RwLock<Table>,
     file: Option<Mutex<FileSource>>,
+    /// Secrets added so far (lets a session that found no keys retry only when there are new ones).
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyLog {
@@ -80,7 +83,7 @@ impl std::fmt::Debug for KeyLog {
 impl KeyLog {
     /// A key log from text (no file behind it: `refresh` reads nothing).
     pub fn parse(text: &str) -> KeyLog {
-        let log = KeyLog { table: RwLock::new(Table::default()), file: None };
+        let log = KeyLog { table: RwLock::new(Table::default()), file: None, generation: AtomicU64::new(0) };
         log.add_lines(text);
         log
     }
@@ -90,6 +93,7 @@ impl KeyLog {
         let log = KeyLog {
             table: RwLock::new(Table::default()),
             file: Some(Mutex::new(FileSource { path: path.to_path_buf(), offset: 0 })),
+            generation: AtomicU64::new(0),
         };
         log.refresh()?;
         Ok(log)
@@ -123,6 +127,11 @@ impl KeyLog {
         self.read().by_random.get(client_random).cloned()
     }
 
+    /// Changes whenever lines with secrets are added (by `refresh`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// What was read so far.
     pub fn stats(&self) -> KeyLogStats {
         let t = self.read();
@@ -153,6 +162,7 @@ impl KeyLog {
                 Line::Malformed => t.stats.malformed += 1,
             }
         }
+        self.generation.store(t.stats.secrets, Ordering::Release);
     }
 }
 

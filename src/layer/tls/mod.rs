@@ -25,10 +25,14 @@
 //! plausible header and the decryptor probes the next [`SEQ_PROBE`] sequence numbers (TLS 1.2
 //! AES-GCM: the explicit nonce first) until a tag verifies.
 //!
+//! Keys that reach the key log late (`live --tls-keylog` reads the file on a cadence, and clients
+//! write a line during the handshake): a session that found no line at its ServerHello looks
+//! again at each protected record once the key log has new lines, and when it finds them starts
+//! decrypting mid-stream (reporting `Decrypting` after its `Encrypted`), probing sequence numbers
+//! as after a gap; records that went by before stay opaque.
+//!
 //! Not handled: TLS 1.3 0-RTT early data (records under the early traffic secret are opaque),
-//! renegotiation, keys that reach the key log after the first protected record of a session
-//! (the lookup happens once, at the ServerHello), CBC and other non-AEAD suites (reported as
-//! `Encrypted { UnsupportedSuite }`).
+//! renegotiation, CBC and other non-AEAD suites (reported as `Encrypted { UnsupportedSuite }`).
 
 pub mod handshake;
 pub mod keylog;
@@ -231,6 +235,8 @@ pub struct TlsLayer {
     suite: Option<Suite>,
     /// Why records stay encrypted, once reported.
     encrypted: Option<EncryptedReason>,
+    /// The key log's generation when the lookup found no line (retry when it changes).
+    missed_at: Option<u64>,
     sides: [Direction; 2],
     stats: TlsStats,
     scratch: Vec<u8>,
@@ -263,6 +269,7 @@ impl TlsLayer {
             server: None,
             suite: None,
             encrypted: None,
+            missed_at: None,
             sides: Default::default(),
             stats: TlsStats::default(),
             scratch: Vec::new(),
@@ -395,7 +402,7 @@ impl TlsLayer {
     /// A protected record: decrypt it if keys allow, else report it opaque.
     fn protected(&mut self, side: Side, h: Header, body: &mut [u8], up: &mut dyn Up) {
         let i = idx(side);
-        if self.sides[i].keys.is_none() && self.sides[i].next.is_none() {
+        if self.sides[i].keys.is_none() && self.sides[i].next.is_none() && !self.retry_late_keys(side, up) {
             return self.opaque(side, h, up);
         }
         let header = h.bytes();
@@ -577,6 +584,33 @@ impl TlsLayer {
         }
     }
 
+    /// A session that found no key log line: looks again if the key log has new lines. On
+    /// success both sides decrypt from here on, probing sequence numbers. True if keys are now
+    /// installed for `side`.
+    fn retry_late_keys(&mut self, side: Side, up: &mut dyn Up) -> bool {
+        let (Some(missed), Some(log)) = (self.missed_at, &self.keylog) else { return false };
+        if log.generation() == missed {
+            return false;
+        }
+        let resumed = self.encrypted == Some(EncryptedReason::ResumptionWithoutKeys);
+        self.install_keys(side, resumed, up);
+        if self.missed_at.is_some() {
+            return false;
+        }
+        let tls13 = self.suite.is_some_and(|s| s.tls13);
+        for d in &mut self.sides {
+            if !tls13 && d.protected {
+                // Its ChangeCipherSpec went by already.
+                if let Some(next) = d.next.take() {
+                    d.keys = Some(next);
+                }
+            }
+            d.seq_unknown = true;
+        }
+        let d = &self.sides[idx(side)];
+        d.keys.is_some() || d.next.is_some()
+    }
+
     /// After the ServerHello: find the session's secrets and derive both sides' keys.
     fn install_keys(&mut self, side: Side, resumed: bool, up: &mut dyn Up) {
         let Some(sh) = &self.server else { return };
@@ -592,10 +626,13 @@ impl TlsLayer {
         let Some(client_random) = self.client_random else {
             return self.set_encrypted(side, EncryptedReason::HandshakeNotSeen, up);
         };
+        let generation = log.generation();
         let Some(secrets) = log.lookup(&client_random) else {
+            self.missed_at = Some(generation);
             let reason = if resumed { EncryptedReason::ResumptionWithoutKeys } else { EncryptedReason::NoKeyLogLine };
             return self.set_encrypted(side, reason, up);
         };
+        self.missed_at = None;
         let ok = if suite.tls13 {
             let make = |s: &Option<Secret>| s.as_ref().and_then(|s| RecordKeys::tls13(suite, s).ok());
             let c = &mut self.sides[0];
@@ -628,6 +665,7 @@ impl TlsLayer {
             };
             return self.set_encrypted(side, reason, up);
         }
+        self.encrypted = None;
         self.event(side, TlsEvent::Decrypting { version, suite: suite_id }, up);
     }
 }

@@ -274,6 +274,129 @@ fn mid_stream_records_are_opaque_without_a_suite() {
     );
 }
 
+/// A TLS 1.3 TLS_AES_128_GCM_SHA256 record sealed under `secret` (test-only: the layer never
+/// encrypts), checked against RFC 8448 below.
+fn seal13(secret: &[u8], seq: u64, inner_type: u8, plain: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use keys::{HashAlg, hkdf_expand_label};
+    let key = hkdf_expand_label(HashAlg::Sha256, secret, b"key", 16).unwrap();
+    let iv = hkdf_expand_label(HashAlg::Sha256, secret, b"iv", 12).unwrap();
+    let mut nonce: [u8; 12] = iv.try_into().unwrap();
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    let mut buf = plain.to_vec();
+    buf.push(inner_type);
+    let len = (buf.len() + 16) as u16;
+    let header = [23, 3, 3, (len >> 8) as u8, len as u8];
+    let aead = aes_gcm::Aes128Gcm::new_from_slice(&key).unwrap();
+    let tag = aead.encrypt_inout_detached(&nonce.into(), &header, buf.as_mut_slice().into()).unwrap();
+    [&header[..], &buf, &tag].concat()
+}
+
+#[test]
+fn key_update_moves_the_sender_to_the_next_generation() {
+    assert_eq!(seal13(&hex(C_AP), 0, 23, &(0u8..50).collect::<Vec<_>>()), hex(C_APP_REC), "the test sealer");
+    let records = rfc8448_records();
+    let gen1 = keys::hkdf_expand_label(keys::HashAlg::Sha256, &hex(C_AP), b"traffic upd", 32).unwrap();
+    let gen2 = keys::hkdf_expand_label(keys::HashAlg::Sha256, &gen1, b"traffic upd", 32).unwrap();
+    let mut feed: Vec<(Side, Vec<u8>)> = records[..7].to_vec();
+    // KeyUpdate(update_not_requested) under generation 0 (seq 1), then data under generation 1,
+    // another KeyUpdate, and data under generation 2.
+    feed.push((Side::Client, seal13(&hex(C_AP), 1, 22, &[24, 0, 0, 1, 0])));
+    feed.push((Side::Client, seal13(&gen1, 0, 23, &[0xc0, 0x00])));
+    feed.push((Side::Client, seal13(&gen1, 1, 22, &[24, 0, 0, 1, 0])));
+    feed.push((Side::Client, seal13(&gen2, 0, 23, &[0xe0, 0x00])));
+    let mut layer = TlsLayer::new(Some(rfc8448_keylog()));
+    let up = run(&mut layer, &whole(&feed));
+    let mut want: Vec<u8> = (0u8..50).collect();
+    want.extend([0xc0, 0x00, 0xe0, 0x00]);
+    assert_eq!(up.data[0], want);
+    let updates: Vec<_> = up.events.iter().filter(|(_, e)| matches!(e, TlsEvent::KeyUpdate { .. })).collect();
+    assert_eq!(
+        updates,
+        [
+            &(Side::Client, TlsEvent::KeyUpdate { generation: 1 }),
+            &(Side::Client, TlsEvent::KeyUpdate { generation: 2 })
+        ]
+    );
+    assert_eq!(layer.stats().decrypt_failures, 0);
+}
+
+#[test]
+fn keys_that_reach_the_key_log_late_are_picked_up_mid_session() {
+    let records = rfc8448_records();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.log");
+    std::fs::write(&path, "").unwrap();
+    let log = Arc::new(KeyLog::open(&path).unwrap());
+    let mut layer = TlsLayer::new(Some(log.clone()));
+    let mut up = Collect::default();
+    for (side, r) in &records[..5] {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    assert_eq!(layer.encrypted_reason(), Some(EncryptedReason::NoKeyLogLine));
+    // The client's line is written (and read) now: the next records decrypt.
+    std::fs::write(
+        &path,
+        format!(
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET {CLIENT_RANDOM} {C_HS}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {CLIENT_RANDOM} {S_HS}\n\
+             CLIENT_TRAFFIC_SECRET_0 {CLIENT_RANDOM} {C_AP}\nSERVER_TRAFFIC_SECRET_0 {CLIENT_RANDOM} {S_AP}\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(log.refresh().unwrap(), 4);
+    for (side, r) in &records[5..] {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    let payload: Vec<u8> = (0u8..50).collect();
+    assert_eq!(up.data, [payload.clone(), payload]);
+    assert_eq!(up.count(|e| matches!(e, TlsEvent::Decrypting { .. })), 1);
+    assert_eq!(layer.encrypted_reason(), None);
+}
+
+/// A TLS 1.2 hello pair without extensions: session id `sid` both ways, the server picks `suite`.
+fn tls12_hellos(client_sid: &[u8], server_sid: &[u8], suite: u16) -> [(Side, Vec<u8>); 2] {
+    let hello = |msg_type: u8, random: u8, sid: &[u8], suites: &[u8]| {
+        let mut body = vec![3, 3];
+        body.extend([random; 32]);
+        body.push(sid.len() as u8);
+        body.extend_from_slice(sid);
+        body.extend_from_slice(suites);
+        let mut msg = vec![msg_type, 0, 0, body.len() as u8];
+        msg.extend(body);
+        let mut rec = vec![22, 3, 3, 0, msg.len() as u8];
+        rec.extend(msg);
+        rec
+    };
+    let s = suite.to_be_bytes();
+    [
+        (Side::Client, hello(1, 0x11, client_sid, &[0, 4, 0xc0, 0x2f, 0xc0, 0x13, 1, 0])),
+        (Side::Broker, hello(2, 0x22, server_sid, &[s[0], s[1], 0])),
+    ]
+}
+
+#[test]
+fn sessions_without_usable_keys_say_why() {
+    let master = Arc::new(KeyLog::parse(&format!("CLIENT_RANDOM {} {}\n", "11".repeat(32), "33".repeat(48))));
+    let empty = Arc::new(KeyLog::parse(""));
+    let cases = [
+        (tls12_hellos(&[], &[7; 32], 0xc013), &master, EncryptedReason::UnsupportedSuite(0xc013)),
+        (tls12_hellos(&[7; 32], &[7; 32], 0xc02f), &empty, EncryptedReason::ResumptionWithoutKeys),
+        (tls12_hellos(&[7; 32], &[8; 32], 0xc02f), &empty, EncryptedReason::NoKeyLogLine),
+    ];
+    for (hellos, log, reason) in cases {
+        let mut layer = TlsLayer::new(Some(log.clone()));
+        let up = run(&mut layer, &whole(&hellos));
+        assert_eq!(up.count(|e| *e == TlsEvent::Encrypted { reason }), 1, "{reason:?}: {:?}", up.events);
+        assert_eq!(layer.stats().errors, 0);
+    }
+    // With the master secret and an AEAD suite: keys are derived (activated at ChangeCipherSpec).
+    let mut layer = TlsLayer::new(Some(master));
+    let up = run(&mut layer, &whole(&tls12_hellos(&[], &[7; 32], 0xc02f)));
+    assert_eq!(up.count(|e| *e == TlsEvent::Decrypting { version: TLS12, suite: 0xc02f }), 1);
+}
+
 /// Feeds the RFC 8448 conversation with each side's stream cut at `cuts` (positions in that
 /// side's stream), coalescing records between cuts; returns the plaintext.
 fn run_cut(cuts: &[usize]) -> ([Vec<u8>; 2], TlsStats) {
