@@ -250,8 +250,8 @@ impl std::fmt::Debug for Aead {
 }
 
 /// The read state of one direction: key, IV, next sequence number (and, in TLS 1.3, the traffic
-/// secret, for KeyUpdate).
-#[derive(Clone, Debug)]
+/// secret, for KeyUpdate). `Debug` shows the suite and counters only.
+#[derive(Clone)]
 pub struct RecordKeys {
     suite: Suite,
     aead: Aead,
@@ -262,6 +262,16 @@ pub struct RecordKeys {
     secret: Option<Secret>,
     /// TLS 1.3: how many KeyUpdates led here (0: the handshake or first application keys).
     pub generation: u32,
+}
+
+impl std::fmt::Debug for RecordKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordKeys")
+            .field("suite", &format_args!("{:#06x}", self.suite.id))
+            .field("seq", &self.seq)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What opening a record gave.

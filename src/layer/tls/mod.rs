@@ -19,6 +19,10 @@
 //! lengths, bad headers, malformed hellos) — counted in [`TlsStats`], never a panic and never an
 //! allocation beyond one record (2^14 + 2048 bytes) per side.
 //!
+//! Without keys, TLS 1.3 hides content types: alerts (close_notify too) are application-data
+//! records of the same size as a 2-byte MQTT packet (19 bytes), so the last such record before a
+//! FIN is more likely an alert than a ping; TLS 1.2 alerts keep content type 21.
+//!
 //! Gaps: a TCP gap inside a record loses that record (its plaintext length is handed up as a
 //! gap when the suite says it exactly — TLS 1.2 — else [`UNKNOWN_LEN`]) but keeps the framing
 //! and the sequence number; a gap across records loses the framing: the reader resyncs on a

@@ -148,6 +148,21 @@ fn rfc8448_trace_decrypts_both_ways_with_the_key_log() {
 }
 
 #[test]
+fn the_layer_is_send_and_its_debug_output_has_no_key_material() {
+    fn send<T: Send + 'static>(_: &T) {}
+    let mut layer = TlsLayer::new(Some(rfc8448_keylog()));
+    send(&layer);
+    let _boxed: Box<dyn Layer + Send> = Box::new(TlsLayer::new(None));
+    let up = run(&mut layer, &whole(&rfc8448_records()));
+    let text = format!("{layer:?} {layer:#?} {:?}", up.events);
+    for secret in [C_HS, S_HS, C_AP, S_AP, "17422dda", "3fce5160"] {
+        assert!(!text.contains(&secret[..8]), "{text}");
+    }
+    // Nor as decimal bytes (the client application secret starts 0x9e 0x40 0x64).
+    assert!(!text.contains("158, 64, 100"), "{text}");
+}
+
+#[test]
 fn rfc8448_trace_without_keys_is_encrypted_with_opaque_records() {
     let records = rfc8448_records();
     for (keylog, reason) in
