@@ -452,46 +452,41 @@ impl TlsLayer {
     /// content type and plaintext length (the plaintext is at the start of `body`).
     fn try_open(&mut self, i: usize, header: &[u8; 5], body: &mut [u8]) -> Option<(u8, usize)> {
         let d = &mut self.sides[i];
-        let mut candidates: Vec<(bool, u64)> = Vec::new();
-        if let Some(k) = &d.keys {
-            if d.seq_unknown {
-                if let Some(hint) = k.explicit_seq_hint(body).filter(|s| *s >= k.seq && *s - k.seq <= SEQ_PROBE) {
-                    candidates.push((false, hint));
-                }
-                candidates.extend((k.seq..=k.seq.saturating_add(SEQ_PROBE)).map(|s| (false, s)));
-            } else {
-                candidates.push((false, k.seq));
-            }
-        }
-        if let Some(n) = &d.next
-            && n.suite().tls13
-        {
-            let probe = if d.seq_unknown { SEQ_PROBE } else { 0 };
-            candidates.extend((0..=probe).map(|s| (true, s)));
-        }
-        let single = candidates.len() == 1;
+        let probe = if d.seq_unknown { SEQ_PROBE } else { 0 };
+        // Candidates: (from the pending keys, sequence number), most likely first.
+        let current = d.keys.as_ref().map(|k| {
+            let hint = k.explicit_seq_hint(body).filter(|s| d.seq_unknown && *s >= k.seq && *s - k.seq <= SEQ_PROBE);
+            hint.into_iter().chain(k.seq..=k.seq.saturating_add(probe)).map(|s| (false, s))
+        });
+        let pending = d.next.as_ref().filter(|n| n.suite().tls13).map(|_| (0..=probe).map(|s| (true, s)));
+        let candidates = current.into_iter().flatten().chain(pending.into_iter().flatten());
+        // The common case, one candidate, decrypts in place; otherwise each try starts from a copy.
+        let single = probe == 0 && (d.keys.is_none() || d.next.as_ref().is_none_or(|n| !n.suite().tls13));
         if !single {
             self.scratch.clear();
             self.scratch.extend_from_slice(body);
         }
+        let mut found = None;
         for (from_next, seq) in candidates {
             if !single {
                 body.copy_from_slice(&self.scratch);
             }
             let Some(keys) = (if from_next { d.next.as_ref() } else { d.keys.as_ref() }) else { continue };
             if let Opened::Plain { content_type, len } = keys.open_at(seq, header, body) {
-                if from_next {
-                    d.keys = d.next.take();
-                }
-                if let Some(k) = d.keys.as_mut() {
-                    k.seq = seq + 1;
-                }
-                d.seq_unknown = false;
-                d.probe_failures = 0;
-                return Some((content_type, len));
+                found = Some((from_next, seq, content_type, len));
+                break;
             }
         }
-        None
+        let (from_next, seq, content_type, len) = found?;
+        if from_next {
+            d.keys = d.next.take();
+        }
+        if let Some(k) = d.keys.as_mut() {
+            k.seq = seq + 1;
+        }
+        d.seq_unknown = false;
+        d.probe_failures = 0;
+        Some((content_type, len))
     }
 
     fn apply_switch(&mut self, side: Side, up: &mut dyn Up) {
