@@ -4,7 +4,8 @@
 //! (`CLIENT_RANDOM` = TLS 1.2 master secret; `CLIENT_HANDSHAKE_TRAFFIC_SECRET`,
 //! `SERVER_HANDSHAKE_TRAFFIC_SECRET`, `CLIENT_TRAFFIC_SECRET_0`, `SERVER_TRAFFIC_SECRET_0` =
 //! TLS 1.3; other labels and `#` comments are skipped, malformed lines counted) and answers
-//! [`KeyLog::lookup`] by client random. A key log opened from a file can [`KeyLog::refresh`]:
+//! [`KeyLog::lookup`] by client random. A key log opened from a file ([`KeyLog::open`]; or
+//! [`KeyLog::follow`], which waits for a file that does not exist yet) can [`KeyLog::refresh`]:
 //! it reads only the complete lines appended since the last read (a file being written by
 //! clients or a proxy, for `live --tls-keylog`), and starts over if the file was truncated.
 //! It is shared between connections (`Arc<KeyLog>`; lookups take a read lock). Key material
@@ -59,6 +60,8 @@ struct FileSource {
     path: PathBuf,
     /// Bytes of the file consumed (up to the last complete line).
     offset: u64,
+    /// `follow`: a missing file is not (yet) an error.
+    may_be_missing: bool,
 }
 
 /// Secrets by client random; see the module doc.
@@ -92,7 +95,20 @@ impl KeyLog {
     pub fn open(path: &Path) -> Result<KeyLog, KeyLogError> {
         let log = KeyLog {
             table: RwLock::new(Table::default()),
-            file: Some(Mutex::new(FileSource { path: path.to_path_buf(), offset: 0 })),
+            file: Some(Mutex::new(FileSource { path: path.to_path_buf(), offset: 0, may_be_missing: false })),
+            generation: AtomicU64::new(0),
+        };
+        log.refresh()?;
+        Ok(log)
+    }
+
+    /// A key log file to follow that may not exist yet (`live --tls-keylog`, before any client
+    /// wrote to it): reads what is there; `refresh` reads what comes, and a missing file is
+    /// empty until it appears.
+    pub fn follow(path: &Path) -> Result<KeyLog, KeyLogError> {
+        let log = KeyLog {
+            table: RwLock::new(Table::default()),
+            file: Some(Mutex::new(FileSource { path: path.to_path_buf(), offset: 0, may_be_missing: true })),
             generation: AtomicU64::new(0),
         };
         log.refresh()?;
@@ -106,7 +122,14 @@ impl KeyLog {
         let mut src = file.lock().unwrap_or_else(|e| e.into_inner());
         let path = src.path.clone();
         let io = |source| KeyLogError::Io { path: path.clone(), source };
-        let mut f = std::fs::File::open(&src.path).map_err(io)?;
+        let mut f = match std::fs::File::open(&src.path) {
+            Ok(f) => f,
+            Err(e) if src.may_be_missing && e.kind() == std::io::ErrorKind::NotFound => {
+                src.offset = 0; // read it from the start once it exists
+                return Ok(0);
+            }
+            Err(e) => return Err(io(e)),
+        };
         let len = f.metadata().map_err(io)?.len();
         if len < src.offset {
             src.offset = 0; // truncated or replaced: read it again
@@ -264,6 +287,19 @@ mod tests {
         std::fs::write(&path, format!("CLIENT_RANDOM {} {}\n", "55".repeat(32), "66".repeat(48))).unwrap();
         assert_eq!(log.refresh().unwrap(), 1);
         assert!(log.lookup(&[0x55; 32]).is_some());
+    }
+
+    #[test]
+    fn follow_waits_for_a_file_that_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later.log");
+        assert!(KeyLog::open(&path).is_err());
+        let log = KeyLog::follow(&path).unwrap();
+        assert_eq!((log.refresh().unwrap(), log.generation()), (0, 0));
+        std::fs::write(&path, format!("CLIENT_RANDOM {} {}\n", "11".repeat(32), "22".repeat(48))).unwrap();
+        assert_eq!(log.refresh().unwrap(), 1);
+        assert_eq!(log.generation(), 1);
+        assert!(log.lookup(&[0x11; 32]).is_some());
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //! gap when the suite says it exactly — TLS 1.2 — else [`UNKNOWN_LEN`]) but keeps the framing
 //! and the sequence number; a gap across records loses the framing: the reader resyncs on a
 //! plausible header and the decryptor probes the next [`SEQ_PROBE`] sequence numbers (TLS 1.2
-//! AES-GCM: the explicit nonce first) until a tag verifies.
+//! AES-GCM: the explicit nonce first, at any distance) until a tag verifies; after
+//! `PROBE_GIVE_UP` records that none opens, the side stays encrypted (`LostSequence`).
 //!
 //! Keys that reach the key log late (`live --tls-keylog` reads the file on a cadence, and clients
 //! write a line during the handshake): a session that found no line at its ServerHello looks
@@ -455,7 +456,9 @@ impl TlsLayer {
         let probe = if d.seq_unknown { SEQ_PROBE } else { 0 };
         // Candidates: (from the pending keys, sequence number), most likely first.
         let current = d.keys.as_ref().map(|k| {
-            let hint = k.explicit_seq_hint(body).filter(|s| d.seq_unknown && *s >= k.seq && *s - k.seq <= SEQ_PROBE);
+            // TLS 1.2 AES-GCM: the explicit nonce is the sequence number with most stacks, so
+            // it is tried first however many records the gap took.
+            let hint = k.explicit_seq_hint(body).filter(|s| d.seq_unknown && *s >= k.seq);
             hint.into_iter().chain(k.seq..=k.seq.saturating_add(probe)).map(|s| (false, s))
         });
         let pending = d.next.as_ref().filter(|n| n.suite().tls13).map(|_| (0..=probe).map(|s| (true, s)));

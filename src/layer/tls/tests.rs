@@ -412,6 +412,56 @@ fn sessions_without_usable_keys_say_why() {
     assert_eq!(up.count(|e| *e == TlsEvent::Decrypting { version: TLS12, suite: 0xc02f }), 1);
 }
 
+/// A TLS 1.2 AES-128-GCM record (RFC 5288) sealed under `key`/`salt` (test-only), its explicit
+/// nonce the sequence number as OpenSSL sends it.
+fn seal12(key: &[u8], salt: &[u8], seq: u64, content_type: u8, plain: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(salt);
+    nonce[4..].copy_from_slice(&seq.to_be_bytes());
+    let mut aad = seq.to_be_bytes().to_vec();
+    aad.extend([content_type, 3, 3]);
+    aad.extend((plain.len() as u16).to_be_bytes());
+    let mut buf = plain.to_vec();
+    let aead = aes_gcm::Aes128Gcm::new_from_slice(key).unwrap();
+    let tag = aead.encrypt_inout_detached(&nonce.into(), &aad, buf.as_mut_slice().into()).unwrap();
+    let len = (8 + buf.len() + 16) as u16;
+    [&[content_type, 3, 3, (len >> 8) as u8, len as u8][..], &seq.to_be_bytes(), &buf, &tag].concat()
+}
+
+#[test]
+fn tls12_gcm_resumes_after_a_long_gap_from_the_explicit_nonce() {
+    // A TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256 session: the hellos, both ChangeCipherSpecs, the
+    // Finished messages, then 100 client PINGREQs. Records 1..=80 are lost in one TCP gap, more
+    // than SEQ_PROBE: the explicit nonce says where the sequence stands.
+    let master = vec![0x33; 48];
+    let log = Arc::new(KeyLog::parse(&format!("CLIENT_RANDOM {} {}\n", "11".repeat(32), "33".repeat(48))));
+    let mut seed = [0x22u8; 32].to_vec(); // server random, then client random
+    seed.extend([0x11; 32]);
+    let block = keys::prf(keys::HashAlg::Sha256, &master, b"key expansion", &seed, 40);
+    let (ckey, skey, csalt, ssalt) = (&block[..16], &block[16..32], &block[32..36], &block[36..40]);
+    let ccs = vec![20, 3, 3, 0, 1, 1];
+    let finished = [20u8, 0, 0, 12].iter().copied().chain([0xf1; 12]).collect::<Vec<_>>();
+    let [ch, sh] = tls12_hellos(&[], &[7; 32], 0xc02f);
+    let mut feed = vec![ch, sh];
+    feed.push((Side::Client, ccs.clone()));
+    feed.push((Side::Client, seal12(ckey, csalt, 0, 22, &finished)));
+    feed.push((Side::Broker, ccs));
+    feed.push((Side::Broker, seal12(skey, ssalt, 0, 22, &finished)));
+    let pings: Vec<Vec<u8>> = (1..=100).map(|seq| seal12(ckey, csalt, seq, 23, &[0xc0, 0x00])).collect();
+    let lost: u64 = pings[..80].iter().map(|r| r.len() as u64).sum();
+    let mut layer = TlsLayer::new(Some(log));
+    let mut up = run(&mut layer, &whole(&feed));
+    layer.feed(Side::Client, Chunk::Gap(lost), &mut up);
+    for r in &pings[80..] {
+        layer.feed(Side::Client, Chunk::Data(r), &mut up);
+    }
+    assert_eq!(up.data[0], [0xc0, 0x00].repeat(20), "{:?}", up.events);
+    assert_eq!(layer.stats().decrypt_failures, 0);
+    assert_eq!(layer.stats().decrypted, 2 + 20, "both Finished messages and the 20 pings");
+    assert_eq!(up.count(|e| matches!(e, TlsEvent::Resync { skipped: 0 })), 1);
+}
+
 /// Feeds the RFC 8448 conversation with each side's stream cut at `cuts` (positions in that
 /// side's stream), coalescing records between cuts; returns the plaintext.
 fn run_cut(cuts: &[usize]) -> ([Vec<u8>; 2], TlsStats) {
