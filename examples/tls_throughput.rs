@@ -103,6 +103,13 @@ fn main() {
             reasm[k].flush(&mut f);
         }
     }
+    println!(
+        "memory: TlsLayer {} B inline; per direction with keys + {} B (AES-128-GCM) / {} B (AES-256-GCM) / {} B (ChaCha20-Poly1305) on the heap",
+        std::mem::size_of::<TlsLayer>(),
+        std::mem::size_of::<aes_gcm::Aes128Gcm>(),
+        std::mem::size_of::<aes_gcm::Aes256Gcm>(),
+        std::mem::size_of::<chacha20poly1305::ChaCha20Poly1305>()
+    );
     let streams: Vec<Pieces> = order.iter().filter_map(|p| conns.remove(p)).map(|(_, pieces)| pieces).collect();
     let ciphertext: u64 = streams.iter().flatten().map(|(_, p)| p.as_ref().map_or(0, |d| d.len() as u64)).sum();
     println!("{} connection(s), {:.1} MB of TCP payload", streams.len(), ciphertext as f64 / 1e6);

@@ -86,9 +86,10 @@ impl Alert {
     pub fn is_close_notify(&self) -> bool {
         self.description == 0
     }
-    /// A fatal alert (TLS 1.3 treats every alert but close_notify and user_canceled as fatal).
+    /// A fatal alert: level 2, or any description but close_notify, user_canceled and
+    /// no_renegotiation (TLS 1.3 ignores the level: every other alert is fatal there).
     pub fn is_fatal(&self) -> bool {
-        self.level == 2 || !matches!(self.description, 0 | 90)
+        self.level == 2 || !matches!(self.description, 0 | 90 | 100)
     }
     /// The description's name, for the common ones.
     pub fn name(&self) -> &'static str {
@@ -479,6 +480,9 @@ impl TlsLayer {
                 found = Some((from_next, seq, content_type, len));
                 break;
             }
+        }
+        if !single {
+            self.scratch = Vec::new(); // probing is rare: hold no copy between records
         }
         let (from_next, seq, content_type, len) = found?;
         if from_next {

@@ -249,8 +249,9 @@ impl RecordReader {
             }
         }
         self.buf.drain(..start);
-        if self.buf.is_empty() && self.buf.capacity() > 4096 {
-            self.buf = Vec::new(); // give back a large record's buffer
+        if self.buf.is_empty() {
+            // At a record boundary nothing is held: an idle connection keeps no buffer.
+            self.buf = Vec::new();
         }
     }
 }

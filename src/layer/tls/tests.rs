@@ -145,6 +145,8 @@ fn rfc8448_trace_decrypts_both_ways_with_the_key_log() {
     assert!(close.is_close_notify() && !close.is_fatal());
     let s = layer.stats();
     assert_eq!((s.records, s.decrypted, s.opaque, s.decrypt_failures, s.errors), (9, 7, 0, 0, 0));
+    assert_eq!(layer.buffered(), 0, "at record boundaries nothing is held");
+    assert!(Alert { level: 2, description: 40 }.is_fatal() && Alert { level: 1, description: 50 }.is_fatal());
 }
 
 #[test]
