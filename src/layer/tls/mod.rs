@@ -238,6 +238,8 @@ pub struct TlsLayer {
     client_random: Option<[u8; 32]>,
     client_session_id: Vec<u8>,
     server: Option<ServerHello>,
+    /// The version a HelloRetryRequest chose (TLS 1.3).
+    retry_version: Option<u16>,
     suite: Option<Suite>,
     /// Why records stay encrypted, once reported.
     encrypted: Option<EncryptedReason>,
@@ -273,6 +275,7 @@ impl TlsLayer {
             client_random: None,
             client_session_id: Vec::new(),
             server: None,
+            retry_version: None,
             suite: None,
             encrypted: None,
             missed_at: None,
@@ -362,7 +365,9 @@ impl TlsLayer {
         if h.len == 0 {
             return self.event(side, TlsEvent::Error(TlsError::EmptyRecord { content_type: h.content_type }), up);
         }
-        let tls13 = self.suite.is_some_and(|s| s.tls13) || self.server.as_ref().is_some_and(|s| s.version == TLS13);
+        let tls13 = self.suite.is_some_and(|s| s.tls13)
+            || self.server.as_ref().is_some_and(|s| s.version == TLS13)
+            || self.retry_version == Some(TLS13);
         let d = &mut self.sides[idx(side)];
         match h.content_type {
             // TLS 1.3 sends it only for middlebox compatibility; TLS 1.2: protection starts.
@@ -559,7 +564,9 @@ impl TlsLayer {
                     return self.event(side, TlsEvent::Error(TlsError::BadHello(HelloError::TooLong(len))), up);
                 };
                 match parse_server_hello(body) {
-                    Ok(sh) if sh.retry => {} // HelloRetryRequest: the real ServerHello follows
+                    // HelloRetryRequest: the real ServerHello follows, after the client's second
+                    // ClientHello (and its compatibility ChangeCipherSpec, which starts nothing).
+                    Ok(sh) if sh.retry => self.retry_version = Some(sh.version),
                     Ok(sh) => {
                         let resumed = if sh.version == TLS13 {
                             sh.psk

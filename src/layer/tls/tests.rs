@@ -165,6 +165,24 @@ fn the_layer_is_send_and_its_debug_output_has_no_key_material() {
 }
 
 #[test]
+fn a_hello_retry_request_is_not_the_server_hello() {
+    // CH, HelloRetryRequest (the ServerHello with the HRR random), the client's compatibility
+    // ChangeCipherSpec and second ClientHello, then the real ServerHello and the rest.
+    let records = rfc8448_records();
+    let mut hrr = records[1].1.clone();
+    hrr[11..43].copy_from_slice(&handshake::HRR_RANDOM);
+    let mut feed =
+        vec![records[0].clone(), (Side::Broker, hrr), (Side::Client, vec![20, 3, 3, 0, 1, 1]), records[0].clone()];
+    feed.extend(records[1..].iter().cloned());
+    let mut layer = TlsLayer::new(Some(rfc8448_keylog()));
+    let up = run(&mut layer, &whole(&feed));
+    let payload: Vec<u8> = (0u8..50).collect();
+    assert_eq!(up.data, [payload.clone(), payload]);
+    assert_eq!(up.count(|e| matches!(e, TlsEvent::ServerHello { .. })), 1);
+    assert_eq!(up.count(|e| matches!(e, TlsEvent::ClientHello { .. })), 2, "the second ClientHello is plaintext");
+}
+
+#[test]
 fn rfc8448_trace_without_keys_is_encrypted_with_opaque_records() {
     let records = rfc8448_records();
     for (keylog, reason) in
