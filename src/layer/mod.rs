@@ -9,10 +9,11 @@
 //! no copy. Layers never read a clock and never see the session rules: the connection stamps
 //! what they hand up with the packet time.
 
+pub mod tls;
+pub mod websocket;
+
 use crate::flow::Side;
 pub use crate::flow::reassembly::Chunk;
-
-pub mod websocket;
 
 /// Length of a gap whose size in the layer above is not known (a TCP hole inside a TLS record
 /// loses the rest of that record's plaintext, however long it was).
@@ -40,6 +41,8 @@ pub trait Layer {
 /// What a transport layer reports of its own framing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerEvent {
+    /// What the TLS layer saw: hellos, keys or why there are none, opaque records, alerts.
+    Tls(tls::TlsEvent),
     /// From the WebSocket layer ([`websocket::WsLayer`]).
     WebSocket(websocket::WsEvent),
 }

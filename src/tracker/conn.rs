@@ -350,7 +350,7 @@ impl Up for ToMqtt<'_, '_> {
     fn event(&mut self, _side: Side, event: LayerEvent) {
         // No connection has transport layers yet: transport detection is what adds them.
         match event {
-            LayerEvent::WebSocket(_) => {}
+            LayerEvent::Tls(_) | LayerEvent::WebSocket(_) => {}
         }
     }
 }
