@@ -74,7 +74,7 @@ impl Up for Decoders {
         self.run.gaps += 1;
     }
     fn event(&mut self, side: Side, event: LayerEvent) {
-        let LayerEvent::Tls(e) = event;
+        let LayerEvent::Tls(e) = event else { panic!("only the TLS layer runs here: {event:?}") };
         self.run.events.push((side, e));
     }
 }

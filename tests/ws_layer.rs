@@ -69,7 +69,7 @@ impl Up for Seen {
         items.into_iter().for_each(|i| self.push(side, i));
     }
     fn event(&mut self, side: Side, event: LayerEvent) {
-        let LayerEvent::WebSocket(e) = event;
+        let LayerEvent::WebSocket(e) = event else { panic!("only the WebSocket layer runs here: {event:?}") };
         self.push(side, Ws(e));
     }
 }

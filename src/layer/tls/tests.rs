@@ -90,7 +90,7 @@ impl Up for Collect {
         self.gaps.push((side, len));
     }
     fn event(&mut self, side: Side, event: LayerEvent) {
-        let LayerEvent::Tls(e) = event;
+        let LayerEvent::Tls(e) = event else { panic!("only the TLS layer runs here: {event:?}") };
         self.events.push((side, e));
     }
 }

@@ -20,7 +20,7 @@ impl Up for Seen {
         self.gaps[side as usize].push(len);
     }
     fn event(&mut self, side: Side, event: LayerEvent) {
-        let LayerEvent::WebSocket(e) = event;
+        let LayerEvent::WebSocket(e) = event else { panic!("only the WebSocket layer runs here: {event:?}") };
         self.events.push((side, e));
     }
 }
