@@ -93,6 +93,8 @@ pub enum Format {
     Json,
     /// The event stream, one JSON object per line, in time order.
     Jsonl,
+    /// The session timeline as one self-contained HTML page.
+    Html,
 }
 
 /// Options shared by every command that runs the analysis.
@@ -155,6 +157,9 @@ pub struct AnalyzeArgs {
     /// session. Only the listed ones are held in memory.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub top: usize,
+    /// Also write the session timeline as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub rules: RuleArgs,
 }

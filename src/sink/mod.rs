@@ -4,7 +4,9 @@
 //! - [`report`]: per-session records and capture totals, rendered as text or one JSON document.
 //! - [`jsonl`]: the events themselves, one JSON object per line, as they happen.
 //! - [`metrics`]: Prometheus counters, gauges and histograms.
+//! - [`html`]: the session timeline page (`--html`, `-f html`).
 
+pub mod html;
 pub mod jsonl;
 pub mod metrics;
 pub mod report;
