@@ -332,6 +332,7 @@ h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.1rem;margin:1.2rem 0 .4rem}
 .sub{color:#555}
 .figures{display:flex;flex-wrap:wrap;gap:.5rem;margin:.6rem 0}
 .fig{border:1px solid #d7dbe3;border-radius:6px;padding:.35rem .7rem;min-width:7rem}
+.tables{display:flex;flex-wrap:wrap;gap:2rem}
 .fig b{display:block;font-size:1.3rem}.fig.bad b{color:#c0262d}
 table{border-collapse:collapse}td,th{border:1px solid #d7dbe3;padding:.15rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f5f9}td.num{text-align:right}
@@ -360,7 +361,8 @@ svg.axis{width:100%;height:26px;display:block;overflow:visible}
 .k-close{stroke:#1d2330;stroke-width:3}.k-close.by-broker{stroke:#8b1a1f}
 .k-close_without_disconnect{fill:#e08a00}
 .k-enforcement{fill:#8b1a1f}
-.lag{fill:#c0262d;fill-opacity:.45}
+.lag{fill:#6b0f14;fill-opacity:.8}
+.strip .who{white-space:normal;line-height:1.1}
 .k-gap{stroke:#e08a00;stroke-width:2;stroke-dasharray:2 2}
 .k-malformed{stroke:#b0269e;stroke-width:2}.k-resync{stroke:#6a3fb5;stroke-width:1}
 .k-session_start,.k-session_end{stroke:#9aa0ab;stroke-width:1}
@@ -426,7 +428,7 @@ fn summary(h: &mut String, totals: &Totals, drawn: usize, rest: usize) {
     fig(h, s.enforcement.get("not_enforced").copied().unwrap_or(0), "not enforced");
     fig(h, totals.tcp.gaps, "capture gaps");
     fig(h, totals.tcp.malformed, "malformed");
-    h.push_str("</div>\n<h2>Broker enforcement</h2>\n<table id=\"enforcement\"><tr><th>verdict</th><th>sessions</th><th>meaning</th></tr>");
+    h.push_str("</div>\n<div class=\"tables\"><div><h2>Broker enforcement</h2>\n<table id=\"enforcement\"><tr><th>verdict</th><th>sessions</th><th>meaning</th></tr>");
     for (v, meaning) in [
         ("on_time", "closed by the broker within the tolerance after the deadline"),
         ("late", "closed by the broker after the tolerance"),
@@ -436,11 +438,11 @@ fn summary(h: &mut String, totals: &Totals, drawn: usize, rest: usize) {
         let n = s.enforcement.get(v).copied().unwrap_or(0);
         let _ = write!(h, "<tr data-verdict=\"{v}\"><td>{v}</td><td class=\"num\">{n}</td><td>{meaning}</td></tr>");
     }
-    h.push_str("</table>\n<h2>Closes</h2>\n<table id=\"closes\"><tr><th>kind</th><th>sessions</th></tr>");
+    h.push_str("</table></div>\n<div><h2>Closes</h2>\n<table id=\"closes\"><tr><th>kind</th><th>sessions</th></tr>");
     for (k, n) in &s.closes {
         let _ = write!(h, "<tr><td>{}</td><td class=\"num\">{n}</td></tr>", escape(k));
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div></div>\n");
     if let Some(p) = s.ping_rtt_ms {
         let _ = writeln!(
             h,
@@ -452,7 +454,7 @@ fn summary(h: &mut String, totals: &Totals, drawn: usize, rest: usize) {
     let _ = writeln!(
         h,
         "<p>Capture: {} packets, {} bytes; {} gaps ({} bytes), {} malformed, {} truncated frames, {} retransmissions. \
-         {drawn} sessions drawn{}.</p>",
+         {} drawn{}.</p>",
         c.packets,
         c.bytes,
         totals.tcp.gaps,
@@ -460,6 +462,7 @@ fn summary(h: &mut String, totals: &Totals, drawn: usize, rest: usize) {
         totals.tcp.malformed,
         c.truncated_packets,
         totals.tcp.retransmissions,
+        if drawn == 1 { "1 session".to_string() } else { format!("{drawn} sessions") },
         if rest > 0 {
             format!(", {rest} more aggregated by severity below (--top 0 draws all)")
         } else {
@@ -580,7 +583,7 @@ fn strip_row(h: &mut String, axis: &Axis, strip: &[(Timestamp, StripKind)]) {
 fn silence_fill(ratio: f64) -> String {
     let r = ratio.clamp(0.0, 1.0);
     let hue = 120.0 * (1.0 - r);
-    let opacity = 0.15 + 0.55 * r;
+    let opacity = 0.12 + 0.4 * r;
     format!("fill=\"hsl({hue:.0},80%,50%)\" fill-opacity=\"{opacity:.2}\"")
 }
 
@@ -682,7 +685,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
     let client_id = r.client_id.as_deref().unwrap_or("");
     let _ = write!(
         h,
-        "<details class=\"lane sev{}\" data-session=\"{}\" data-client-id=\"{}\" data-verdict=\"{verdict}\" data-severity=\"{}\"><summary class=\"row\"><div class=\"who\" title=\"{}\">{}<br><small>{} {} &middot; {}</small></div>",
+        "<details class=\"lane sev{}\" data-session=\"{}\" data-client-id=\"{}\" data-verdict=\"{verdict}\" data-severity=\"{}\"><summary class=\"row\"><div class=\"who\" title=\"{}\">{}<br><small>{} {}{}</small></div>",
         r.severity(),
         r.id,
         escape(client_id),
@@ -691,7 +694,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
         if r.client_id.is_some() { escape(client_id) } else { "<i>no client id</i>".into() },
         r.client,
         r.close.kind,
-        if verdict == "none" { String::new() } else { verdict.replace('_', " ") }
+        if verdict == "none" { String::new() } else { format!(" &middot; {}", verdict.replace('_', " ")) }
     );
     h.push_str("<svg class=\"track\"><svg class=\"plot\" x=\"0%\" width=\"100%\">");
     let start = secs(r.started);
@@ -748,7 +751,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
         let (a, b) = (axis.pct(d), axis.pct(c));
         let _ = write!(
             h,
-            "<rect class=\"lag\" data-from=\"{d}\" data-to=\"{c}\" x=\"{}\" y=\"12\" width=\"{}\" height=\"6\"><title>enforcement lag {:+.3} s</title></rect>",
+            "<rect class=\"lag\" data-from=\"{d}\" data-to=\"{c}\" x=\"{}\" y=\"13\" width=\"{}\" height=\"4\"><title>enforcement lag {:+.3} s</title></rect>",
             pc(a),
             pc((b - a).max(0.0)),
             e.lag_s.unwrap_or(c - d)
