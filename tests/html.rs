@@ -62,6 +62,8 @@ struct DrawnLane {
     marks: Vec<(String, f64, f64)>,
     /// Enforcement lag bars: (from, to, left, right).
     lags: Vec<(f64, f64, f64, f64)>,
+    /// Client packets drawn as ticks.
+    activity: u64,
 }
 
 /// Checks that every session of the JSON report has its lane, and that every event of the
@@ -94,8 +96,7 @@ fn check_drawn(a: &Analysed, lanes: &[DrawnLane], tol: f64, what: &str) {
                 .map(|e| (e["kind"].as_str().unwrap().to_string(), e["ts"].as_f64().unwrap())),
         );
         assert_eq!(s["events_dropped"], 0, "{what}: fixtures list every event");
-        let mut drawn: Vec<&(String, f64, f64)> =
-            lane.marks.iter().filter(|(k, _, _)| k != "client_activity" && k != "deadline").collect();
+        let mut drawn: Vec<&(String, f64, f64)> = lane.marks.iter().filter(|(k, _, _)| k != "deadline").collect();
         assert_eq!(drawn.len(), expected.len(), "{what}: session {id}: drawn {drawn:?}, expected {expected:?}");
         for (kind, ts) in &expected {
             let i = drawn
@@ -110,8 +111,12 @@ fn check_drawn(a: &Analysed, lanes: &[DrawnLane], tol: f64, what: &str) {
             );
             checked += 1;
         }
-        // Client packets and deadlines are drawn where their times say, too.
-        for (kind, ts, at) in lane.marks.iter().filter(|(k, _, _)| k == "client_activity" || k == "deadline") {
+        // Client packets are drawn: at least its PINGREQs once the keepalive is known.
+        if s["effective_keepalive_s"].as_u64().is_some_and(|k| k > 0) {
+            assert!(lane.activity >= s["pingreq"].as_u64().unwrap(), "{what}: session {id}: client packets");
+        }
+        // Deadlines are drawn where their times say, too.
+        for (kind, ts, at) in lane.marks.iter().filter(|(k, _, _)| k == "deadline") {
             assert!((at - x(*ts)).abs() <= tol, "{what}: session {id}: {kind} at {ts}");
         }
         // A session expired and closed by the broker shows its lag from the deadline to the close.
@@ -171,6 +176,10 @@ fn lanes_in_markup(page: &str) -> Vec<DrawnLane> {
                 width: 100.0,
                 marks,
                 lags,
+                activity: chunk
+                    .split('<')
+                    .find(|t| t.starts_with("path class=\"activity\""))
+                    .map_or(0, |t| attr(t, "data-count").unwrap().parse().unwrap()),
             }
         })
         .collect()
@@ -303,6 +312,8 @@ const MEASURE: &str = r#"<script>
       verdict:l.getAttribute('data-verdict'),left:t.left,width:t.width,top:t.top,height:t.height,marks:[],lags:[]};
     l.querySelectorAll('svg.track [data-kind]').forEach(function(m){var b=box(m);
       lane.marks.push([m.getAttribute('data-kind'),+m.getAttribute('data-ts'),b.left+b.width/2,b.top+b.height/2]);});
+    var act=l.querySelector('svg.track path.activity');
+    lane.activity=act&&act.getBoundingClientRect().height>0?+act.getAttribute('data-count'):0;
     l.querySelectorAll('svg.track rect.lag').forEach(function(m){var b=box(m);
       lane.lags.push([+m.getAttribute('data-from'),+m.getAttribute('data-to'),b.left,b.right]);});
     out.lanes.push(lane);
@@ -379,6 +390,7 @@ fn a_real_browser_draws_every_session_and_event_of_every_fixture_at_its_time() {
                     width: l["width"].as_f64().unwrap(),
                     marks,
                     lags,
+                    activity: l["activity"].as_u64().unwrap(),
                 }
             })
             .collect();

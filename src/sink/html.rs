@@ -18,8 +18,9 @@
 //! of the JSON-lines stream) is one element with `data-kind` (the JSON-lines kind name) and
 //! `data-ts` (its time, Unix seconds as in JSON), drawn at `(ts - t0) / (t1 - t0)` of the track's
 //! width, where `t0`, `t1` are the capture's first and last packet times (also on `body` as
-//! `data-t0`, `data-t1`). Client packets are `data-kind="client_activity"`, silences
-//! `class="silence"` with `data-from`/`data-to`/`data-ratio` (silence / 1.5 x keepalive), the
+//! `data-t0`, `data-t1`). Client packets are ticks of one `path.activity` (`data-count`), silences
+//! of at least [`MIN_SHADED`] of the limit `class="silence"` with `data-from`/`data-to`/`data-ratio`
+//! (silence / 1.5 x keepalive), the
 //! deadline `data-kind="deadline"`, the enforcement lag `class="lag"` from the deadline to the close.
 //! The page fetches nothing; every captured string is escaped; pictures render without
 //! JavaScript (hover texts are SVG `<title>`s); the inline script only filters by client id and
@@ -42,6 +43,8 @@ const TOOL: &str = concat!("mqtt-keepalive ", env!("CARGO_PKG_VERSION"));
 
 /// Most pings and client packets kept per session (the rest are counted, not drawn).
 pub const MAX_MARKS_PER_SESSION: usize = 2000;
+/// Silences shorter than this share of 1.5 x keepalive are not shaded.
+pub const MIN_SHADED: f64 = 0.5;
 /// Columns of the capture strip and the aggregate lanes.
 const BINS: usize = 200;
 
@@ -352,7 +355,7 @@ svg.axis{width:100%;height:26px;display:block;overflow:visible}
 .axis text{font-size:10px;fill:#555}.axis line{stroke:#aab}
 .life{stroke:#c9ced8;stroke-width:2}
 .silence{stroke:none}
-.k-client_activity{stroke:#5a6070;stroke-width:1}
+.activity{stroke:#5a6070;stroke-width:1;fill:none}
 .k-connect{stroke:#1b8a3a;stroke-width:3}.k-connack{stroke:#2563c9;stroke-width:2}
 .k-pingreq{fill:#2563c9}.k-pingresp{fill:#10a3a3}
 .k-ping_unanswered{fill:none;stroke:#c0262d;stroke-width:2}
@@ -483,11 +486,11 @@ fn legend(h: &mut String) {
     item(h, "<line class=\"k-connack\" x1=\"7\" x2=\"7\" y1=\"3\" y2=\"11\"/>", "CONNACK");
     item(h, "<circle class=\"k-pingreq\" cx=\"7\" cy=\"7\" r=\"3\"/>", "PINGREQ");
     item(h, "<circle class=\"k-pingresp\" cx=\"7\" cy=\"7\" r=\"3\"/>", "PINGRESP");
-    item(h, "<line class=\"k-client_activity\" x1=\"7\" x2=\"7\" y1=\"7\" y2=\"13\"/>", "client packet");
+    item(h, "<line class=\"activity\" x1=\"7\" x2=\"7\" y1=\"7\" y2=\"13\"/>", "client packet");
     item(
         h,
         "<rect class=\"silence\" x=\"0\" y=\"2\" width=\"14\" height=\"10\" fill=\"hsl(0,80%,55%)\" fill-opacity=\".5\"/>",
-        "silence (red: near 1.5 x keepalive)",
+        "silence over half of 1.5 x keepalive (red: at it)",
     );
     item(h, "<line class=\"k-deadline\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "deadline");
     item(h, "<circle class=\"k-keepalive_expired\" cx=\"7\" cy=\"7\" r=\"5\"/>", "expired");
@@ -614,9 +617,6 @@ fn marker(h: &mut String, axis: &Axis, m: Marker<'_>) {
             write!(h, "<line {attrs} x1=\"{x}\" x2=\"{x}\" y1=\"1\" y2=\"29\"><title>{title}</title></line>")
         }
         "connack" => write!(h, "<line {attrs} x1=\"{x}\" x2=\"{x}\" y1=\"6\" y2=\"24\"><title>{title}</title></line>"),
-        "client_activity" => {
-            write!(h, "<line {attrs} x1=\"{x}\" x2=\"{x}\" y1=\"22\" y2=\"28\"><title>{title}</title></line>")
-        }
         _ => write!(h, "<line {attrs} x1=\"{x}\" x2=\"{x}\" y1=\"11\" y2=\"19\"><title>{title}</title></line>"),
     };
 }
@@ -757,18 +757,29 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
             e.lag_s.unwrap_or(c - d)
         );
     }
+    // Client packets: one path of ticks (publishers send thousands), on a 0..100000 scale.
+    let mut ticks = String::new();
+    let mut count = 0u64;
+    let mut last_x = u64::MAX;
+    for m in &lane.marks.marks {
+        if let Mark::Activity(t, _, _) = *m {
+            count += 1;
+            let x = (axis.pct(secs(t)) * 1000.0).round() as u64;
+            if x != last_x {
+                let _ = write!(ticks, "M{x} 22v6");
+                last_x = x;
+            }
+        }
+    }
+    if count > 0 {
+        let _ = write!(
+            h,
+            "<svg class=\"ticks\" viewBox=\"0 0 100000 30\" preserveAspectRatio=\"none\" width=\"100%\" height=\"30\"><path class=\"activity\" data-count=\"{count}\" vector-effect=\"non-scaling-stroke\" d=\"{ticks}\"><title>{count} client packets</title></path></svg>"
+        );
+    }
     for m in &lane.marks.marks {
         let (kind, ts, title) = match *m {
-            Mark::Activity(t, silence, k) => (
-                "client_activity",
-                secs(t),
-                format!(
-                    "client packet at {} after {:.3} s of silence ({:.2} x keepalive {k} s)",
-                    utc(secs(t)),
-                    silence.as_secs_f64(),
-                    silence.as_secs_f64() / f64::from(k)
-                ),
-            ),
+            Mark::Activity(..) => continue,
             Mark::Pingreq(t) => ("pingreq", secs(t), format!("PINGREQ at {}", utc(secs(t)))),
             Mark::Pingresp(t, rtt) => (
                 "pingresp",
@@ -798,8 +809,8 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
 }
 
 fn silence_rect(h: &mut String, axis: &Axis, from: f64, to: f64, ratio: f64) {
-    if ratio < 0.05 {
-        return; // too short to see
+    if ratio < MIN_SHADED {
+        return; // not close to the deadline: left unshaded (publishers have thousands)
     }
     let (a, b) = (axis.pct(from), axis.pct(to));
     let _ = write!(
