@@ -312,6 +312,13 @@ fn utc(t: f64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} UTC", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
+/// The time of day (UTC) of Unix seconds, for hover texts (the date is in the page's header).
+fn hms(t: f64) -> String {
+    let sod = (t.floor() as i64).rem_euclid(86_400);
+    let ms = ((t - t.floor()) * 1000.0).floor() as i64;
+    format!("{:02}:{:02}:{:02}.{ms:03}", sod / 3600, sod / 60 % 60, sod % 60)
+}
+
 fn verdict_name(v: Verdict) -> &'static str {
     match v {
         Verdict::OnTime => "on_time",
@@ -623,7 +630,7 @@ fn marker(h: &mut String, axis: &Axis, m: Marker<'_>) {
 
 /// The hover text of a listed event.
 fn describe(kind: &EventKind, ts: f64) -> String {
-    let at = utc(ts);
+    let at = hms(ts);
     match kind {
         EventKind::SessionStart { mid_stream } => {
             format!("connection first seen{} at {at}", if *mid_stream { " (joined mid-stream)" } else { "" })
@@ -640,9 +647,9 @@ fn describe(kind: &EventKind, ts: f64) -> String {
         ),
         EventKind::KeepaliveExpired { keepalive_s, last_activity } => format!(
             "keepalive expired: silent since {} (keepalive {keepalive_s} s, deadline {at})",
-            utc(secs(*last_activity))
+            hms(secs(*last_activity))
         ),
-        EventKind::PingUnanswered { sent } => format!("PINGREQ of {} unanswered (noted {at})", utc(secs(*sent))),
+        EventKind::PingUnanswered { sent } => format!("PINGREQ of {} unanswered (noted {at})", hms(secs(*sent))),
         EventKind::Close { close, by, after_silence_s, reason_code } => format!(
             "close: {} by {} after {:.3} s of client silence{} at {at}",
             serde_json::to_value(close).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
@@ -735,7 +742,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
                         Marker {
                             kind: "deadline",
                             ts: deadline,
-                            title: format!("deadline {}", utc(deadline)),
+                            title: format!("deadline {}", hms(deadline)),
                             extra_class: "",
                         },
                     );
@@ -780,13 +787,13 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
     for m in &lane.marks.marks {
         let (kind, ts, title) = match *m {
             Mark::Activity(..) => continue,
-            Mark::Pingreq(t) => ("pingreq", secs(t), format!("PINGREQ at {}", utc(secs(t)))),
+            Mark::Pingreq(t) => ("pingreq", secs(t), format!("PINGREQ {}", hms(secs(t)))),
             Mark::Pingresp(t, rtt) => (
                 "pingresp",
                 secs(t),
                 match rtt {
-                    Some(d) => format!("PINGRESP at {}: round trip {:.3} ms", utc(secs(t)), d.as_secs_f64() * 1e3),
-                    None => format!("PINGRESP at {} (no PINGREQ outstanding)", utc(secs(t))),
+                    Some(d) => format!("PINGRESP {}: round trip {:.3} ms", hms(secs(t)), d.as_secs_f64() * 1e3),
+                    None => format!("PINGRESP at {} (no PINGREQ outstanding)", hms(secs(t))),
                 },
             ),
         };
@@ -795,7 +802,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
     for e in &r.events {
         let ts = secs(e.ts);
         if let EventKind::KeepaliveExpired { .. } = e.kind {
-            marker(h, axis, Marker { kind: "deadline", ts, title: format!("deadline {}", utc(ts)), extra_class: "" });
+            marker(h, axis, Marker { kind: "deadline", ts, title: format!("deadline {}", hms(ts)), extra_class: "" });
         }
         let extra = match e.kind {
             EventKind::Close { by: Side::Broker, .. } => " by-broker",
@@ -907,6 +914,7 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01 00:00:00.000 UTC");
         assert_eq!(utc(1_700_000_000.25), "2023-11-14 22:13:20.250 UTC");
         assert_eq!(utc(951_825_600.0), "2000-02-29 12:00:00.000 UTC");
+        assert_eq!(hms(1_700_000_000.25), "22:13:20.250");
     }
 
     #[test]
