@@ -95,6 +95,8 @@ pub enum Format {
     Jsonl,
     /// The session timeline as one self-contained HTML page.
     Html,
+    /// The live agent's metrics over the capture, with timestamps (for promtool backfill).
+    Openmetrics,
 }
 
 /// Options shared by every command that runs the analysis.
@@ -160,6 +162,12 @@ pub struct AnalyzeArgs {
     /// Also write the session timeline as a self-contained HTML page to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// With `-f openmetrics`: one sample of every series per STEP of capture time, like a scrape.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s", value_name = "STEP")]
+    pub step: Duration,
+    /// With `-f openmetrics`: the `instance` label [default: the first capture file's name].
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     #[command(flatten)]
     pub rules: RuleArgs,
 }

@@ -9,6 +9,7 @@ use mqtt_keepalive::cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
+use mqtt_keepalive::sink::openmetrics::{Backfill, PacketSteps};
 use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, SessionRecord, Totals, WorstSessions};
 use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
@@ -86,6 +87,21 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             )?;
             let report = AnalysisReport::new(totals.clone(), worst.into_sorted());
             out.write_all(report.render_text().as_bytes())?;
+            html.map(|h| (totals, h))
+        }
+        Format::Openmetrics => {
+            // The live agent's metrics fold, sampled every --step of capture time.
+            let mut opts = args.options();
+            opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
+            opts.tracker.records = false;
+            let packets = PacketSteps::count(&args.files, args.step)?;
+            let instance = args.instance.clone().unwrap_or_else(|| {
+                let first = &args.files[0];
+                first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
+            let mut backfill = Backfill::new(args.step, &instance, packets);
+            let (totals, html) = analyze_plus_html(args, opts, Some(&mut backfill), None)?;
+            backfill.finish(totals.capture.last_ts, &mut out)?;
             html.map(|h| (totals, h))
         }
         Format::Html => {
