@@ -14,9 +14,9 @@
 //! What differs from a live agent, by necessity: sessions still open at the end of the capture
 //! stay open (their offline `session_end` is not counted); `capture_packets_total` comes from
 //! [`PacketSteps`], counted in a first pass over the files (absent for standard input: then the
-//! total is known only at the last sample); `flows_tracked` (a tracker gauge the offline
-//! analysis does not sample) is left out; `capture_dropped_packets_total` stays 0, as it is
-//! for a file.
+//! total is known only at the last sample); `flows_tracked` counts the connections between their
+//! `session_start` and `session_end` (the tracker's table, as live, but without connections it
+//! refused beyond `--max-flows`); `capture_dropped_packets_total` stays 0, as it is for a file.
 
 use super::Sink;
 use super::metrics::Metrics;
@@ -31,8 +31,6 @@ use std::time::Duration;
 
 /// The job label of every series (the README's scrape config).
 pub const JOB: &str = "mqtt-keepalive";
-/// Series of the live agent that a capture cannot give.
-const LEFT_OUT: [&str; 1] = ["mqtt_keepalive_flows_tracked"];
 
 /// Packets read from the capture, counted per step from the first packet.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +98,8 @@ pub struct Backfill {
     labels: String,
     packets: Option<PacketSteps>,
     packets_counted: u64,
+    /// Connections between their `session_start` and `session_end`.
+    flows: usize,
     /// The first sample's time, and the number of samples taken on the step grid.
     first: Option<Timestamp>,
     taken: usize,
@@ -121,6 +121,7 @@ impl Backfill {
             first: packets.as_ref().and_then(|p| p.first),
             packets,
             packets_counted: 0,
+            flows: 0,
             taken: 0,
             last_sample: None,
             families: Vec::new(),
@@ -148,6 +149,7 @@ impl Backfill {
 
     /// Records every series' value at `at`.
     fn sample(&mut self, at: Timestamp) {
+        self.metrics.set_flows_tracked(self.flows);
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             return; // writing to a String does not fail
@@ -159,10 +161,6 @@ impl Backfill {
                 let (what, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
                 if what == "EOF" {
                     break;
-                }
-                if LEFT_OUT.contains(&name) {
-                    family = None;
-                    continue;
                 }
                 let i = match self.families.iter().position(|f| family_name(&f.header) == name) {
                     Some(i) => i,
@@ -223,9 +221,12 @@ impl Sink for Backfill {
         self.sample_until(e.ts, false);
         match e.kind {
             // Open at the end of the capture: a live agent would still see it open.
-            EventKind::SessionEnd { open: true, evicted: false, .. } => Ok(()),
-            _ => self.metrics.on_event(e),
+            EventKind::SessionEnd { open: true, evicted: false, .. } => return Ok(()),
+            EventKind::SessionStart { .. } => self.flows += 1,
+            EventKind::SessionEnd { .. } => self.flows = self.flows.saturating_sub(1),
+            _ => {}
         }
+        self.metrics.on_event(e)
     }
 }
 
@@ -336,7 +337,7 @@ mod tests {
         assert_eq!(samples(&d, &format!("mqtt_keepalive_sessions_open{{{l}}}")).last(), Some(&("125.000", "1")));
         assert!(d.ends_with("# EOF\n"));
         assert_eq!(d.matches("# TYPE mqtt_keepalive_expired counter").count(), 1, "each family once");
-        assert!(!d.contains("flows_tracked"));
+        assert_eq!(samples(&d, &format!("mqtt_keepalive_flows_tracked{{{l}}}")).last(), Some(&("125.000", "0")));
         // Every family's lines are together: once a family's samples end, its name does not recur.
         let names: Vec<&str> =
             d.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(['{', ' ']).next().unwrap()).collect();
