@@ -155,8 +155,8 @@ pub struct AnalyzeArgs {
     /// Progress bar on stderr for large files [default: when stderr is a terminal].
     #[arg(long)]
     pub no_progress: bool,
-    /// Sessions listed in the text table, most severe first (0: all); the summary counts every
-    /// session. Only the listed ones are held in memory.
+    /// Sessions listed in the text table and drawn in the timeline page, most severe first (0:
+    /// all); the summary counts every session. Only the listed ones are held in memory.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub top: usize,
     /// Also write the session timeline as a self-contained HTML page to FILE.

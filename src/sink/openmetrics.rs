@@ -87,7 +87,7 @@ fn step_index(first: Timestamp, ts: Timestamp, step: Duration) -> usize {
 struct Family {
     header: Vec<String>,
     /// (series name with labels, samples (ts, value)).
-    series: Vec<(String, Vec<(Timestamp, String)>)>,
+    series: Vec<(String, Vec<(Timestamp, f64)>)>,
 }
 
 /// The backfill sink. See the module doc.
@@ -180,7 +180,9 @@ impl Backfill {
                 self.families[f].series.push((with_labels(series, &self.labels), Vec::new()));
                 (f, self.families[f].series.len() - 1)
             });
-            self.families[fi].series[si].1.push((at, value.to_string()));
+            if let Ok(v) = value.parse::<f64>() {
+                self.families[fi].series[si].1.push((at, v));
+            }
         }
         self.last_sample = Some(at);
     }
