@@ -191,7 +191,90 @@ fn every_session_and_event_of_every_fixture_is_in_the_markup_at_its_time() {
     for path in fixtures() {
         let a = analyse(&path, &[], dir.path());
         check_drawn(&a, &lanes_in_markup(&a.page), 0.0005, &path.display().to_string());
+        check_details(&a, &path.display().to_string());
     }
+}
+
+/// The lane's markup (its `<details>` element) of session `id`.
+fn lane_markup(page: &str, id: u64) -> &str {
+    let start = page.find(&format!("data-session=\"{id}\"")).unwrap();
+    &page[start..start + page[start..].find("</details>").unwrap()]
+}
+
+/// The hover text of the marker of `kind` at `ts` in a lane.
+fn title_of<'a>(lane: &'a str, kind: &str, ts: f64) -> &'a str {
+    let tag = lane
+        .split('<')
+        .position(|t| {
+            attr(t, "data-kind") == Some(kind) && attr(t, "data-ts").and_then(|v| v.parse::<f64>().ok()) == Some(ts)
+        })
+        .unwrap_or_else(|| panic!("{kind} at {ts}"));
+    let t = lane.split('<').nth(tag + 1).unwrap();
+    t.strip_prefix("title>").unwrap()
+}
+
+/// What hovering and the fields table show, and the order of the lanes.
+fn check_details(a: &Analysed, what: &str) {
+    let sessions = a.doc["sessions"].as_array().unwrap();
+    // Round trips on hover, from the event stream.
+    for e in a.events.iter().filter(|e| e["kind"] == "pingresp") {
+        let lane = lane_markup(&a.page, e["session"].as_u64().unwrap());
+        let title = title_of(lane, "pingresp", e["ts"].as_f64().unwrap());
+        if let Some(rtt) = e["rtt_ms"].as_f64() {
+            assert!(title.contains(&format!("round trip {rtt:.3} ms")), "{what}: {title}");
+        }
+    }
+    for s in sessions {
+        let id = s["id"].as_u64().unwrap();
+        let lane = lane_markup(&a.page, id);
+        for e in s["events"].as_array().unwrap() {
+            let ts = e["ts"].as_f64().unwrap();
+            match e["kind"].as_str().unwrap() {
+                // The close: kind, side, DISCONNECT reason.
+                "close" => {
+                    let title = title_of(lane, "close", ts);
+                    let want = format!("close: {} by {}", e["close"].as_str().unwrap(), e["by"].as_str().unwrap());
+                    assert!(title.starts_with(&want), "{what}: {title}");
+                    if let Some(code) = e["reason_code"].as_u64() {
+                        assert!(title.contains(&format!("reason 0x{code:02x}")), "{what}: {title}");
+                    }
+                }
+                // The deadline line where it passed, and the silence up to the close shaded as past it.
+                "keepalive_expired" => {
+                    title_of(lane, "deadline", ts);
+                    let last = e["last_activity"].as_f64().unwrap();
+                    let silence = lane
+                        .split('<')
+                        .find(|t| {
+                            t.starts_with("rect class=\"silence\"")
+                                && attr(t, "data-from").unwrap().parse::<f64>().unwrap() == last
+                        })
+                        .unwrap_or_else(|| panic!("{what}: session {id}: the silence from {last}"));
+                    assert!(attr(silence, "data-ratio").unwrap().parse::<f64>().unwrap() >= 1.0, "{what}: {silence}");
+                    assert!(attr(silence, "fill").unwrap().starts_with("hsl(0,"), "{what}: red at the limit");
+                }
+                _ => {}
+            }
+        }
+        // The session's fields, as in the JSON report.
+        let fields = &lane[lane.find("<table class=\"fields\">").unwrap()..];
+        for (k, v) in s.as_object().unwrap() {
+            let shown = match v {
+                Value::String(x) => x.clone(),
+                Value::Null => "-".into(),
+                Value::Array(_) if k == "events" => continue,
+                v => v.to_string(),
+            };
+            let row = format!(
+                "<tr><th>{k}</th><td>{}</td></tr>",
+                shown.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+            );
+            assert!(fields.contains(&row), "{what}: session {id}: {row}");
+        }
+    }
+    // Most severe first.
+    let order: Vec<u8> = a.page.split("<details class=\"lane sev").skip(1).map(|c| c[..1].parse().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] >= w[1]), "{what}: {order:?}");
 }
 
 #[test]
