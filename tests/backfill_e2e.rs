@@ -209,6 +209,37 @@ fn backfilled_fixture_answers_the_dashboard_with_the_json_reports_values_at_the_
         assert_eq!(*n, want as f64, "effective keepalive <= {le}");
     }
     assert_eq!(by_le["+Inf"], sessions.len() as f64);
+    // The alert rules' expressions at the end of the capture: firing exactly as the report implies
+    // (`up` is not backfilled: no scrape happened).
+    let rules: String = std::fs::read_to_string(repo("dashboards/alerts.yml")).unwrap();
+    let enforcement = |v: &str| s["enforcement"][v].as_f64().unwrap_or(0.0);
+    let mut alerts = 0;
+    for block in rules.split("- alert: ").skip(1) {
+        let name = block.lines().next().unwrap().trim();
+        let expr: String = block
+            .split("expr: |")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("          "))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let expected = match name {
+            "MqttKeepaliveExpiryRateHigh" => s["expired"].as_f64().unwrap() > 0.0,
+            "MqttPingsUnanswered" => s["pings_unanswered"].as_f64().unwrap() > 0.0,
+            "MqttBrokerEnforcesKeepaliveLate" => {
+                enforcement("late") / (enforcement("late") + enforcement("on_time")).max(1.0) > 0.5
+            }
+            "MqttBrokerNotEnforcingKeepalive" => enforcement("not_enforced") > 0.0,
+            "MqttKeepaliveCaptureDropping" | "MqttKeepaliveAgentDown" => false,
+            other => panic!("untested alert {other}"),
+        };
+        assert_eq!(!prom.query_at(&expr, &at).is_empty(), expected, "{name}: {expr}");
+        alerts += 1;
+    }
+    assert_eq!(alerts, 6);
     // Before the capture there is nothing; the instance label is the one given.
     assert!(prom.query_at("mqtt_keepalive_connects_total", &api_time(t0 - 600.0)).is_empty());
     assert!(
