@@ -698,7 +698,11 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
         escape(client_id),
         r.severity(),
         escape(client_id),
-        if r.client_id.is_some() { escape(client_id) } else { "<i>no client id</i>".into() },
+        match (&r.client_id, r.mid_stream) {
+            (Some(_), _) => escape(client_id),
+            (None, true) => "<i>joined mid-stream</i>".into(),
+            (None, false) => "<i>no client id</i>".into(),
+        },
         r.client,
         r.close.kind,
         if verdict == "none" { String::new() } else { format!(" &middot; {}", verdict.replace('_', " ")) }
