@@ -29,6 +29,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The shortest step (shorter ones are taken as this).
+pub const MIN_STEP: Duration = Duration::from_millis(1);
 /// The job label of every series (the README's scrape config).
 pub const JOB: &str = "mqtt-keepalive";
 
@@ -48,6 +50,7 @@ impl PacketSteps {
         if files.iter().any(|f| f.as_os_str() == "-") {
             return Ok(None);
         }
+        let step = step.max(MIN_STEP);
         let mut steps = PacketSteps::default();
         let mut last: Option<Timestamp> = None;
         for f in files {
@@ -109,14 +112,14 @@ pub struct Backfill {
 }
 
 impl Backfill {
-    /// A backfill sampling every `step` (at least 1 ms), with `instance` as the instance label.
+    /// A backfill sampling every `step` (at least [`MIN_STEP`]), with `instance` as the instance label.
     pub fn new(step: Duration, instance: &str, packets: Option<PacketSteps>) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry, 0);
         Backfill {
             registry,
             metrics,
-            step: step.max(Duration::from_millis(1)),
+            step: step.max(MIN_STEP),
             labels: format!("instance=\"{}\",job=\"{JOB}\"", label_value(instance)),
             first: packets.as_ref().and_then(|p| p.first),
             packets,
@@ -371,6 +374,19 @@ mod tests {
         assert_eq!(step_index(t(100.0), t(100.0), Duration::from_secs(15)), 0);
         assert_eq!(step_index(t(100.0), t(100.001), Duration::from_secs(15)), 1);
         assert_eq!(step_index(t(100.0), t(115.0), Duration::from_secs(15)), 1);
+        // A zero step counts as the shortest one, not as one bin per nanosecond.
+        let dir = std::env::temp_dir().join(format!("om-step-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.pcap");
+        let mut cap = crate::synth::Capture::new(crate::synth::Encap::Ethernet);
+        let mut conn =
+            crate::synth::Conn::new("10.0.0.1:5000".parse().unwrap(), "10.0.0.2:1883".parse().unwrap(), 1, 1);
+        conn.handshake(&mut cap, t(100.0)); // 3 packets
+        conn.fin(&mut cap, t(101.0), Side::Client);
+        std::fs::write(&f, cap.to_pcap()).unwrap();
+        let steps = PacketSteps::count(&[f], Duration::ZERO).unwrap().unwrap();
+        assert_eq!((steps.counts.len(), steps.counts[0], steps.counts[1000], steps.total()), (1001, 3, 1, 4));
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(om_ts(t(1_764_160_000.123_456)), "1764160000.123");
         assert_eq!(with_labels("x_total", "a=\"b\""), "x_total{a=\"b\"}");
         assert_eq!(with_labels("x_total{k=\"v\"}", "a=\"b\""), "x_total{k=\"v\",a=\"b\"}");
