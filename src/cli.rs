@@ -94,6 +94,10 @@ pub enum Format {
     Json,
     /// The event stream, one JSON object per line, in time order.
     Jsonl,
+    /// The session timeline as one self-contained HTML page.
+    Html,
+    /// The live agent's metrics over the capture, with timestamps (for promtool backfill).
+    Openmetrics,
 }
 
 /// Options shared by every command that runs the analysis.
@@ -152,10 +156,19 @@ pub struct AnalyzeArgs {
     /// Progress bar on stderr for large files [default: when stderr is a terminal].
     #[arg(long)]
     pub no_progress: bool,
-    /// Sessions listed in the text table, most severe first (0: all); the summary counts every
-    /// session. Only the listed ones are held in memory.
+    /// Sessions listed in the text table and drawn in the timeline page, most severe first (0:
+    /// all); the summary counts every session. Only the listed ones are held in memory.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub top: usize,
+    /// Also write the session timeline as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// With `-f openmetrics`: one sample of every series per STEP of capture time, like a scrape.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s", value_name = "STEP")]
+    pub step: Duration,
+    /// With `-f openmetrics`: the `instance` label [default: the first capture file's name].
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     #[command(flatten)]
     pub rules: RuleArgs,
 }

@@ -11,8 +11,11 @@ use cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::app::{self, AppError};
 use mqtt_keepalive::live::LiveError;
 use mqtt_keepalive::sink::Sink;
+use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
-use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, WorstSessions};
+use mqtt_keepalive::sink::openmetrics::{Backfill, PacketSteps};
+use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, SessionRecord, Totals, WorstSessions};
+use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -66,33 +69,105 @@ fn exit_code(e: &Failure) -> u8 {
 fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
-    match args.format {
+    let html = match args.format {
         Format::Jsonl => {
-            // Only the events are output: records are not made, nor kept.
+            // Only the events are output: records are not made, nor kept (unless for --html).
             let mut lines = JsonLines::new(&mut out);
             let mut opts = args.options();
             opts.tracker.records = false;
-            app::analyze_streaming(opts, &mut [&mut lines as &mut dyn Sink], &mut |_| Ok(()))?;
+            let (totals, html) = analyze_plus_html(args, opts, Some(&mut lines), None)?;
             lines.into_inner()?;
+            html.map(|h| (totals, h))
         }
         Format::Json => {
             // Streamed: each session is written as it ends, so memory holds open sessions only.
             let opts = args.options();
             let settings = opts.settings();
             let mut json = JsonWriter::new(&mut out, &settings);
-            let totals = app::analyze_streaming(opts, &mut [], &mut |r| json.session(&r))?;
+            let (totals, html) = analyze_plus_html(args, opts, None, Some(&mut |r| json.session(&r)))?;
             json.end(&totals)?;
+            html.map(|h| (totals, h))
         }
         Format::Text => {
             let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
-            let totals = app::analyze_streaming(args.options(), &mut [], &mut |r| {
-                worst.push(r);
-                Ok(())
-            })?;
-            let report = AnalysisReport::new(totals, worst.into_sorted());
+            let (totals, html) = analyze_plus_html(
+                args,
+                args.options(),
+                None,
+                Some(&mut |r| {
+                    worst.push(r);
+                    Ok(())
+                }),
+            )?;
+            let report = AnalysisReport::new(totals.clone(), worst.into_sorted());
             out.write_all(report.render_text().as_bytes())?;
+            html.map(|h| (totals, h))
         }
-    }
+        Format::Openmetrics => {
+            // The live agent's metrics fold, sampled every --step of capture time.
+            let mut opts = args.options();
+            opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
+            opts.tracker.records = false;
+            let packets = PacketSteps::count(&args.files, args.step)?;
+            let instance = args.instance.clone().unwrap_or_else(|| {
+                let first = &args.files[0];
+                first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
+            });
+            let mut backfill = Backfill::new(args.step, &instance, packets);
+            let (totals, html) = analyze_plus_html(args, opts, Some(&mut backfill), None)?;
+            backfill.finish(totals.capture.last_ts, &mut out)?;
+            html.map(|h| (totals, h))
+        }
+        Format::Html => {
+            let (totals, html) = analyze_plus_html(args, args.options(), None, None)?;
+            if let Some(h) = html {
+                h.write(&totals, &mut out)?;
+            }
+            None
+        }
+    };
     out.flush()?;
+    if let (Some((totals, page)), Some(path)) = (html, &args.html) {
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let file = std::fs::File::create(path).map_err(named)?;
+        page.write(&totals, BufWriter::new(file)).and_then(|mut w| w.flush()).map_err(named)?;
+    }
     Ok(())
+}
+
+/// Runs the analysis with an optional extra sink and record consumer, and with the HTML
+/// timeline's sink and records as well when the page is asked for (`--html` or `-f html`).
+fn analyze_plus_html(
+    args: &AnalyzeArgs,
+    mut opts: app::AnalyzeOptions,
+    sink: Option<&mut dyn Sink>,
+    mut records: Option<&mut dyn FnMut(SessionRecord) -> io::Result<()>>,
+) -> Result<(Totals, Option<HtmlReport>), AppError> {
+    let html = (args.html.is_some() || args.format == Format::Html).then(|| RefCell::new(HtmlReport::new(args.top)));
+    if html.is_some() {
+        opts.tracker.session.activity_events = true; // each client packet, for the silences
+        opts.tracker.records = true;
+    }
+    let mut html_sink = html.as_ref();
+    let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+    if let Some(s) = sink {
+        sinks.push(s);
+    }
+    if let Some(h) = html_sink.as_mut() {
+        sinks.push(h);
+    }
+    let totals = app::analyze_streaming(opts, &mut sinks, &mut |r| match (&html, records.as_mut()) {
+        (Some(h), Some(f)) => {
+            h.borrow_mut().record(r.clone());
+            f(r)
+        }
+        (Some(h), None) => {
+            h.borrow_mut().record(r);
+            Ok(())
+        }
+        (None, Some(f)) => f(r),
+        (None, None) => Ok(()),
+    })?;
+    drop(sinks);
+    Ok((totals, html.map(RefCell::into_inner)))
 }

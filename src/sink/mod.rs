@@ -4,9 +4,13 @@
 //! - [`report`]: per-session records and capture totals, rendered as text or one JSON document.
 //! - [`jsonl`]: the events themselves, one JSON object per line, as they happen.
 //! - [`metrics`]: Prometheus counters, gauges and histograms.
+//! - [`html`]: the session timeline page (`--html`, `-f html`).
+//! - [`openmetrics`]: the metrics a live agent would have exported, with timestamps (`-f openmetrics`).
 
+pub mod html;
 pub mod jsonl;
 pub mod metrics;
+pub mod openmetrics;
 pub mod report;
 
 use crate::session::Event;
