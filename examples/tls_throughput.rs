@@ -6,6 +6,7 @@
 //! streams through `TlsLayer` with the key log (records framed, decrypted, plaintext handed to a
 //! counting sink) and without it (framing and opaque-record events only). Prints MB/s of TCP
 //! payload (ciphertext) and of plaintext.
+#![allow(clippy::disallowed_methods)] // a benchmark: it measures real time
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! The TLS layer on real captures of mosquitto over TLS (fixtures/tls*.pcap, recorded by
+//! The TLS layer on real captures of mosquitto over TLS (fixtures/tls/*.pcap, recorded by
 //! fixtures/record.sh with their key logs): each fixture's TCP streams are reassembled, fed
 //! through `TlsLayer`, and the decrypted bytes decoded as MQTT must be the packets tshark decodes
 //! with the same key log (ignored test: needs tshark) and the values written here. Without the
@@ -21,7 +21,7 @@ use proptest::prelude::*;
 const TLS_PORT: u16 = 8883;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("tls").join(name)
 }
 
 /// An MQTT packet as tshark prints it: (side, type, keepalive, client id).

@@ -728,10 +728,10 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
         }
     }
     // The last silence: to the close or the end of the capture.
-    let closed_at = r.events.iter().find(|e| e.kind.name() == "close").map(|e| secs(e.ts));
+    let closed_at = r.events.iter().find(|e| e.kind.as_str() == "close").map(|e| secs(e.ts));
     let expiry = r.effective_keepalive_s.filter(|k| *k > 0).map(expiry_span);
     if let Some(limit) = expiry {
-        let connect = r.events.iter().find(|e| e.kind.name() == "connect").map(|e| secs(e.ts));
+        let connect = r.events.iter().find(|e| e.kind.as_str() == "connect").map(|e| secs(e.ts));
         if let Some(from) = last_activity.or(connect) {
             let to = closed_at.unwrap_or(end);
             if to > from {
@@ -755,7 +755,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
         }
     }
     // The enforcement lag: from the deadline to the broker's close.
-    let deadline = r.events.iter().find(|e| e.kind.name() == "keepalive_expired").map(|e| secs(e.ts));
+    let deadline = r.events.iter().find(|e| e.kind.as_str() == "keepalive_expired").map(|e| secs(e.ts));
     if let (Some(d), Some(c), Some(e)) = (deadline, closed_at, r.enforcement)
         && matches!(e.verdict, Verdict::OnTime | Verdict::Late)
     {
@@ -812,7 +812,7 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
             EventKind::Close { by: Side::Broker, .. } => " by-broker",
             _ => "",
         };
-        marker(h, axis, Marker { kind: e.kind.name(), ts, title: describe(&e.kind, ts), extra_class: extra });
+        marker(h, axis, Marker { kind: e.kind.as_str(), ts, title: describe(&e.kind, ts), extra_class: extra });
     }
     h.push_str("</svg></svg></summary>\n");
     fields_table(h, lane);
