@@ -15,6 +15,8 @@
 //!   two threads (read and decode; track).
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
+//! - [`probe`]: the `probe` command: the keepalive experiment against a broker, as its own
+//!   test clients, judged by the same session rules.
 //! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
 
 pub mod app;
@@ -24,6 +26,7 @@ pub mod decode;
 pub mod flow;
 pub mod live;
 pub mod mqtt;
+pub mod probe;
 pub mod server;
 pub mod session;
 pub mod sink;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Probe(args) => return run_probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,4 +82,68 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `probe`: 0 every deadline enforced on time, 3 some late/early/not enforced or a problem,
+/// 2 could not connect (or bad arguments), 130 stopped by Ctrl-C (the partial table is printed).
+fn run_probe(args: &mqtt_keepalive::cli::ProbeArgs) -> ExitCode {
+    use mqtt_keepalive::cli::ProbeFormat;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let opts = match args.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mqtt-keepalive: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    let bar = if !args.no_progress && io::IsTerminal::is_terminal(&io::stderr()) {
+        let bar = indicatif::ProgressBar::new(opts.run_length().as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("probing {msg} [{bar:30}] {pos}/{len} s")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let target = opts.target.display();
+    let result = mqtt_keepalive::probe::run(&opts, &stop, &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.elapsed.as_secs());
+            bar.set_message(format!("{target}: {} of {} connections done", p.finished, p.scenarios));
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mqtt-keepalive: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match args.format {
+        ProbeFormat::Text => report.render_text(),
+        ProbeFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                eprintln!("mqtt-keepalive: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("mqtt-keepalive: {e}");
+        return ExitCode::from(1);
+    }
+    if report.run.interrupted { ExitCode::from(130) } else { ExitCode::from(report.exit_status()) }
 }
