@@ -441,15 +441,23 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start("max_keepalive 10");
     let pcap = dir.path().join("probe.pcap");
+    // -B: in immediate mode libpcap's ring holds few snaplen-sized frames (2 MiB / 256 KiB on
+    // lo), and the probe's burst of connections at the start overflowed it (kernel drops seen).
     let tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "--immediate-mode", "-w"])
+        .args(["-i", "lo", "-B", "65536", "-U", "--immediate-mode", "-w"])
         .arg(&pcap)
         .arg(format!("tcp port {}", broker.port))
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut tcpdump = Reaped(tcpdump);
-    std::thread::sleep(Duration::from_millis(1000)); // let tcpdump open
+    // tcpdump says "listening on lo" once its capture is open.
+    let mut said = std::io::BufReader::new(tcpdump.0.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    assert!(line.contains("listening on"), "tcpdump: {line}");
+    std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
+    std::thread::sleep(Duration::from_millis(200));
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let (status, doc, stderr) = probe_json(&[&url, "--protocol", "5", "--keepalives", "1,5", "--max-wait", "22s"]);
     assert!(status == 0 || status == 3, "{doc}\n{stderr}");
@@ -478,7 +486,10 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
     let mut compared = 0;
     for s in doc["scenarios"].as_array().unwrap() {
         let id = s["client_id"].as_str().unwrap();
-        let a = sessions.iter().find(|a| a["client_id"] == id).unwrap_or_else(|| panic!("{id} not in the capture"));
+        let a = sessions
+            .iter()
+            .find(|a| a["client_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in the capture: {analysed}"));
         assert_eq!(a["enforcement"]["verdict"], s["enforcement"]["verdict"], "{id}: capture {a}\nprobe {s}");
         assert_eq!(a["effective_keepalive_s"], s["effective_keepalive_s"], "{id}");
         if s["close"]["by"] == "broker" {
@@ -545,6 +556,12 @@ fn mosquitto_over_tls() {
         "-extfile",
         "ext.cnf",
     ]);
+    // mosquitto started as root drops to its own user: it must be able to read the files.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let tls = free_port();
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
     let _broker = Mosquitto::start(&format!(
