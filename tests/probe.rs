@@ -390,15 +390,16 @@ fn mosquitto_with_websocket(extra: &str) -> (Mosquitto, u16) {
 }
 
 /// What mosquitto 2.0.11 does with a silent client, measured (README): closes with a bare FIN
-/// between about one keepalive and 1.5 x keepalive + 5 s (whole-second rounding, coarse
-/// checks), never leaves it open, and publishes the Will at the close.
+/// between about one keepalive (1.5 x keepalive rounded down) and 1.5 x keepalive + 7 s (its
+/// checks fall on a grid of about 6 s whose phase differs from run to run), never leaves it
+/// open, and publishes the Will at the close.
 fn assert_mosquitto_silent(doc: &Value, keepalives: &[u64]) {
     for k in keepalives {
         let s = scenario(doc, &format!("silent-{k}"));
         assert_eq!((s["close"]["kind"].as_str(), s["close"]["by"].as_str()), (Some("fin"), Some("broker")), "{s}");
         let closed = f(&s["close"]["after_silence_s"]);
         let k = *k as f64;
-        assert!(closed >= k && closed <= 1.5 * k + 5.0, "silent-{k}: closed after {closed} s");
+        assert!(closed >= k && closed <= 1.5 * k + 7.0, "silent-{k}: closed after {closed} s");
         assert!(matches!(verdict(s), Some("on_time" | "late" | "early")), "{s}");
         let will = f(&s["will_after_s"]);
         assert!(will >= closed - 0.01 && will < closed + 0.5, "silent-{k}: Will {will}, close {closed}");
@@ -459,7 +460,7 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
     std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
     std::thread::sleep(Duration::from_millis(200));
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
-    let (status, doc, stderr) = probe_json(&[&url, "--protocol", "5", "--keepalives", "1,5", "--max-wait", "22s"]);
+    let (status, doc, stderr) = probe_json(&[&url, "--protocol", "5", "--keepalives", "1,5", "--max-wait", "26s"]);
     assert!(status == 0 || status == 3, "{doc}\n{stderr}");
     assert_mosquitto_silent(&doc, &[1, 5]);
     // Server Keep Alive 10 replaces 65535 and 0, and mosquitto enforces that.
@@ -467,7 +468,7 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
         let s = scenario(&doc, name);
         assert_eq!((s["server_keepalive_s"].as_u64(), s["effective_keepalive_s"].as_u64()), (Some(10), Some(10)));
         let closed = f(&s["close"]["after_silence_s"]);
-        assert!((10.0..=20.0).contains(&closed), "{name}: closed after {closed}");
+        assert!((10.0..=22.0).contains(&closed), "{name}: closed after {closed}");
         assert!(matches!(verdict(s), Some("on_time" | "late" | "early")), "{s}");
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -572,7 +573,7 @@ fn mosquitto_over_tls() {
     ));
     std::thread::sleep(Duration::from_millis(300));
     let url = format!("mqtts://localhost:{tls}");
-    let (status, doc, stderr) = probe_json(&[&url, "--cafile", &p("ca.pem"), "--keepalives", "1", "--max-wait", "8s"]);
+    let (status, doc, stderr) = probe_json(&[&url, "--cafile", &p("ca.pem"), "--keepalives", "1", "--max-wait", "10s"]);
     assert!(status == 0 || status == 3, "{doc}\n{stderr}");
     assert_mosquitto_silent(&doc, &[1]);
     // Without the CA the certificate is refused: exit 2, saying so; --insecure gets through.
@@ -626,4 +627,9 @@ fn aedes_over_tcp_and_websocket_is_on_time() {
             assert_eq!(scenario(doc, name)["close"]["kind"], "open", "{name}");
         }
     }
+    // aedes speaks no MQTT 5: it answers with the 3.1.1 code 1, and the probe cannot run.
+    let out = probe(&[&format!("mqtt://127.0.0.1:{tcp}"), "--protocol", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CONNACK code 0x01") && stderr.contains("does not speak MQTT 5"), "{stderr}");
 }

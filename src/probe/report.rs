@@ -138,6 +138,8 @@ pub fn connack_meaning(code: u8, v5: bool) -> &'static str {
         (false, 3) => "server unavailable",
         (false, 4) => "bad user name or password",
         (false, 5) => "not authorized",
+        // A broker without MQTT 5 answers a version 5 CONNECT in 3.1.1 terms.
+        (true, 1) => "unacceptable protocol version: the broker does not speak MQTT 5",
         (true, 0x80) => "unspecified error",
         (true, 0x81) => "malformed packet",
         (true, 0x82) => "protocol error",
@@ -320,7 +322,7 @@ impl ProbeReport {
                 Some(EnforcementJson { verdict, lag_s: None }) => verdict_name(*verdict).to_string(),
                 None => dash(),
             };
-            let rtt = s.ping_rtt_ms.as_ref().map_or_else(dash, |r| format!("{:.1}", r.median));
+            let rtt = s.ping_rtt_ms.as_ref().map_or_else(dash, |r| format!("{:.2}", r.median));
             rows.push(vec![
                 s.scenario.clone(),
                 keepalive,
@@ -481,5 +483,6 @@ mod tests {
         assert_eq!(connack_meaning(5, false), "not authorized");
         assert_eq!(connack_meaning(0x87, true), "not authorized");
         assert_eq!(connack_meaning(0x42, true), "unknown code");
+        assert!(connack_meaning(1, true).contains("does not speak MQTT 5"));
     }
 }
