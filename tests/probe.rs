@@ -374,6 +374,84 @@ fn ctrl_c_prints_the_partial_table() {
     assert!(stdout.contains("silent-1") && stdout.contains("kept open"), "{stdout}");
 }
 
+/// A WebSocket broker that, at 1.5 x keepalive of silence, sends a WebSocket close frame (1008,
+/// policy violation) and publishes no Will; it answers CONNECT, SUBSCRIBE and PINGREQ.
+#[allow(clippy::disallowed_methods)] // the fake broker keeps its own time (see `serve`)
+fn websocket_closing_broker() -> u16 {
+    use tungstenite::Message;
+    use tungstenite::handshake::server::{Request, Response};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let answer = |_: &Request, mut resp: Response| {
+                    resp.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(stream, answer) else { return };
+                ws.get_ref().set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let (mut buf, mut last, mut expiry) = (Vec::new(), std::time::Instant::now(), None::<Duration>);
+                loop {
+                    match ws.read() {
+                        Ok(Message::Binary(b)) => {
+                            buf.extend_from_slice(&b);
+                            last = std::time::Instant::now();
+                        }
+                        Ok(_) => {}
+                        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                    while buf.len() >= 2 {
+                        let mut at = 1;
+                        let len = read_varint(&buf, &mut at);
+                        if buf.len() < at + len {
+                            break;
+                        }
+                        let packet: Vec<u8> = buf.drain(..at + len).collect();
+                        let reply = match packet[0] >> 4 {
+                            1 => {
+                                let (k, _, _) = parse_connect(&packet[at..]);
+                                expiry = (k > 0).then(|| Duration::from_millis(u64::from(k) * 1500));
+                                vec![0x20, 0x02, 0x00, 0x00]
+                            }
+                            8 => vec![0x90, 0x03, packet[at], packet[at + 1], 0x00],
+                            12 => vec![0xd0, 0x00],
+                            _ => continue,
+                        };
+                        let _ = ws.send(Message::binary(reply));
+                    }
+                    if expiry.is_some_and(|e| last.elapsed() >= e) {
+                        let frame = tungstenite::protocol::CloseFrame {
+                            code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+                            reason: "keepalive".into(),
+                        };
+                        let _ = ws.close(Some(frame));
+                        expiry = None;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_websocket_close_frame_is_reported_and_a_missing_will_is_a_problem() {
+    let port = websocket_closing_broker();
+    let (status, doc, stderr) =
+        probe_json(&[&format!("ws://127.0.0.1:{port}/mqtt"), "--keepalives", "1", "--max-wait", "5s"]);
+    assert_eq!(status, 3, "{doc}\n{stderr}");
+    let s = scenario(&doc, "silent-1");
+    assert_eq!((s["close"]["kind"].as_str(), s["close"]["websocket_code"].as_u64()), (Some("websocket"), Some(1008)));
+    assert_eq!(verdict(s), Some("on_time"), "{s}");
+    assert!(s["problem"].as_str().unwrap().contains("published no Will"), "{s}");
+    assert_eq!(s["will_after_s"], Value::Null);
+    let text = probe(&[&format!("ws://127.0.0.1:{port}/mqtt"), "--keepalives", "1", "--max-wait", "3s"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("ws close 1008") && text.contains("Problems:"), "{text}");
+}
+
 // ---- real brokers ----
 
 /// A mosquitto with an MQTT listener and a WebSocket listener; returns it and the WebSocket port.

@@ -46,14 +46,6 @@ pub enum ProbeError {
     Protocol { target: String, reason: String },
 }
 
-impl ProbeError {
-    /// True when the broker could not be reached or refused us (exit status 2), as opposed to
-    /// bad arguments (also 2) — both are "could not run".
-    pub fn is_connect(&self) -> bool {
-        !matches!(self, ProbeError::Usage(_) | ProbeError::File { .. })
-    }
-}
-
 /// URL schemes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Scheme {
@@ -288,11 +280,13 @@ pub fn run(
         .map(|s| {
             let ctx = ctx.clone();
             let done = done.clone();
-            std::thread::spawn(move || {
+            let name = s.clone();
+            let handle = std::thread::spawn(move || {
                 let r = scenario::run_scenario(&s, &ctx);
                 done.fetch_add(1, Ordering::Relaxed);
                 r
-            })
+            });
+            (name, handle)
         })
         .collect();
     let watcher = std::thread::spawn(move || watcher.run());
@@ -305,10 +299,18 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut results: Vec<_> = handles.into_iter().map(|h| h.join().expect("scenario thread panicked")).collect();
+    let mut results: Vec<_> = handles
+        .into_iter()
+        .map(|(s, h)| {
+            h.join().unwrap_or_else(|_| scenario::ScenarioResult::failed(&s, "internal error (thread panicked)"))
+        })
+        .collect();
     // Wills of the last closes may still be on their way: the watcher waits a little for them.
     ctx.watcher_done(&clock);
-    let wills = watcher.join().expect("will watcher thread panicked");
+    let wills = watcher.join().unwrap_or_else(|_| scenario::WillLog {
+        arrivals: Vec::new(),
+        lost_at: Some((clock.now(), "internal error (thread panicked)".into())),
+    });
     scenario::attach_wills(&mut results, &wills);
     let ended = clock.now();
     Ok(report::ProbeReport::new(opts, &run_id, started, ended, stop.load(Ordering::Relaxed), results, &wills))

@@ -227,6 +227,13 @@ impl ScenarioResult {
         }
     }
 
+    /// A scenario that could not run, with the reason.
+    pub fn failed(scenario: &Scenario, why: &str) -> Self {
+        let mut r = ScenarioResult::new(scenario, String::new());
+        r.error = Some(why.to_string());
+        r
+    }
+
     /// The broker closed the connection itself (any way), so its Will is due.
     pub fn closed_by_broker(&self) -> bool {
         matches!(self.ending, Ending::Broker(_) | Ending::BrokerDisconnect(_))
