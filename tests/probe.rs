@@ -385,6 +385,8 @@ fn websocket_closing_broker() -> u16 {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             std::thread::spawn(move || {
+                // tungstenite's handshake callback type has a large error variant; not ours to change.
+                #[allow(clippy::result_large_err)]
                 let answer = |_: &Request, mut resp: Response| {
                     resp.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
                     Ok(resp)
