@@ -52,6 +52,8 @@ enum Fake {
     /// MQTT 5: Server Keep Alive `max` when the client asks for 0 or more; at 1.5 x the
     /// effective keepalive of silence it sends DISCONNECT 0x8D, publishes the Will and closes.
     Disconnect8d { max: u16 },
+    /// At 1.5 x keepalive of silence it publishes the Will and resets the connection (RST).
+    Reset,
 }
 
 struct FakeBroker {
@@ -202,10 +204,12 @@ fn serve(mut s: TcpStream, mode: Fake, seen: &Mutex<Vec<Vec<u8>>>, subscribers: 
                 _ => {}
             }
         }
-        if let (Fake::Disconnect8d { .. }, Some(e)) = (mode, expiry)
+        if let (Fake::Disconnect8d { .. } | Fake::Reset, Some(e)) = (mode, expiry)
             && last.elapsed() >= e
         {
-            let _ = s.write_all(&[0xe0, 0x01, 0x8d]); // DISCONNECT, Keep Alive timeout
+            if let Fake::Disconnect8d { .. } = mode {
+                let _ = s.write_all(&[0xe0, 0x01, 0x8d]); // DISCONNECT, Keep Alive timeout
+            }
             if let Some(topic) = &will {
                 for (sub, sub_v5) in subscribers.lock().unwrap().iter_mut() {
                     let mut body = (topic.len() as u16).to_be_bytes().to_vec();
@@ -217,10 +221,25 @@ fn serve(mut s: TcpStream, mode: Fake, seen: &Mutex<Vec<Vec<u8>>>, subscribers: 
                     let _ = sub.write_all(&frame(0x30, &body));
                 }
             }
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            if let Fake::Reset = mode {
+                reset(s);
+            } else {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
             return;
         }
     }
+}
+
+/// Closes a connection with a TCP RST (SO_LINGER 0, set through tokio: std has no stable way).
+fn reset(s: TcpStream) {
+    s.set_nonblocking(true).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    rt.block_on(async move {
+        let s = tokio::net::TcpStream::from_std(s).unwrap();
+        s.set_zero_linger().unwrap();
+        drop(s);
+    });
 }
 
 // ---- tests that need nothing installed ----
@@ -302,6 +321,21 @@ fn a_broker_sending_disconnect_0x8d_on_time_exits_0() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("DISCONNECT 0x8d") && text.contains("65535 -> 2") && text.contains("on_time"), "{text}");
+}
+
+#[test]
+fn a_broker_resetting_on_time_is_reported_as_rst() {
+    let fake = FakeBroker::start(Fake::Reset);
+    let url = format!("mqtt://127.0.0.1:{}", fake.port);
+    let (status, doc, stderr) = probe_json(&[&url, "--keepalives", "1", "--max-wait", "5s"]);
+    assert_eq!(status, 0, "{doc}\n{stderr}");
+    for name in ["silent-1", "ping-then-silent-1"] {
+        let s = scenario(&doc, name);
+        assert_eq!((s["close"]["kind"].as_str(), s["close"]["by"].as_str()), (Some("rst"), Some("broker")), "{s}");
+        assert_eq!(verdict(s), Some("on_time"), "{s}");
+        assert!(f(&s["will_after_s"]) < f(&s["close"]["after_silence_s"]) + 0.5, "{s}");
+    }
+    assert_eq!(scenario(&doc, "above-max")["note"], "deadline after the end of the run (--max-wait)");
 }
 
 #[test]
