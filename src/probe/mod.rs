@@ -3,7 +3,7 @@
 //! Contract: [`run`] connects to the broker once as a Will watcher (a subscriber on the probe
 //! topic); if that fails, it returns a [`ProbeError`] saying why (no scenario runs). Then every
 //! [`scenario::Scenario`] of [`scenario::plan`] runs at once, each on its own connection with its
-//! own client id (`mkp-<run id>-<scenario>`) and a Will on `<topic prefix>/<run id>/<scenario>`.
+//! own client id (`mkp-<run id>-<tag>`, within 23 characters) and a Will on `<topic prefix>/<run id>/<scenario>`.
 //! Each connection's bytes, as its own socket sent and received them, go through the analyser's
 //! own MQTT decoder and [`crate::session::Session`], timed by the probe's clock: so the verdicts
 //! (`on_time`, `late`, `early`, `not_enforced`), their tolerance and their names are those of

@@ -61,6 +61,18 @@ impl Scenario {
         Scenario { name, kind, keepalive }
     }
 
+    /// A short tag for the client id, so that `mkp-<run id>-<tag>` stays within the 23
+    /// characters every MQTT 3.1.1 broker must accept.
+    pub fn tag(&self) -> String {
+        match self.kind {
+            Kind::Silent => format!("s{}", self.keepalive),
+            Kind::PingThenSilent => format!("ps{}", self.keepalive),
+            Kind::Pinging => format!("p{}", self.keepalive),
+            Kind::AboveMax => "max".to_string(),
+            Kind::KeepaliveZero => "k0".to_string(),
+        }
+    }
+
     fn k(&self) -> Duration {
         Duration::from_secs(u64::from(self.keepalive))
     }
@@ -328,7 +340,7 @@ impl Observer {
 
 /// Runs one scenario on its own connection; see the module doc.
 pub fn run_scenario(s: &Scenario, ctx: &Context) -> ScenarioResult {
-    let client_id = format!("mkp-{}-{}", ctx.run_id, s.name);
+    let client_id = format!("mkp-{}-{}", ctx.run_id, s.tag());
     let mut r = ScenarioResult::new(s, client_id);
     let clock = ctx.clock;
     let mut conn = match client::open(&ctx.target, ctx.tls.as_ref()) {
@@ -504,7 +516,7 @@ impl WillWatcher {
     /// Connects and subscribes; a failure here means the broker cannot be probed.
     pub fn connect(ctx: Arc<Context>) -> Result<WillWatcher, super::ProbeError> {
         let mut conn = client::open(&ctx.target, ctx.tls.as_ref())?;
-        let client_id = format!("mkp-{}-wills", ctx.run_id);
+        let client_id = format!("mkp-{}-w", ctx.run_id);
         let target = ctx.target.display();
         let protocol = |reason: String| super::ProbeError::Protocol { target: target.clone(), reason };
         let io = |what: &str, e: std::io::Error| protocol(format!("{what}: {e}"));
@@ -624,6 +636,16 @@ mod tests {
             names,
             ["silent-1", "silent-3", "silent-5", "ping-then-silent-3", "pinging-3", "above-max", "keepalive-0"]
         );
+    }
+
+    #[test]
+    fn client_ids_fit_in_23_characters() {
+        for s in plan(&[1, 65535]) {
+            let id = format!("mkp-{}-{}", "abcdef", s.tag());
+            assert!(id.len() <= 23, "{id}");
+        }
+        let tags: std::collections::HashSet<_> = plan(&[1, 2, 3]).iter().map(Scenario::tag).collect();
+        assert_eq!(tags.len(), 7, "unique");
     }
 
     #[test]
