@@ -488,6 +488,25 @@ fn a_websocket_close_frame_is_reported_and_a_missing_will_is_a_problem() {
     assert!(text.contains("ws close 1008") && text.contains("Problems:"), "{text}");
 }
 
+#[test]
+#[ignore = "needs script(1) from util-linux for a terminal"]
+fn progress_is_shown_on_a_terminal_only() {
+    let fake = FakeBroker::start(Fake::NeverClose);
+    let cmd = format!(
+        "{} probe mqtt://127.0.0.1:{} --keepalives 1 --max-wait 3s",
+        env!("CARGO_BIN_EXE_mqtt-keepalive"),
+        fake.port
+    );
+    // script(1) runs the command on a pseudo-terminal and copies what it wrote.
+    let out = Command::new("script").args(["-q", "-e", "-c", &cmd, "/dev/null"]).output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("probing mqtt://127.0.0.1") && seen.contains("connections done"), "{seen}");
+    assert!(seen.contains("SCENARIO"), "the table follows: {seen}");
+    // Piped: no progress.
+    let piped = probe(&[&format!("mqtt://127.0.0.1:{}", fake.port), "--keepalives", "1", "--max-wait", "3s"]);
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("probing"));
+}
+
 // ---- real brokers ----
 
 /// A mosquitto with an MQTT listener and a WebSocket listener; returns it and the WebSocket port.
