@@ -638,7 +638,7 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
 
 #[test]
 #[ignore = "needs mosquitto and openssl"]
-fn mosquitto_over_tls() {
+fn mosquitto_over_tls_and_websocket_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let openssl = |args: &[&str]| {
@@ -696,17 +696,23 @@ fn mosquitto_over_tls() {
     for f in ["ca.pem", "server.pem", "server.key"] {
         std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let tls = free_port();
+    let (tls, wss) = (free_port(), free_port());
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let certs = format!("cafile {}\ncertfile {}\nkeyfile {}", p("ca.pem"), p("server.pem"), p("server.key"));
     let _broker = Mosquitto::start(&format!(
-        "listener {tls} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}",
-        p("ca.pem"),
-        p("server.pem"),
-        p("server.key")
+        "listener {tls} 127.0.0.1\n{certs}\nlistener {wss} 127.0.0.1\nprotocol websockets\n{certs}"
     ));
     std::thread::sleep(Duration::from_millis(300));
     let url = format!("mqtts://localhost:{tls}");
+    let wss_args = [format!("wss://localhost:{wss}/mqtt"), "--cafile".into(), p("ca.pem")];
+    let over_wss = std::thread::spawn(move || {
+        let args: Vec<&str> = wss_args.iter().map(String::as_str).collect();
+        probe_json(&[&args[..], &["--keepalives", "1", "--max-wait", "10s"]].concat())
+    });
     let (status, doc, stderr) = probe_json(&[&url, "--cafile", &p("ca.pem"), "--keepalives", "1", "--max-wait", "10s"]);
+    assert!(status == 0 || status == 3, "{doc}\n{stderr}");
+    assert_mosquitto_silent(&doc, &[1]);
+    let (status, doc, stderr) = over_wss.join().unwrap();
     assert!(status == 0 || status == 3, "{doc}\n{stderr}");
     assert_mosquitto_silent(&doc, &[1]);
     // Without the CA the certificate is refused: exit 2, saying so; --insecure gets through.
