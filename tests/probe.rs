@@ -641,66 +641,35 @@ fn mosquitto_max_keepalive_mqtt5_captured_and_analysed_alike() {
 fn mosquitto_over_tls_and_websocket_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").current_dir(d).args(args).output().expect("openssl is installed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let openssl = |cmd: &str| {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let out = Command::new("openssl").current_dir(d).args(&args).output().expect("openssl is installed");
+        assert!(out.status.success(), "openssl {cmd}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=probe test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    // A CA; a server certificate for localhost; a client certificate (X.509 v3, with extensions:
+    // rustls refuses v1 certificates) for a listener that requires one.
+    std::fs::write(d.join("server.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    std::fs::write(d.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=probe-test-CA");
+    for who in ["server", "client"] {
+        let cn = if who == "server" { "localhost" } else { "probe" };
+        openssl(&format!("req -newkey rsa:2048 -nodes -keyout {who}.key -out {who}.csr -subj /CN={cn}"));
+        openssl(&format!(
+            "x509 -req -in {who}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {who}.pem -days 1 -extfile {who}.cnf"
+        ));
+    }
     // mosquitto started as root drops to its own user: it must be able to read the files.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for f in ["ca.pem", "server.pem", "server.key"] {
+    for f in ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"] {
         std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let (tls, wss) = (free_port(), free_port());
+    let (tls, wss, mtls) = (free_port(), free_port(), free_port());
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
     let certs = format!("cafile {}\ncertfile {}\nkeyfile {}", p("ca.pem"), p("server.pem"), p("server.key"));
     let _broker = Mosquitto::start(&format!(
-        "listener {tls} 127.0.0.1\n{certs}\nlistener {wss} 127.0.0.1\nprotocol websockets\n{certs}"
+        "listener {tls} 127.0.0.1\n{certs}\nlistener {wss} 127.0.0.1\nprotocol websockets\n{certs}\n\
+         listener {mtls} 127.0.0.1\n{certs}\nrequire_certificate true"
     ));
     std::thread::sleep(Duration::from_millis(300));
     let url = format!("mqtts://localhost:{tls}");
@@ -722,6 +691,25 @@ fn mosquitto_over_tls_and_websocket_over_tls() {
     assert!(stderr.contains("TLS") && stderr.to_lowercase().contains("certificate"), "{stderr}");
     let (status, doc, _) = probe_json(&[&url, "--insecure", "--keepalives", "1", "--max-wait", "3s"]);
     assert!(status == 0 || status == 3, "{doc}");
+    assert_eq!(scenario(&doc, "silent-1")["connack_code"], 0);
+    // A listener requiring a client certificate: refused without one, accepted with --cert/--key.
+    let mtls_url = format!("mqtts://localhost:{mtls}");
+    let out = probe(&[&mtls_url, "--cafile", &p("ca.pem"), "--keepalives", "1", "--max-wait", "3s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, doc, stderr) = probe_json(&[
+        &mtls_url,
+        "--cafile",
+        &p("ca.pem"),
+        "--cert",
+        &p("client.pem"),
+        "--key",
+        &p("client.key"),
+        "--keepalives",
+        "1",
+        "--max-wait",
+        "3s",
+    ]);
+    assert!(status == 0 || status == 3, "{doc}\n{stderr}");
     assert_eq!(scenario(&doc, "silent-1")["connack_code"], 0);
 }
 
