@@ -374,6 +374,8 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         (&["http://h"][..], "scheme"),
         (&["mqtt://u:pw@h"][..], "--password-file"),
         (&["mqtt://h", "--keepalives", "0,5"][..], "keepalive 0"),
+        (&["mqtt://h", "--max-wait", "0s"][..], "--max-wait"),
+        (&["mqtt://h", "--keepalives", "70000"][..], "70000"),
         (&["mqtt://h", "--password-file", "/nonexistent/pw"][..], "/nonexistent/pw"),
         (&["mqtts://127.0.0.1:1", "--cafile", "/nonexistent/ca.pem"][..], "/nonexistent/ca.pem"),
     ] {

@@ -229,13 +229,22 @@ impl Conn {
         }
     }
 
-    /// Closes our side (after a DISCONNECT): a WebSocket close frame, then the TCP FIN.
+    /// Closes our side (after a DISCONNECT): a WebSocket close frame, a TLS close_notify, then
+    /// the TCP FIN. Errors are ignored: the peer may be gone already.
     pub fn shutdown(&mut self) {
-        if let Conn::Ws(ws) = self {
-            let _ = ws.close(None);
-            let _ = ws.flush();
+        let stream = match self {
+            Conn::Ws(ws) => {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                ws.get_mut()
+            }
+            Conn::Raw(s) => s,
+        };
+        if let Stream::Tls(s) = stream {
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
         }
-        let _ = self.stream().tcp().shutdown(std::net::Shutdown::Both);
+        let _ = stream.tcp().shutdown(std::net::Shutdown::Both);
     }
 }
 

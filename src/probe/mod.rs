@@ -197,6 +197,9 @@ impl ProbeOptions {
                 "--keepalives {k}: keepalive 0 (off) is a scenario of its own; give values from 1 to 65535"
             )));
         }
+        if self.max_wait.is_some_and(|w| w < Duration::from_secs(1)) {
+            return Err(ProbeError::Usage("--max-wait must be at least 1s".into()));
+        }
         if self.topic_prefix.is_empty() || self.topic_prefix.contains(['#', '+']) {
             return Err(ProbeError::Usage("--topic-prefix must be a topic name without wildcards".into()));
         }
@@ -386,5 +389,8 @@ mod tests {
         o.topic_prefix = "a/#".into();
         assert!(o.validate().is_err());
         assert!(opts(vec![5]).validate().is_ok());
+        let mut o = opts(vec![5]);
+        o.max_wait = Some(Duration::from_millis(10));
+        assert!(o.validate().unwrap_err().to_string().contains("--max-wait"));
     }
 }

@@ -548,7 +548,10 @@ impl WillWatcher {
                 return Ok(p);
             }
             let now = ctx.clock.now();
-            if now >= by || ctx.stopped() {
+            if ctx.stopped() {
+                return Err(format!("stopped while waiting for {what}"));
+            }
+            if now >= by {
                 return Err(format!("no {what} within {} s", client::CONNECT_TIMEOUT.as_secs()));
             }
             match conn.recv(by.since(now).min(POLL)).map_err(|e| e.to_string())? {
