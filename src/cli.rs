@@ -23,6 +23,8 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Watch live traffic on a broker host and serve Prometheus metrics over HTTP.
     Live(LiveArgs),
+    /// Run the keepalive experiment against a broker with test clients and print its enforcement table.
+    Probe(ProbeArgs),
 }
 
 /// Default address of the agent's HTTP endpoints.
@@ -185,6 +187,115 @@ impl AnalyzeArgs {
     }
 }
 
+/// Output formats of `probe`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeFormat {
+    /// The enforcement table.
+    Text,
+    /// One JSON document (versioned; see README).
+    Json,
+}
+
+/// MQTT versions the probe speaks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolArg {
+    #[value(name = "3.1.1")]
+    V311,
+    #[value(name = "5")]
+    V5,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// Broker URL: mqtt://HOST[:PORT], mqtts://HOST[:PORT], ws://HOST[:PORT][/PATH] or wss://... (default path /mqtt).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ProbeFormat::Text)]
+    pub format: ProbeFormat,
+    /// MQTT version of the test clients.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::V311)]
+    pub protocol: ProtocolArg,
+    /// Keepalives of the silent-after-CONNECT scenarios, comma-separated (the median also runs
+    /// ping-then-silent and pinging).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 3, 5, 10], value_name = "SECONDS")]
+    pub keepalives: Vec<u16>,
+    /// Longest run [default: the largest deadline + tolerance + 10s]; a broker close after it counts as not enforced.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_wait: Option<Duration>,
+    /// How long after the deadline a broker close still counts as on time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub enforcement_tolerance: Duration,
+    /// User name for CONNECT.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password for CONNECT (visible in process lists: prefer --password-file).
+    #[arg(long, conflicts_with = "password_file")]
+    pub password: Option<String>,
+    /// File holding the password (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for mqtts/wss [default: the system's].
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// Do not check the broker's certificate (mqtts/wss).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Client certificate (PEM) for mqtts/wss, with --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM), with --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Wills go to PREFIX/<run id>/<scenario>.
+    #[arg(long, default_value = "mqtt-keepalive/probe", value_name = "PREFIX")]
+    pub topic_prefix: String,
+    /// No progress line [default: shown when stderr is a terminal].
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl ProbeArgs {
+    /// The options for `mqtt_keepalive::probe::run` (reads the password file).
+    pub fn options(&self) -> Result<mqtt_keepalive::probe::ProbeOptions, mqtt_keepalive::probe::ProbeError> {
+        use mqtt_keepalive::probe::{ProbeError, Secret};
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => Some(Secret(p.clone().into_bytes())),
+            (None, Some(path)) => {
+                let mut bytes =
+                    std::fs::read(path).map_err(|e| ProbeError::File { path: path.clone(), reason: e.to_string() })?;
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                Some(Secret(bytes))
+            }
+            (None, None) => None,
+        };
+        Ok(mqtt_keepalive::probe::ProbeOptions {
+            target: mqtt_keepalive::probe::Target::parse(&self.url)?,
+            version: match self.protocol {
+                ProtocolArg::V311 => mqtt_keepalive::probe::client::Version::V311,
+                ProtocolArg::V5 => mqtt_keepalive::probe::client::Version::V5,
+            },
+            keepalives: self.keepalives.clone(),
+            max_wait: self.max_wait,
+            enforcement_tolerance: self.enforcement_tolerance,
+            username: self.username.clone(),
+            password,
+            tls: mqtt_keepalive::probe::client::TlsOptions {
+                cafile: self.cafile.clone(),
+                insecure: self.insecure,
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            },
+            topic_prefix: self.topic_prefix.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +338,37 @@ mod tests {
         assert_eq!(a.files.len(), 2);
         let cfg = a.rules.tracker_config();
         assert!(cfg.ports.contains(8883) && !cfg.ports.contains(80));
+    }
+
+    #[test]
+    fn probe_defaults_and_options() {
+        let Command::Probe(p) = parse(&["probe", "mqtt://h"]).unwrap().command else { panic!() };
+        assert_eq!(p.keepalives, [1, 2, 3, 5, 10]);
+        assert_eq!((p.format, p.protocol), (ProbeFormat::Text, ProtocolArg::V311));
+        let Command::Probe(p) = parse(&[
+            "probe",
+            "ws://h:9001/x",
+            "--keepalives",
+            "2,4",
+            "--protocol",
+            "5",
+            "-f",
+            "json",
+            "--max-wait",
+            "9s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let o = p.options().unwrap();
+        assert_eq!((o.keepalives.as_slice(), o.max_wait), (&[2u16, 4][..], Some(Duration::from_secs(9))));
+        assert_eq!(o.version, mqtt_keepalive::probe::client::Version::V5);
+        assert!(parse(&["probe", "mqtt://h", "--password", "a", "--password-file", "f"]).is_err());
+        assert!(parse(&["probe", "mqtt://h", "--cert", "c"]).is_err(), "--cert needs --key");
+        assert!(parse(&["probe", "mqtt://h", "--keepalives", "x"]).is_err());
+        assert!(parse(&["probe", "mqtt://h", "--protocol", "4"]).is_err());
     }
 
     #[test]

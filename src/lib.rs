@@ -32,6 +32,8 @@
 //!   two threads (read and decode; the pipeline).
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
+//! - [`probe`]: the `probe` command: the keepalive experiment against a broker, as its own
+//!   test clients, judged by the same session rules.
 //! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
 //!
 //! The pipeline on a synthetic capture: a client declares keepalive 2 and falls silent; its
@@ -94,6 +96,7 @@ pub mod link;
 pub mod live;
 pub mod mqtt;
 pub mod pipeline;
+pub mod probe;
 pub mod server;
 pub mod session;
 pub mod sink;

@@ -1,8 +1,10 @@
 //! mqtt-keepalive: thin main. Parses the command line ([`cli`]), runs the command, and decides
 //! the exit status in one place ([`exit_code`]): 0 analysed (findings are output, not errors)
 //! or stopped by a signal; 1 runtime failure (an interface went away, output failed); 2
-//! unusable input, bad usage or setup (no such interface, no permission, port taken). A closed
-//! output pipe (`| head`) ends the run quietly with status 0.
+//! unusable input, bad usage or setup (no such interface, no permission, port taken, a broker
+//! the probe cannot connect to). A closed output pipe (`| head`) ends the run quietly with
+//! status 0. `probe` reports its findings in the status too: 3 when some deadline was not
+//! enforced within tolerance, 130 when Ctrl-C cut the run short (the partial table is printed).
 
 mod cli;
 
@@ -10,6 +12,7 @@ use clap::Parser;
 use cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::app::{self, AppError};
 use mqtt_keepalive::live::LiveError;
+use mqtt_keepalive::probe::ProbeError;
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
@@ -26,6 +29,10 @@ enum Failure {
     Analyze(#[from] AppError),
     #[error(transparent)]
     Live(#[from] LiveError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
 }
 
 fn main() -> ExitCode {
@@ -40,11 +47,12 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Analyze(args) => run_analyze(&args).map_err(Failure::from),
-        Command::Live(args) => mqtt_keepalive::live::run(args.options()).map_err(Failure::from),
+        Command::Analyze(args) => run_analyze(&args).map(|()| 0).map_err(Failure::from),
+        Command::Live(args) => mqtt_keepalive::live::run(args.options()).map(|()| 0).map_err(Failure::from),
+        Command::Probe(args) => run_probe(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             let code = exit_code(&e);
             if code != 0 {
@@ -63,6 +71,9 @@ fn exit_code(e: &Failure) -> u8 {
         Failure::Analyze(AppError::Output(_)) => 1,
         Failure::Live(e) if e.is_setup() => 2,
         Failure::Live(_) => 1,
+        Failure::Probe(_) => 2,
+        Failure::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Failure::Output(_) => 1,
     }
 }
 
@@ -170,4 +181,42 @@ fn analyze_plus_html(
     })?;
     drop(sinks);
     Ok((totals, html.map(RefCell::into_inner)))
+}
+
+/// `probe`: runs the scenarios and prints the table; the status is the probe's finding (0 every
+/// deadline enforced within tolerance, 3 not, 130 interrupted).
+fn run_probe(args: &cli::ProbeArgs) -> Result<u8, Failure> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let opts = args.options()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    let bar = (!args.no_progress && io::IsTerminal::is_terminal(&io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(opts.run_length().as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("probing {msg} [{bar:30}] {pos}/{len} s")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let target = opts.target.display();
+    let result = mqtt_keepalive::probe::run(&opts, &stop, &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.elapsed.as_secs());
+            bar.set_message(format!("{target}: {} of {} connections done", p.finished, p.scenarios));
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    let text = match args.format {
+        cli::ProbeFormat::Text => report.render_text(),
+        cli::ProbeFormat::Json => serde_json::to_string_pretty(&report).map_err(io::Error::from)? + "\n",
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush())?;
+    Ok(if report.run.interrupted { 130 } else { report.exit_status() })
 }
