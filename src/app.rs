@@ -43,6 +43,9 @@ pub enum AppError {
     /// Input that cannot be used at all (exit status 2).
     #[error(transparent)]
     Input(#[from] CaptureError),
+    /// The TLS key log cannot be read (exit status 2).
+    #[error(transparent)]
+    KeyLog(#[from] crate::layer::tls::KeyLogError),
     /// Writing output failed (a closed pipe is handled by the caller).
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

@@ -4,9 +4,12 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use mqtt_keepalive::app::AnalyzeOptions;
 use mqtt_keepalive::flow::PortSet;
+use mqtt_keepalive::layer::LayerConfig;
+use mqtt_keepalive::layer::tls::{KeyLog, KeyLogError};
 use mqtt_keepalive::session::SessionConfig;
-use mqtt_keepalive::tracker::TrackerConfig;
+use mqtt_keepalive::tracker::{DEFAULT_PORTS, TrackerConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Passive MQTT keepalive analysis: does every client's keepalive contract hold?
@@ -69,11 +72,11 @@ pub struct LiveArgs {
 
 impl LiveArgs {
     /// The options for `mqtt_keepalive::live::run`.
-    pub fn options(&self) -> mqtt_keepalive::live::LiveOptions {
-        mqtt_keepalive::live::LiveOptions {
+    pub fn options(&self) -> Result<mqtt_keepalive::live::LiveOptions, KeyLogError> {
+        Ok(mqtt_keepalive::live::LiveOptions {
             interfaces: self.interfaces.clone(),
             ports: self.rules.ports.clone(),
-            tracker: self.rules.tracker_config(),
+            tracker: self.rules.tracker_config(true)?,
             listen: self.listen,
             events: self.events.clone(),
             client_id_labels: self.client_id_labels,
@@ -83,7 +86,7 @@ impl LiveArgs {
                 BackendArg::Libpcap => mqtt_keepalive::live::Backend::Libpcap,
             },
             filter: self.filter.clone(),
-        }
+        })
     }
 }
 
@@ -105,9 +108,14 @@ pub enum Format {
 /// Options shared by every command that runs the analysis.
 #[derive(clap::Args, Debug)]
 pub struct RuleArgs {
-    /// TCP port a broker listens on (repeatable).
-    #[arg(short, long = "port", value_name = "PORT", default_values_t = [1883])]
+    /// TCP port a broker listens on (repeatable): MQTT, MQTT over TLS or WebSocket; each
+    /// connection's first bytes decide its transport.
+    #[arg(short, long = "port", value_name = "PORT", default_values_t = DEFAULT_PORTS)]
     pub ports: Vec<u16>,
+    /// TLS secrets in the SSLKEYLOGFILE format (as Wireshark reads it), to decrypt MQTT over TLS;
+    /// `live` follows the file as it grows.
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Option<PathBuf>,
     /// How long a PINGREQ may wait for its PINGRESP [default: the effective keepalive, 30s when unknown].
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub ping_timeout: Option<Duration>,
@@ -129,9 +137,16 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
-    /// The tracker settings these arguments describe.
-    pub fn tracker_config(&self) -> TrackerConfig {
-        TrackerConfig {
+    /// The tracker settings these arguments describe, with the key log read (`follow`: a file
+    /// that may not exist yet and will grow, for `live`).
+    pub fn tracker_config(&self, follow: bool) -> Result<TrackerConfig, KeyLogError> {
+        let keylog = match &self.tls_keylog {
+            None => None,
+            Some(p) if follow => Some(Arc::new(KeyLog::follow(p)?)),
+            Some(p) => Some(Arc::new(KeyLog::open(p)?)),
+        };
+        Ok(TrackerConfig {
+            layers: LayerConfig { keylog },
             ports: PortSet::new(&self.ports),
             session: SessionConfig {
                 ping_timeout: self.ping_timeout,
@@ -143,7 +158,7 @@ impl RuleArgs {
             max_buffered_total: self.max_buffered_total,
             flow_timeout: self.flow_timeout,
             ..TrackerConfig::default()
-        }
+        })
     }
 }
 
@@ -177,13 +192,13 @@ pub struct AnalyzeArgs {
 
 impl AnalyzeArgs {
     /// The options for `mqtt_keepalive::app::analyze`.
-    pub fn options(&self) -> AnalyzeOptions {
-        AnalyzeOptions {
+    pub fn options(&self) -> Result<AnalyzeOptions, KeyLogError> {
+        Ok(AnalyzeOptions {
             files: self.files.clone(),
-            tracker: self.rules.tracker_config(),
+            tracker: self.rules.tracker_config(false)?,
             ports: self.rules.ports.clone(),
             progress: !self.no_progress,
-        }
+        })
     }
 }
 
@@ -318,7 +333,7 @@ mod tests {
     #[test]
     fn analyze_defaults() {
         let Command::Analyze(a) = parse(&["analyze", "x.pcap"]).unwrap().command else { panic!() };
-        assert_eq!(a.rules.ports, [1883]);
+        assert_eq!(a.rules.ports, [1883, 8883]);
         assert_eq!(a.format, Format::Text);
         assert_eq!(a.rules.enforcement_tolerance, Duration::from_secs(1));
         assert_eq!(a.rules.ping_timeout, None);
@@ -336,7 +351,7 @@ mod tests {
         assert_eq!(a.rules.ports, [1883, 8883]);
         assert_eq!(a.rules.ping_timeout, Some(Duration::from_secs(2)));
         assert_eq!(a.files.len(), 2);
-        let cfg = a.rules.tracker_config();
+        let cfg = a.rules.tracker_config(false).unwrap();
         assert!(cfg.ports.contains(8883) && !cfg.ports.contains(80));
     }
 

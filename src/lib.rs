@@ -66,6 +66,7 @@
 //!
 //! assert_eq!(timeline, [
 //!     "0.000000 session_start",
+//!     "0.100000 transport",                  // the first client byte: MQTT over TCP
 //!     "0.100000 connect",
 //!     "0.200000 connack",
 //!     "3.100000 keepalive_expired",          // the deadline itself: 0.1 + 1.5 x 2

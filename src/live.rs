@@ -71,6 +71,8 @@ pub enum LiveError {
     Events { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    KeyLog(#[from] crate::layer::tls::KeyLogError),
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
 }
@@ -79,7 +81,9 @@ impl LiveError {
     /// True for errors of setup (exit status 2) rather than of running (1).
     pub fn is_setup(&self) -> bool {
         match self {
-            LiveError::Listen { .. } | LiveError::Events { .. } | LiveError::Unsupported(_) => true,
+            LiveError::Listen { .. } | LiveError::Events { .. } | LiveError::Unsupported(_) | LiveError::KeyLog(_) => {
+                true
+            }
             LiveError::Capture(e) => !matches!(e, LiveCaptureError::Os { what: "receive" | "poll", .. }),
             LiveError::Server(_) => false,
         }
@@ -136,6 +140,7 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
     opts.tracker.session.activity_events = true;
+    let keylog = opts.tracker.layers.keylog.clone();
     let mut pipeline = Pipeline::new(opts.tracker);
     let mut sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
     let mut housekeeping = Timestamp::now_realtime();
@@ -169,6 +174,10 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
             sinks.metrics.set_kernel_dropped(source.stats().dropped);
             sinks.metrics.set_flows_tracked(pipeline.tracker().live_connections());
             sinks.flush();
+            // Clients append their TLS secrets as they connect: read the new lines.
+            if let Some(Err(e)) = keylog.as_ref().map(|k| k.refresh()) {
+                tracing::warn!("{e}");
+            }
         }
     };
     sinks.metrics.add_captured(pipeline.packets() - counted);

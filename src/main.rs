@@ -48,7 +48,12 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Analyze(args) => run_analyze(&args).map(|()| 0).map_err(Failure::from),
-        Command::Live(args) => mqtt_keepalive::live::run(args.options()).map(|()| 0).map_err(Failure::from),
+        Command::Live(args) => args
+            .options()
+            .map_err(LiveError::from)
+            .and_then(mqtt_keepalive::live::run)
+            .map(|()| 0)
+            .map_err(Failure::from),
         Command::Probe(args) => run_probe(&args),
     };
     match result {
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
 fn exit_code(e: &Failure) -> u8 {
     match e {
         Failure::Analyze(AppError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
-        Failure::Analyze(AppError::Input(_)) => 2,
+        Failure::Analyze(AppError::Input(_) | AppError::KeyLog(_)) => 2,
         Failure::Analyze(AppError::Output(_)) => 1,
         Failure::Live(e) if e.is_setup() => 2,
         Failure::Live(_) => 1,
@@ -84,7 +89,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
         Format::Jsonl => {
             // Only the events are output: records are not made, nor kept (unless for --html).
             let mut lines = JsonLines::new(&mut out);
-            let mut opts = args.options();
+            let mut opts = args.options()?;
             opts.tracker.records = false;
             let (totals, html) = analyze_plus_html(args, opts, Some(&mut lines), None)?;
             lines.into_inner()?;
@@ -92,7 +97,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
         }
         Format::Json => {
             // Streamed: each session is written as it ends, so memory holds open sessions only.
-            let opts = args.options();
+            let opts = args.options()?;
             let settings = opts.settings();
             let mut json = JsonWriter::new(&mut out, &settings);
             let (totals, html) = analyze_plus_html(args, opts, None, Some(&mut |r| json.session(&r)))?;
@@ -103,7 +108,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
             let (totals, html) = analyze_plus_html(
                 args,
-                args.options(),
+                args.options()?,
                 None,
                 Some(&mut |r| {
                     worst.push(r);
@@ -116,7 +121,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
         }
         Format::Openmetrics => {
             // The live agent's metrics fold, sampled every --step of capture time.
-            let mut opts = args.options();
+            let mut opts = args.options()?;
             opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
             opts.tracker.records = false;
             let packets = PacketSteps::count(&args.files, args.step)?;
@@ -130,7 +135,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             html.map(|h| (totals, h))
         }
         Format::Html => {
-            let (totals, html) = analyze_plus_html(args, args.options(), None, None)?;
+            let (totals, html) = analyze_plus_html(args, args.options()?, None, None)?;
             if let Some(h) = html {
                 h.write(&totals, &mut out)?;
             }

@@ -63,7 +63,7 @@ mod tests {
                 }
             )*};
         }
-        check!(Side, CloseKind, Verdict, Protocol, Direction);
+        check!(Side, CloseKind, Verdict, Protocol, Direction, crate::layer::Transport);
         for t in PacketType::ALL {
             assert_eq!(serde_name(&t), t.name());
         }
@@ -87,6 +87,15 @@ mod tests {
             EventKind::Resync { .. } => 12,
             EventKind::ClientActivity { .. } => 13,
             EventKind::SessionEnd { .. } => 14,
+            EventKind::Transport { .. } => 15,
+            EventKind::TlsClientHello { .. } => 16,
+            EventKind::TlsServerHello { .. } => 17,
+            EventKind::TlsKeys { .. } => 18,
+            EventKind::TlsAlert { .. } => 19,
+            EventKind::WsUpgrade { .. } => 20,
+            EventKind::WsResponse { .. } => 21,
+            EventKind::WsControl { .. } => 22,
+            EventKind::TransportError { .. } => 23,
         }
     }
 
@@ -117,8 +126,17 @@ mod tests {
             EventKind::Resync { side, skipped_bytes: 1 },
             EventKind::ClientActivity { silence_s: d, keepalive_s: 1 },
             EventKind::SessionEnd { last_packet: t, max_silence_s: d, open: false, evicted: false, mqtt: true },
+            EventKind::Transport { transport: crate::layer::Transport::Tls },
+            EventKind::TlsClientHello { sni: None, alpn: vec![] },
+            EventKind::TlsServerHello { version: "1.3".into(), suite: "x".into() },
+            EventKind::TlsKeys { decrypted: false, reason: None },
+            EventKind::TlsAlert { side, alert: "close_notify", level: 1, description: 0 },
+            EventKind::WsUpgrade { path: "/".into(), protocol: None },
+            EventKind::WsResponse { status: 101, protocol: None },
+            EventKind::WsControl { side, frame: "ping", close_code: None },
+            EventKind::TransportError { side, layer: "tls", reason: String::new() },
         ];
-        let mut seen = [false; 15];
+        let mut seen = [false; 24];
         for k in &kinds {
             assert_eq!(serde_json::to_value(k).unwrap()["kind"], k.as_str());
             seen[index(k)] = true;

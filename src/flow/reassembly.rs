@@ -15,7 +15,7 @@ use super::seq::SeqNumber;
 pub const MAX_WINDOW: i64 = 1 << 30;
 
 /// What the reassembler hands on, in stream order.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
     /// Stream bytes, in order.
     Data(&'a [u8]),

@@ -8,9 +8,20 @@
 //! Plain MQTT over TCP is the empty stack: bytes pass through untouched, with no dispatch and
 //! no copy. Layers never read a clock and never see the session rules: the connection stamps
 //! what they hand up with the packet time.
+//!
+//! Transport detection ([`Stack::Detect`], [`detect`]): on a connection seen from its first
+//! byte, the first byte of the first data decides: a TLS handshake record (0x16) -> [`tls`],
+//! an HTTP request or answer (`G`, `H`) -> [`websocket`], anything else -> plain MQTT. Inside
+//! TLS the same test on the first plaintext byte decides between MQTT and WebSocket (wss). On a
+//! connection joined mid-stream, a TLS record header or a WebSocket frame header (checked
+//! with the next header when it is there) decides, else plain MQTT. The decision is reported
+//! once as [`LayerEvent::Transport`].
 
+pub mod detect;
 pub mod tls;
 pub mod websocket;
+
+use std::sync::Arc;
 
 use crate::flow::Side;
 pub use crate::flow::reassembly::Chunk;
@@ -38,9 +49,39 @@ pub trait Layer {
     fn buffered(&self) -> usize;
 }
 
+named! {
+    /// What carries a connection's MQTT.
+    pub enum Transport {
+        /// MQTT directly over TCP.
+        Tcp => "tcp",
+        Tls => "tls",
+        WebSocket => "websocket",
+        /// WebSocket inside TLS (wss).
+        WebSocketTls => "websocket+tls",
+        /// Not decided (no data seen).
+        Unknown => "unknown",
+    }
+}
+
+impl Transport {
+    /// True when the connection runs over TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::WebSocketTls)
+    }
+}
+
+/// What the layers need besides the bytes.
+#[derive(Clone, Default)]
+pub struct LayerConfig {
+    /// TLS secrets (`--tls-keylog`), shared by every connection.
+    pub keylog: Option<Arc<tls::KeyLog>>,
+}
+
 /// What a transport layer reports of its own framing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerEvent {
+    /// The transport was decided (see the module doc); from the side whose bytes decided it.
+    Transport(Transport),
     /// What the TLS layer saw: hellos, keys or why there are none, opaque records, alerts.
     Tls(tls::TlsEvent),
     /// From the WebSocket layer ([`websocket::WsLayer`]).
@@ -50,8 +91,12 @@ pub enum LayerEvent {
 /// A connection's layers: what its bytes go through before the MQTT decoder.
 #[derive(Default)]
 pub enum Stack {
-    /// MQTT directly over TCP.
+    /// Not decided yet: the first data decides (see the module doc); seen from the first byte.
     #[default]
+    Detect,
+    /// Not decided yet, on a connection joined mid-stream.
+    DetectMidStream,
+    /// MQTT directly over TCP.
     Plain,
     /// Layers, outermost first.
     Layers(Vec<Box<dyn Layer + Send>>),
@@ -59,11 +104,14 @@ pub enum Stack {
 
 impl Stack {
     /// Feeds one chunk of `side`'s TCP stream through the layers to `up` (statically
-    /// dispatched for plain MQTT, the hot path).
+    /// dispatched for plain MQTT, the hot path), deciding the layers first when undecided.
     #[inline]
-    pub fn feed<U: Up>(&mut self, side: Side, chunk: Chunk<'_>, up: &mut U) {
+    pub fn feed<U: Up>(&mut self, side: Side, chunk: Chunk<'_>, up: &mut U, cfg: &LayerConfig) {
+        if let (Stack::Detect | Stack::DetectMidStream, Chunk::Data([first, ..])) = (&*self, chunk) {
+            self.decide(side, *first, chunk, up, cfg);
+        }
         match self {
-            Stack::Plain => match chunk {
+            Stack::Plain | Stack::Detect | Stack::DetectMidStream => match chunk {
                 Chunk::Data(d) => up.data(side, d),
                 Chunk::Gap(n) => up.gap(side, n),
             },
@@ -71,21 +119,47 @@ impl Stack {
         }
     }
 
-    /// True for MQTT directly over TCP.
-    pub fn is_plain(&self) -> bool {
-        matches!(self, Stack::Plain)
+    /// Chooses the layers from the first data (`first` is its first byte) and reports it.
+    #[cold]
+    fn decide<U: Up>(&mut self, side: Side, first: u8, chunk: Chunk<'_>, up: &mut U, cfg: &LayerConfig) {
+        let Chunk::Data(data) = chunk else { return };
+        let tls =
+            || Stack::Layers(vec![Box::new(tls::TlsLayer::new(cfg.keylog.clone())), Box::new(detect::Inner::new())]);
+        let (stack, transport) = match self {
+            Stack::Detect => match first {
+                0x16 => (tls(), Transport::Tls),
+                b'G' | b'H' => (Stack::Layers(vec![Box::new(websocket::WsLayer::new())]), Transport::WebSocket),
+                _ => (Stack::Plain, Transport::Tcp),
+            },
+            _ => {
+                if tls::sniff_record(data) == tls::Sniff::Yes {
+                    (tls(), Transport::Tls)
+                } else if detect::ws_frames_mid_stream(data, side) {
+                    (Stack::Layers(vec![Box::new(websocket::WsLayer::mid_stream())]), Transport::WebSocket)
+                } else {
+                    (Stack::Plain, Transport::Tcp)
+                }
+            }
+        };
+        *self = stack;
+        up.event(side, LayerEvent::Transport(transport));
+    }
+
+    /// True when no layer holds state: MQTT directly over TCP, or not decided yet.
+    pub fn has_no_layers(&self) -> bool {
+        !matches!(self, Stack::Layers(_))
     }
 
     /// Bytes held by the layers.
     pub fn buffered(&self) -> usize {
         match self {
-            Stack::Plain => 0,
+            Stack::Plain | Stack::Detect | Stack::DetectMidStream => 0,
             Stack::Layers(layers) => layers.iter().map(|l| l.buffered()).sum(),
         }
     }
 }
 
-fn pass(side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
+pub(crate) fn pass(side: Side, chunk: Chunk<'_>, up: &mut dyn Up) {
     match chunk {
         Chunk::Data(d) => up.data(side, d),
         Chunk::Gap(n) => up.gap(side, n),
@@ -151,10 +225,11 @@ mod tests {
     #[test]
     fn layers_apply_outermost_first_and_plain_passes_through() {
         let mut up = Collect::default();
-        Stack::Plain.feed(Side::Client, Chunk::Data(b"abcd"), &mut up);
+        let cfg = LayerConfig::default();
+        Stack::Plain.feed(Side::Client, Chunk::Data(b"abcd"), &mut up, &cfg);
         let mut two = Stack::Layers(vec![Box::new(Halve), Box::new(Halve)]);
-        two.feed(Side::Broker, Chunk::Data(b"abcdefgh"), &mut up);
-        two.feed(Side::Broker, Chunk::Gap(3), &mut up);
+        two.feed(Side::Broker, Chunk::Data(b"abcdefgh"), &mut up, &cfg);
+        two.feed(Side::Broker, Chunk::Gap(3), &mut up, &cfg);
         assert_eq!(up.0, [(Side::Client, b"abcd".to_vec()), (Side::Broker, b"ae".to_vec())]);
         assert_eq!(up.1, [12]);
     }

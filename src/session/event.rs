@@ -5,6 +5,7 @@
 //! timeline. JSON field names here are part of the documented output format.
 
 use crate::flow::{FlowKey, Side};
+use crate::layer::Transport;
 use crate::mqtt::{PacketType, Protocol};
 use crate::time::Timestamp;
 use serde::{Serialize, Serializer};
@@ -44,6 +45,10 @@ named! {
         Disconnect => "disconnect",
         Fin => "fin",
         Rst => "rst",
+        /// A TLS close_notify alert (before the TCP close).
+        CloseNotify => "close_notify",
+        /// A WebSocket close frame (before the TCP close); its status code is the close's code.
+        WsClose => "ws_close",
     }
 }
 
@@ -100,15 +105,16 @@ pub enum EventKind {
         #[serde(serialize_with = "secs")]
         sent: Timestamp,
     },
-    /// The session closed: the first DISCONNECT, FIN or RST.
+    /// The session closed: the first DISCONNECT, FIN, RST, TLS close_notify or WebSocket close.
     Close {
         close: CloseKind,
         by: Side,
         #[serde(serialize_with = "dur_secs")]
         after_silence_s: Duration,
-        reason_code: Option<u8>,
+        /// The MQTT 5 DISCONNECT reason code, or the WebSocket close frame's status code.
+        reason_code: Option<u16>,
     },
-    /// A FIN or RST without DISCONNECT: the broker publishes the client's Will, if it has one.
+    /// A close without DISCONNECT: the broker publishes the client's Will, if it has one.
     CloseWithoutDisconnect {
         close: CloseKind,
         by: Side,
@@ -134,6 +140,57 @@ pub enum EventKind {
     Resync {
         side: Side,
         skipped_bytes: u64,
+    },
+    /// The connection's transport, decided from its first bytes.
+    Transport {
+        transport: Transport,
+    },
+    /// The client's TLS hello: the server name it asked for and the protocols it offered.
+    TlsClientHello {
+        sni: Option<String>,
+        alpn: Vec<String>,
+    },
+    /// The broker's TLS hello: the version and cipher suite in force.
+    TlsServerHello {
+        version: String,
+        suite: String,
+    },
+    /// Whether this session's TLS records are decrypted (its keys are in the key log), and why
+    /// not when they are not.
+    TlsKeys {
+        decrypted: bool,
+        reason: Option<&'static str>,
+    },
+    /// A TLS alert from `side`: `close_notify` (a clean close), or an error.
+    TlsAlert {
+        side: Side,
+        alert: &'static str,
+        level: u8,
+        description: u8,
+    },
+    /// The client's WebSocket upgrade request.
+    WsUpgrade {
+        path: String,
+        protocol: Option<String>,
+    },
+    /// The broker's answer to the upgrade (101: accepted).
+    WsResponse {
+        status: u16,
+        protocol: Option<String>,
+    },
+    /// A WebSocket control frame from `side` (`ping`, `pong`, `close` with its status code). A
+    /// WebSocket ping is not MQTT keepalive activity.
+    WsControl {
+        side: Side,
+        frame: &'static str,
+        close_code: Option<u16>,
+    },
+    /// Bytes a transport layer cannot read (a TLS record that does not decrypt, a WebSocket
+    /// protocol error).
+    TransportError {
+        side: Side,
+        layer: &'static str,
+        reason: String,
     },
     /// A client packet, with its silence since the previous activity / effective keepalive.
     /// Emitted only when asked for ([`super::SessionConfig::activity_events`]), for metrics;
@@ -174,6 +231,15 @@ impl EventKind {
             EventKind::Gap { .. } => "gap",
             EventKind::Malformed { .. } => "malformed",
             EventKind::Resync { .. } => "resync",
+            EventKind::Transport { .. } => "transport",
+            EventKind::TlsClientHello { .. } => "tls_client_hello",
+            EventKind::TlsServerHello { .. } => "tls_server_hello",
+            EventKind::TlsKeys { .. } => "tls_keys",
+            EventKind::TlsAlert { .. } => "tls_alert",
+            EventKind::WsUpgrade { .. } => "ws_upgrade",
+            EventKind::WsResponse { .. } => "ws_response",
+            EventKind::WsControl { .. } => "ws_control",
+            EventKind::TransportError { .. } => "transport_error",
             EventKind::ClientActivity { .. } => "client_activity",
             EventKind::SessionEnd { .. } => "session_end",
         }

@@ -118,6 +118,11 @@ impl Session {
         self.effective
     }
 
+    /// True while a PINGREQ waits for its PINGRESP.
+    pub fn ping_outstanding(&self) -> bool {
+        self.ping().is_some_and(|p| !p.reported)
+    }
+
     /// True once a CONNECT was seen.
     pub fn connected(&self) -> bool {
         self.connected
@@ -205,12 +210,27 @@ impl Session {
         }
     }
 
-    /// Client bytes were lost to a capture gap: the client was active, whatever it sent.
-    pub fn on_client_bytes_lost(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
+    /// The client was active without a packet the analysis can read (bytes lost to a capture
+    /// gap, a TLS record that is not decrypted): activity, whatever it sent.
+    pub fn on_client_activity(&mut self, now: Timestamp, cfg: &SessionConfig, out: &mut impl Emit) {
         self.poll(now, cfg, out);
         if !self.closed {
             self.client_activity(now, cfg, out);
         }
+    }
+
+    /// A close seen by a transport layer (TLS close_notify, WebSocket close frame with its
+    /// `code`) from `by`. Only the first close counts.
+    pub fn on_transport_close(
+        &mut self,
+        now: Timestamp,
+        kind: CloseKind,
+        by: Side,
+        code: Option<u16>,
+        cfg: &SessionConfig,
+        out: &mut impl Emit,
+    ) {
+        self.close(now, kind, by, code, cfg, out);
     }
 
     /// A FIN or RST from `by`. Only the first close counts.
@@ -335,7 +355,7 @@ impl Session {
         now: Timestamp,
         kind: CloseKind,
         by: Side,
-        reason_code: Option<u8>,
+        reason_code: Option<u16>,
         cfg: &SessionConfig,
         out: &mut impl Emit,
     ) {
@@ -377,9 +397,9 @@ impl Session {
 }
 
 /// The MQTT 5 reason code of a DISCONNECT body, if any.
-fn reason_code(body: &Body) -> Option<u8> {
+fn reason_code(body: &Body) -> Option<u16> {
     match body {
-        Body::Disconnect(d) => d.reason_code,
+        Body::Disconnect(d) => d.reason_code.map(u16::from),
         _ => None,
     }
 }

@@ -14,6 +14,7 @@
 use super::event::{dur_secs, round_us, secs};
 use super::{CloseKind, Event, EventKind, SessionId, Verdict};
 use crate::flow::Side;
+use crate::layer::Transport;
 use crate::mqtt::Protocol;
 use crate::session::event::FlowKeyJson;
 use crate::time::{Timestamp, expiry_span};
@@ -49,7 +50,8 @@ pub struct CloseRecord {
     pub kind: &'static str,
     pub by: Option<Side>,
     pub after_silence_s: Option<f64>,
-    pub reason_code: Option<u8>,
+    /// The MQTT 5 DISCONNECT reason code, or the WebSocket close frame's status code.
+    pub reason_code: Option<u16>,
 }
 
 impl CloseRecord {
@@ -57,9 +59,10 @@ impl CloseRecord {
     pub const OPEN_KIND: &str = "open";
     const OPEN: CloseRecord = CloseRecord { kind: Self::OPEN_KIND, by: None, after_silence_s: None, reason_code: None };
 
-    /// True for a close by FIN or RST, without an MQTT DISCONNECT (the broker publishes the Will).
+    /// True for a close without an MQTT DISCONNECT (FIN, RST, TLS close_notify, WebSocket close:
+    /// the broker publishes the Will).
     pub fn without_disconnect(&self) -> bool {
-        self.kind == CloseKind::Fin.as_str() || self.kind == CloseKind::Rst.as_str()
+        self.kind != Self::OPEN_KIND && self.kind != CloseKind::Disconnect.as_str()
     }
 }
 
@@ -76,6 +79,8 @@ pub struct SessionRecord {
     pub id: SessionId,
     pub client: SocketAddr,
     pub broker: SocketAddr,
+    /// What carries the MQTT: `tcp`, `tls`, `websocket`, `websocket+tls` (`unknown`: no data).
+    pub transport: Transport,
     pub client_id: Option<String>,
     pub protocol: Option<Protocol>,
     /// Declared in CONNECT.
@@ -106,11 +111,42 @@ pub struct SessionRecord {
     pub enforcement: Option<EnforcementRecord>,
     pub gaps: u64,
     pub malformed: u64,
+    /// TLS sessions: the handshake's facts and whether the records were decrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRecord>,
+    /// WebSocket sessions: the upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocketRecord>,
     pub events: Vec<SessionEvent>,
     pub events_dropped: u64,
     /// Every ping round trip (for the capture's percentiles).
     #[serde(skip)]
     pub rtts: Vec<Duration>,
+}
+
+/// What a TLS session showed of itself.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct TlsRecord {
+    pub version: Option<String>,
+    pub suite: Option<String>,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// The records were decrypted with the key log: the session's fields come from its MQTT.
+    /// When false, the pings were inferred from record sizes (a 2-byte MQTT packet) and any
+    /// client record counted as activity.
+    pub decrypted: bool,
+    /// Why the records stay encrypted.
+    pub encrypted_reason: Option<&'static str>,
+}
+
+/// What a WebSocket session showed of its upgrade.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct WebSocketRecord {
+    pub path: Option<String>,
+    /// `Sec-WebSocket-Protocol` (as accepted, else as asked for).
+    pub protocol: Option<String>,
+    /// The broker's answer (101: accepted).
+    pub status: Option<u16>,
 }
 
 impl SessionRecord {
@@ -206,6 +242,7 @@ pub struct RecordState {
     at: [u16; 3],
     protocol: Option<Protocol>,
     connack_code: u8,
+    transport: Transport,
     flags: u16,
 }
 
@@ -229,6 +266,7 @@ impl RecordState {
             at: [NOT_LISTED; 3],
             protocol: None,
             connack_code: 0,
+            transport: Transport::Unknown,
             flags: if mid_stream { flag::MID_STREAM } else { 0 },
         }
     }
@@ -284,6 +322,10 @@ impl RecordState {
         let mut rebuild = None;
         match &e.kind {
             EventKind::SessionStart { .. } | EventKind::SessionEnd { .. } => return,
+            EventKind::Transport { transport } => {
+                self.transport = *transport; // a field of the record, not a listed event
+                return;
+            }
             EventKind::Connect { protocol, keepalive_s, client_id, clean_start, will } => {
                 self.protocol = Some(*protocol);
                 self.set_opt(flag::HAS_KEEPALIVE, |s| &mut s.keepalive, Some(*keepalive_s));
@@ -353,7 +395,16 @@ impl RecordState {
                     reason_code: *reason_code,
                 });
             }
-            EventKind::CloseWithoutDisconnect { .. } | EventKind::Resync { .. } => {}
+            EventKind::CloseWithoutDisconnect { .. }
+            | EventKind::Resync { .. }
+            | EventKind::TlsClientHello { .. }
+            | EventKind::TlsServerHello { .. }
+            | EventKind::TlsKeys { .. }
+            | EventKind::TlsAlert { .. }
+            | EventKind::WsUpgrade { .. }
+            | EventKind::WsResponse { .. }
+            | EventKind::WsControl { .. } => {}
+            EventKind::TransportError { .. } => self.extras().malformed += 1,
             EventKind::Enforcement { verdict, lag_s } => {
                 let x = self.extras();
                 if x.enforcement.is_none() {
@@ -469,10 +520,12 @@ impl RecordState {
             intervals.sort_unstable();
             intervals[intervals.len() / 2].as_secs_f64().round() as u32
         });
+        let events = self.events(x);
         SessionRecord {
             id,
             client: flow.client,
             broker: flow.broker,
+            transport: self.transport,
             client_id: self.client_id.as_ref().map(|c| c.to_string()),
             protocol: self.protocol,
             keepalive_s: self.opt(flag::HAS_KEEPALIVE, self.keepalive),
@@ -495,7 +548,9 @@ impl RecordState {
             enforcement: x.enforcement,
             gaps: x.gaps,
             malformed: x.malformed,
-            events: self.events(x),
+            tls: tls_record(self.transport, &events),
+            websocket: websocket_record(self.transport, &events),
+            events,
             events_dropped: x.events_dropped,
             rtts,
         }
@@ -512,6 +567,46 @@ impl RecordState {
             })
             .collect()
     }
+}
+
+/// The TLS facts of a TLS session, from its listed events.
+fn tls_record(transport: Transport, events: &[SessionEvent]) -> Option<TlsRecord> {
+    if !transport.is_tls() {
+        return None;
+    }
+    let mut t = TlsRecord::default();
+    for e in events {
+        match &e.kind {
+            EventKind::TlsClientHello { sni, alpn } => (t.sni, t.alpn) = (sni.clone(), alpn.clone()),
+            EventKind::TlsServerHello { version, suite } => {
+                (t.version, t.suite) = (Some(version.clone()), Some(suite.clone()))
+            }
+            EventKind::TlsKeys { decrypted, reason } => (t.decrypted, t.encrypted_reason) = (*decrypted, *reason),
+            _ => {}
+        }
+    }
+    Some(t)
+}
+
+/// The upgrade of a WebSocket session, from its listed events.
+fn websocket_record(transport: Transport, events: &[SessionEvent]) -> Option<WebSocketRecord> {
+    if !matches!(transport, Transport::WebSocket | Transport::WebSocketTls) {
+        return None;
+    }
+    let mut w = WebSocketRecord::default();
+    for e in events {
+        match &e.kind {
+            EventKind::WsUpgrade { path, protocol } => (w.path, w.protocol) = (Some(path.clone()), protocol.clone()),
+            EventKind::WsResponse { status, protocol } => {
+                w.status = Some(*status);
+                if protocol.is_some() {
+                    w.protocol = protocol.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(w)
 }
 
 #[cfg(test)]

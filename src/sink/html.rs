@@ -28,6 +28,7 @@
 
 use super::Sink;
 use crate::flow::Side;
+use crate::session::CloseKind;
 use crate::session::event::round_us;
 use crate::session::{Event, EventKind, SessionId, Verdict};
 use crate::sink::report::{SessionRecord, Totals};
@@ -317,22 +318,6 @@ fn hms(t: f64) -> String {
     let sod = (t.floor() as i64).rem_euclid(86_400);
     let ms = ((t - t.floor()) * 1000.0).floor() as i64;
     format!("{:02}:{:02}:{:02}.{ms:03}", sod / 3600, sod / 60 % 60, sod % 60)
-}
-
-fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::OnTime => "on_time",
-        Verdict::Late => "late",
-        Verdict::NotEnforced => "not_enforced",
-        Verdict::Early => "early",
-    }
-}
-
-fn side_name(s: Side) -> &'static str {
-    match s {
-        Side::Client => "client",
-        Side::Broker => "broker",
-    }
 }
 
 const STYLE: &str = r#"<style>
@@ -652,25 +637,29 @@ fn describe(kind: &EventKind, ts: f64) -> String {
         EventKind::PingUnanswered { sent } => format!("PINGREQ of {} unanswered (noted {at})", hms(secs(*sent))),
         EventKind::Close { close, by, after_silence_s, reason_code } => format!(
             "close: {} by {} after {:.3} s of client silence{} at {at}",
-            serde_json::to_value(close).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            side_name(*by),
+            close.as_str(),
+            by.as_str(),
             after_silence_s.as_secs_f64(),
-            reason_code.map(|c| format!(", DISCONNECT reason 0x{c:02x}")).unwrap_or_default()
+            match (close, reason_code) {
+                (CloseKind::WsClose, Some(c)) => format!(", WebSocket status {c}"),
+                (_, Some(c)) => format!(", DISCONNECT reason 0x{c:02x}"),
+                (_, None) => String::new(),
+            }
         ),
         EventKind::CloseWithoutDisconnect { by, will_expected, .. } => format!(
             "closed by {} without DISCONNECT{} at {at}",
-            side_name(*by),
+            by.as_str(),
             if *will_expected { ": the broker publishes the Will" } else { "" }
         ),
         EventKind::Enforcement { verdict, lag_s } => format!(
             "enforcement: {}{} at {at}",
-            verdict_name(*verdict),
+            verdict.as_str(),
             lag_s.map(|l| format!(" ({l:+.3} s after the deadline)")).unwrap_or_default()
         ),
-        EventKind::Gap { side, bytes } => format!("capture gap: {bytes} {} bytes never seen at {at}", side_name(*side)),
-        EventKind::Malformed { side, reason, .. } => format!("malformed {} data: {reason} at {at}", side_name(*side)),
+        EventKind::Gap { side, bytes } => format!("capture gap: {bytes} {} bytes never seen at {at}", side.as_str()),
+        EventKind::Malformed { side, reason, .. } => format!("malformed {} data: {reason} at {at}", side.as_str()),
         EventKind::Resync { side, skipped_bytes } => {
-            format!("{} framing found again after {skipped_bytes} bytes at {at}", side_name(*side))
+            format!("{} framing found again after {skipped_bytes} bytes at {at}", side.as_str())
         }
         EventKind::SessionEnd { open, evicted, .. } => format!(
             "session end{} at {at}",
@@ -682,13 +671,42 @@ fn describe(kind: &EventKind, ts: f64) -> String {
                 ""
             }
         ),
+        EventKind::Transport { transport } => format!("transport {transport} at {at}"),
+        EventKind::TlsClientHello { sni, alpn } => format!(
+            "TLS ClientHello{}{} at {at}",
+            sni.as_deref().map(|s| format!(", server name {s:?}")).unwrap_or_default(),
+            if alpn.is_empty() { String::new() } else { format!(", ALPN {alpn:?}") }
+        ),
+        EventKind::TlsServerHello { version, suite } => format!("TLS {version} ServerHello, {suite} at {at}"),
+        EventKind::TlsKeys { decrypted: true, .. } => format!("TLS keys found: records decrypted from {at}"),
+        EventKind::TlsKeys { reason, .. } => {
+            format!("TLS records stay encrypted ({}) at {at}", reason.unwrap_or("no keys"))
+        }
+        EventKind::TlsAlert { side, alert, level, description } => {
+            format!("TLS alert {alert} ({level}/{description}) from the {} at {at}", side.as_str())
+        }
+        EventKind::WsUpgrade { path, protocol } => {
+            format!(
+                "WebSocket upgrade {path:?}{} at {at}",
+                protocol.as_deref().map(|p| format!(", protocol {p}")).unwrap_or_default()
+            )
+        }
+        EventKind::WsResponse { status, .. } => format!("WebSocket upgrade answered {status} at {at}"),
+        EventKind::WsControl { side, frame, close_code } => format!(
+            "WebSocket {frame} from the {}{} at {at}",
+            side.as_str(),
+            close_code.map(|c| format!(", status {c}")).unwrap_or_default()
+        ),
+        EventKind::TransportError { side, layer, reason } => {
+            format!("{layer} from the {}: {reason} at {at}", side.as_str())
+        }
         EventKind::Pingreq | EventKind::Pingresp { .. } | EventKind::ClientActivity { .. } => at,
     }
 }
 
 fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
     let r = &lane.record;
-    let verdict = r.enforcement.map(|e| verdict_name(e.verdict)).unwrap_or("none");
+    let verdict = r.enforcement.map(|e| e.verdict.as_str()).unwrap_or("none");
     let client_id = r.client_id.as_deref().unwrap_or("");
     let _ = write!(
         h,

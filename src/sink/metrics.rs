@@ -259,7 +259,19 @@ impl Metrics {
 impl Sink for Metrics {
     fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
         match &e.kind {
-            EventKind::SessionStart { .. } | EventKind::Resync { .. } => {}
+            EventKind::SessionStart { .. }
+            | EventKind::Resync { .. }
+            | EventKind::Transport { .. }
+            | EventKind::TlsClientHello { .. }
+            | EventKind::TlsServerHello { .. }
+            | EventKind::TlsKeys { .. }
+            | EventKind::TlsAlert { .. }
+            | EventKind::WsUpgrade { .. }
+            | EventKind::WsResponse { .. }
+            | EventKind::WsControl { .. } => {}
+            EventKind::TransportError { .. } => {
+                self.h.malformed.inc();
+            }
             EventKind::Connect { protocol, client_id, .. } => {
                 self.h.connects.get_or_create(&ProtocolLabels { protocol: *protocol }).inc();
                 self.open_session(e.session);

@@ -14,9 +14,11 @@ use crate::decode::Segment;
 use crate::flow::reassembly::{Chunk, Outcome, ReasmRest, Reassembler};
 use crate::flow::seq::SeqNumber;
 use crate::flow::{FlowKey, Side, Sides};
-use crate::layer::{LayerEvent, Stack, Up};
+use crate::layer::tls::{self, TlsEvent};
+use crate::layer::websocket::WsEvent;
+use crate::layer::{LayerConfig, LayerEvent, Stack, Transport, Up};
 use crate::mqtt::stream::DecoderRest;
-use crate::mqtt::{PacketType, StreamDecoder, StreamEvent};
+use crate::mqtt::{Body, FixedHeader, Packet, PacketType, StreamDecoder, StreamEvent};
 use crate::session::record::{RecordState, SessionRecord};
 use crate::session::{CloseKind, Event, EventKind, Session, SessionConfig, SessionId};
 use crate::time::{Timestamp, expiry_span};
@@ -34,6 +36,8 @@ pub(super) struct Conn {
     pub(super) stack: Stack,
     /// Each side's MQTT stream decoder.
     pub(super) decoders: Sides<StreamDecoder>,
+    /// What carries the MQTT, once the first bytes decided it.
+    pub(super) transport: Transport,
     pub(super) client_isn: Option<SeqNumber>,
     pub(super) last_seen: Timestamp,
     pub(super) mid_stream: bool,
@@ -54,6 +58,7 @@ pub(super) struct Conn {
 pub(super) struct Ctx<'a> {
     pub(super) now: Timestamp,
     pub(super) cfg: &'a SessionConfig,
+    pub(super) layers: &'a LayerConfig,
     pub(super) events: &'a mut Vec<Event>,
     pub(super) counters: &'a mut TrackerCounters,
 }
@@ -76,8 +81,9 @@ impl Conn {
             session: Session::new(zero),
             record: RecordState::new(zero, false),
             reasm: Sides { client: reasm(), broker: reasm() },
-            stack: Stack::Plain,
+            stack: Stack::Detect,
             decoders: Sides { client: StreamDecoder::new(true), broker: StreamDecoder::new(true) },
+            transport: Transport::Unknown,
             client_isn: None,
             last_seen: zero,
             mid_stream: false,
@@ -97,7 +103,8 @@ impl Conn {
         self.id = id;
         self.session = Session::new(now);
         self.record = RecordState::new(now, mid_stream);
-        self.stack = Stack::Plain;
+        self.stack = if mid_stream { Stack::DetectMidStream } else { Stack::Detect };
+        self.transport = Transport::Unknown;
         for (side, first) in [(Side::Client, PacketType::Connect), (Side::Broker, PacketType::ConnAck)] {
             self.reasm.get_mut(side).restore(ReasmRest { next: None, peer_acked: None });
             // Seen from its first byte, a stream must start with CONNECT (CONNACK from a broker).
@@ -147,8 +154,8 @@ impl Conn {
             }
         }
         self.saw_payload |= seg.wire_len > 0;
-        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, .. } = self;
-        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
+        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, transport, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, transport, key: *key, id: *id, ctx };
         if seg.wire_len > 0 {
             let seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
             let outcome = reasm
@@ -196,8 +203,8 @@ impl Conn {
             return;
         }
         self.saw_payload = true;
-        let Conn { key, id, session, decoders, saw_mqtt, .. } = self;
-        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
+        let Conn { key, id, session, decoders, saw_mqtt, transport, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, transport, key: *key, id: *id, ctx };
         tcp_chunk(from, chunk, &mut Stack::Plain, &mut up);
     }
 
@@ -242,8 +249,8 @@ impl Conn {
 
     /// Gives up every hole in both directions (their stored bytes are delivered after gaps).
     fn give_up_holes(&mut self, ctx: &mut Ctx<'_>) {
-        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, .. } = self;
-        let mut up = ToMqtt { decoders, session, saw_mqtt, key: *key, id: *id, ctx };
+        let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, transport, .. } = self;
+        let mut up = ToMqtt { decoders, session, saw_mqtt, transport, key: *key, id: *id, ctx };
         for side in [Side::Client, Side::Broker] {
             reasm.get_mut(side).flush(&mut |chunk| tcp_chunk(side, chunk, stack, &mut up));
         }
@@ -278,7 +285,9 @@ impl Conn {
         self.give_up_holes(ctx);
         let (key, id, session) = (self.key, self.id, &mut self.session);
         let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-        let mqtt = session.connected() || (self.mid_stream && self.saw_mqtt);
+        // An MQTT session: a CONNECT was seen, or MQTT packets on a connection joined
+        // mid-stream, or TLS on the MQTT port (its records are the session, keys or not).
+        let mqtt = session.connected() || (self.mid_stream && self.saw_mqtt) || self.transport.is_tls();
         match (self.saw_payload, mqtt) {
             (false, _) => ctx.counters.flows_without_payload += 1,
             (true, false) => ctx.counters.non_mqtt_flows += 1,
@@ -309,22 +318,25 @@ impl Side {
 /// decoders. A gap in the TCP stream is counted and reported here, in TCP bytes, whatever it
 /// means to the layers; a gap in the client's stream is client activity.
 fn tcp_chunk(side: Side, chunk: Chunk<'_>, stack: &mut Stack, up: &mut ToMqtt<'_, '_>) {
-    let Chunk::Gap(bytes) = chunk else { return stack.feed(side, chunk, up) };
+    let layers = up.ctx.layers;
+    let Chunk::Gap(bytes) = chunk else { return stack.feed(side, chunk, up, layers) };
     up.ctx.counters.gaps += 1;
     up.ctx.counters.gap_bytes += bytes;
     up.emit(up.ctx.now, EventKind::Gap { side, bytes });
-    stack.feed(side, chunk, up);
+    stack.feed(side, chunk, up, layers);
     if side == Side::Client {
         let (key, id, ctx) = (up.key, up.id, &mut *up.ctx);
-        up.session.on_client_bytes_lost(ctx.now, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+        up.session.on_client_activity(ctx.now, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
     }
 }
 
-/// The top of a connection's byte path: each side's MQTT decoder and the session.
+/// The top of a connection's byte path: each side's MQTT decoder and the session, and what the
+/// transport layers report.
 struct ToMqtt<'a, 'c> {
     decoders: &'a mut Sides<StreamDecoder>,
     session: &'a mut Session,
     saw_mqtt: &'a mut bool,
+    transport: &'a mut Transport,
     key: FlowKey,
     id: SessionId,
     ctx: &'a mut Ctx<'c>,
@@ -338,20 +350,120 @@ impl ToMqtt<'_, '_> {
 
 impl Up for ToMqtt<'_, '_> {
     fn data(&mut self, side: Side, bytes: &[u8]) {
-        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx } = self;
+        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx, .. } = self;
         decoders.get_mut(side).feed(bytes, &mut |ev| on_stream_event(side, ev, session, saw_mqtt, *key, *id, ctx));
     }
 
     fn gap(&mut self, side: Side, len: u64) {
-        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx } = self;
+        let ToMqtt { decoders, session, saw_mqtt, key, id, ctx, .. } = self;
         decoders.get_mut(side).gap(len, &mut |ev| on_stream_event(side, ev, session, saw_mqtt, *key, *id, ctx));
     }
 
-    fn event(&mut self, _side: Side, event: LayerEvent) {
-        // No connection has transport layers yet: transport detection is what adds them.
+    fn event(&mut self, side: Side, event: LayerEvent) {
         match event {
-            LayerEvent::Tls(_) | LayerEvent::WebSocket(_) => {}
+            LayerEvent::Transport(t) => {
+                *self.transport = t;
+                self.emit(self.ctx.now, EventKind::Transport { transport: t });
+            }
+            LayerEvent::Tls(e) => self.tls(side, e),
+            LayerEvent::WebSocket(e) => self.websocket(side, e),
         }
+    }
+}
+
+impl ToMqtt<'_, '_> {
+    /// What the TLS layer saw: handshake facts and keys become events; an undecrypted client
+    /// record is client activity, and one the size of a 2-byte MQTT packet is an inferred
+    /// PINGREQ (PINGRESP from the broker); close_notify closes the session.
+    fn tls(&mut self, side: Side, e: TlsEvent) {
+        let now = self.ctx.now;
+        match e {
+            TlsEvent::ClientHello { sni, alpn, .. } => self.emit(now, EventKind::TlsClientHello { sni, alpn }),
+            TlsEvent::ServerHello { version, suite, .. } => {
+                let suite = tls::suite_name(suite).map_or_else(|| format!("0x{suite:04x}"), str::to_string);
+                self.emit(now, EventKind::TlsServerHello { version: tls::version_name(version), suite });
+            }
+            TlsEvent::Decrypting { .. } => self.emit(now, EventKind::TlsKeys { decrypted: true, reason: None }),
+            TlsEvent::Encrypted { reason } => {
+                self.emit(now, EventKind::TlsKeys { decrypted: false, reason: Some(reason.as_str()) })
+            }
+            TlsEvent::Opaque { content_type, plaintext_len, .. } => {
+                let (key, id, ctx) = (self.key, self.id, &mut *self.ctx);
+                let (cfg, mut emit) = (ctx.cfg, |ts, kind| ctx.emit(key, id, ts, kind));
+                // A 2-byte record is a PINGREQ from the client; from the broker, a PINGRESP only
+                // when one is awaited (else more likely an alert: TLS 1.3 alerts are that size).
+                let ping_sized = content_type == 23 && plaintext_len == Some(2);
+                if ping_sized && (side == Side::Client || self.session.ping_outstanding()) {
+                    let ping = if side == Side::Client { PacketType::PingReq } else { PacketType::PingResp };
+                    let packet = Packet {
+                        header: FixedHeader { packet_type: ping, flags: 0, remaining: 0, header_len: 2 },
+                        body: Body::None,
+                        damaged: false,
+                    };
+                    match side {
+                        Side::Client => self.session.on_client_packet(now, &packet, cfg, &mut emit),
+                        Side::Broker => self.session.on_broker_packet(now, &packet, cfg, &mut emit),
+                    }
+                } else if side == Side::Client {
+                    self.session.on_client_activity(now, cfg, &mut emit);
+                }
+            }
+            TlsEvent::Alert { alert, .. } => {
+                self.emit(
+                    now,
+                    EventKind::TlsAlert {
+                        side,
+                        alert: alert.name(),
+                        level: alert.level,
+                        description: alert.description,
+                    },
+                );
+                if alert.is_close_notify() {
+                    self.transport_close(CloseKind::CloseNotify, side, None);
+                }
+            }
+            TlsEvent::DecryptFailed { .. } => {
+                self.transport_error(side, "tls", "a record did not decrypt (bad tag)".into())
+            }
+            TlsEvent::Error(e) => self.transport_error(side, "tls", e.to_string()),
+            TlsEvent::KeyUpdate { .. } | TlsEvent::RecordLost { .. } | TlsEvent::Resync { .. } => {}
+        }
+    }
+
+    /// What the WebSocket layer saw: the upgrade and control frames become events; a close
+    /// frame closes the session.
+    fn websocket(&mut self, side: Side, e: WsEvent) {
+        let now = self.ctx.now;
+        match e {
+            WsEvent::Request(r) => self.emit(now, EventKind::WsUpgrade { path: r.path, protocol: r.protocol }),
+            WsEvent::Accepted { protocol, .. } => self.emit(now, EventKind::WsResponse { status: 101, protocol }),
+            WsEvent::Refused { status, .. } => self.emit(now, EventKind::WsResponse { status, protocol: None }),
+            WsEvent::Ping { .. } => self.emit(now, EventKind::WsControl { side, frame: "ping", close_code: None }),
+            WsEvent::Pong { .. } => self.emit(now, EventKind::WsControl { side, frame: "pong", close_code: None }),
+            WsEvent::Close { code, .. } => {
+                self.emit(now, EventKind::WsControl { side, frame: "close", close_code: code });
+                self.transport_close(CloseKind::WsClose, side, code);
+            }
+            WsEvent::Text { len } => self.transport_error(
+                side,
+                "websocket",
+                format!("text frame of {len} bytes (MQTT over WebSocket is binary)"),
+            ),
+            WsEvent::Error(e) => self.transport_error(side, "websocket", e.to_string()),
+            WsEvent::Resync { .. } => {}
+        }
+    }
+
+    fn transport_close(&mut self, kind: CloseKind, by: Side, code: Option<u16>) {
+        let (key, id, ctx) = (self.key, self.id, &mut *self.ctx);
+        let now = ctx.now;
+        let (cfg, mut emit) = (ctx.cfg, |ts, kind| ctx.emit(key, id, ts, kind));
+        self.session.on_transport_close(now, kind, by, code, cfg, &mut emit);
+    }
+
+    fn transport_error(&mut self, side: Side, layer: &'static str, reason: String) {
+        self.ctx.counters.malformed += 1;
+        self.emit(self.ctx.now, EventKind::TransportError { side, layer, reason });
     }
 }
 

@@ -2,7 +2,8 @@
 //! hundred megabytes.
 //!
 //! Contract: [`Conn::park`] gives the [`Parked`] form of a connection at rest (open, not
-//! closing, holding no bytes, plain MQTT over TCP, both decoders at a packet boundary) or `None`;
+//! closing, holding no bytes, no transport layers (MQTT over TCP, or not decided yet), both
+//! decoders at a packet boundary) or `None`;
 //! [`Parked::unpark_into`] gives back the same connection. Nothing but memory changes: the
 //! reassemblers and decoders shrink to their sequence numbers and framing state, the client
 //! address to 4 bytes (IPv4) or a slot in a side table (IPv6), the broker address to a number.
@@ -11,6 +12,7 @@ use super::conn::Conn;
 use crate::flow::FlowKey;
 use crate::flow::reassembly::ReasmRest;
 use crate::flow::seq::SeqNumber;
+use crate::layer::{Stack, Transport};
 use crate::mqtt::stream::DecoderRest;
 use crate::session::record::RecordState;
 use crate::session::{Session, SessionId};
@@ -67,6 +69,9 @@ pub(super) mod bit {
     /// numbers are known.
     pub const HAS_NEXT: u16 = 1 << 6;
     pub const HAS_ACKED: u16 = 1 << 7;
+    // (1 << 8 and 1 << 9: the broker's HAS_NEXT and HAS_ACKED.)
+    /// The first data decided the transport: MQTT over TCP (else not decided yet).
+    pub const TCP: u16 = 1 << 10;
 }
 
 /// An idle connection at rest: open, not closing, holding no bytes, both decoders at a packet
@@ -126,7 +131,13 @@ impl Parked {
         conn.record = std::mem::replace(&mut self.record, RecordState::new(self.last_seen, false));
         conn.reasm.client.restore(self.reasm(0));
         conn.reasm.broker.restore(self.reasm(1));
-        conn.stack = crate::layer::Stack::Plain;
+        // Only connections without layers are parked (see `Conn::park`): MQTT over TCP, or
+        // not decided yet.
+        (conn.transport, conn.stack) = match (self.has(bit::TCP), self.has(bit::MID_STREAM)) {
+            (true, _) => (Transport::Tcp, Stack::Plain),
+            (false, false) => (Transport::Unknown, Stack::Detect),
+            (false, true) => (Transport::Unknown, Stack::DetectMidStream),
+        };
         conn.decoders.client.restore(self.decoders[0]);
         conn.decoders.broker.restore(self.decoders[1]);
         conn.client_isn = self.client_isn();
@@ -148,7 +159,7 @@ impl Conn {
             || self.fin_client
             || self.fin_broker
             || self.accounted != 0
-            || !self.stack.is_plain()
+            || !self.stack.has_no_layers()
         {
             return None;
         }
@@ -177,6 +188,7 @@ impl Conn {
         flag(self.saw_payload, bit::SAW_PAYLOAD);
         flag(self.saw_mqtt, bit::SAW_MQTT);
         flag(self.scheduled.is_some(), bit::SCHEDULED);
+        flag(self.transport == Transport::Tcp, bit::TCP);
         let mut seqs = [0; 4];
         for (side, rest) in [client, broker].into_iter().enumerate() {
             for (i, (seq, b)) in [(rest.next, bit::HAS_NEXT), (rest.peer_acked, bit::HAS_ACKED)].into_iter().enumerate()

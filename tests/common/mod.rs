@@ -55,7 +55,7 @@ pub fn analyze_with(files: &[PathBuf], tracker: TrackerConfig, ports: &[u16]) ->
 
 /// Analyses one fixture with default rules.
 pub fn analyze_fixture(name: &str) -> (AnalysisReport, Vec<Event>) {
-    analyze_with(&[fixture(name)], TrackerConfig::default(), &[1883])
+    analyze_with(&[fixture(name)], TrackerConfig::default(), &mqtt_keepalive::tracker::DEFAULT_PORTS)
 }
 
 /// Writes capture bytes to a temporary file and analyses it with default rules.

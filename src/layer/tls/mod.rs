@@ -137,6 +137,33 @@ pub enum EncryptedReason {
     LostSequence,
 }
 
+impl EncryptedReason {
+    /// The reason's name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptedReason::NoKeyLog => "no_key_log",
+            EncryptedReason::NoKeyLogLine => "no_key_log_line",
+            EncryptedReason::IncompleteKeyLogLine => "incomplete_key_log_line",
+            EncryptedReason::ResumptionWithoutKeys => "resumption_without_keys",
+            EncryptedReason::UnsupportedSuite(_) => "unsupported_suite",
+            EncryptedReason::UnsupportedVersion(_) => "unsupported_version",
+            EncryptedReason::HandshakeNotSeen => "handshake_not_seen",
+            EncryptedReason::LostSequence => "lost_sequence",
+        }
+    }
+}
+
+/// A TLS version as people write it ("1.2"), or its number.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0301 => "1.0".into(),
+        0x0302 => "1.1".into(),
+        TLS12 => "1.2".into(),
+        TLS13 => "1.3".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
 /// An error in the TLS framing or handshake (counted; the layer goes on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {

@@ -407,8 +407,8 @@ fn stacked_in_a_connection_stack() {
     // The connection's Stack (Send) holds the layer and passes its output and events through.
     let mut stack = crate::layer::Stack::Layers(vec![Box::new(WsLayer::new())]);
     let mut seen = Seen::default();
-    stack.feed(Side::Client, Chunk::Data(REQUEST), &mut seen);
-    stack.feed(Side::Client, Chunk::Data(&masked(0x82, CONNECT)), &mut seen);
+    stack.feed(Side::Client, Chunk::Data(REQUEST), &mut seen, &crate::layer::LayerConfig::default());
+    stack.feed(Side::Client, Chunk::Data(&masked(0x82, CONNECT)), &mut seen, &crate::layer::LayerConfig::default());
     assert_eq!(seen.bytes[0], CONNECT);
     assert!(matches!(seen.events[..], [(Side::Client, WsEvent::Request(_))]));
     assert_eq!(stack.buffered(), 0);
