@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mqtt_keepalive::app::AnalyzeOptions;
 use mqtt_keepalive::flow::PortSet;
 use mqtt_keepalive::session::SessionConfig;
+use mqtt_keepalive::sink::report::text::TextOptions;
+use mqtt_keepalive::sink::report::times::Zone;
 use mqtt_keepalive::tracker::TrackerConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -171,6 +173,9 @@ pub struct AnalyzeArgs {
     /// With `-f openmetrics`: the `instance` label [default: the first capture file's name].
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
+    /// Text report: times in the local time zone (`TZ`, else the system's) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -184,6 +189,11 @@ impl AnalyzeArgs {
             ports: self.rules.ports.clone(),
             progress: !self.no_progress,
         }
+    }
+
+    /// How the text report is shown.
+    pub fn text_options(&self) -> TextOptions {
+        TextOptions { zone: if self.local { Zone::Local } else { Zone::Utc } }
     }
 }
 

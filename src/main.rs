@@ -111,7 +111,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
                 }),
             )?;
             let report = AnalysisReport::new(totals.clone(), worst.into_sorted());
-            out.write_all(report.render_text().as_bytes())?;
+            out.write_all(report.render_text_with(&args.text_options()).as_bytes())?;
             html.map(|h| (totals, h))
         }
         Format::Openmetrics => {

@@ -4,13 +4,17 @@
 //! sessions end. Parts, one job each: [`totals`] folds them into the summary and adds the capture
 //! figures; [`json`] writes the documented `analyze --format json` document, streamed
 //! ([`JsonWriter`]) or whole ([`AnalysisReport`]); [`text`] renders the table people read;
-//! [`sessions`] is the live agent's `/sessions` document; [`rank`] orders sessions by severity.
+//! [`sessions`] is the live agent's `/sessions` document; [`rank`] orders sessions by severity;
+//! [`terminal`] makes captured strings safe to print and measures cells; [`times`] formats and
+//! parses times.
 //! Output order is deterministic.
 
 pub mod json;
 pub mod rank;
 pub mod sessions;
+pub mod terminal;
 pub mod text;
+pub mod times;
 pub mod totals;
 
 pub use crate::session::record::{

@@ -1,0 +1,145 @@
+//! The text report a person reads (issue 11): captured strings escaped, columns aligned by
+//! display width, client ids cut to a fixed width (whole in JSON), start and close times, the
+//! Will column and the legend; the filters and the session timeline; the hints about other ports
+//! and refused connections.
+
+use mqtt_keepalive::flow::Side;
+use mqtt_keepalive::sink::report::terminal::width;
+use mqtt_keepalive::synth::{Capture, Conn, Encap, mqtt};
+use mqtt_keepalive::time::Timestamp;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// 2026-11-26T12:21:57Z.
+const BASE: f64 = 1_795_695_717.0;
+
+fn t(s: f64) -> Timestamp {
+    Timestamp::from_secs_f64(BASE + s)
+}
+
+const LONG_CJK: &str = "传感器-温度-客厅-一号-二号-三号-四号-五号-六号-七号";
+/// Client ids a hostile or careless client could send.
+const IDS: [&str; 7] = [
+    "\x1b]0;pwned\x07\x1b[2J\x1b[31mred",
+    "line1\nline2\r\tend",
+    LONG_CJK,
+    "",
+    "evil\u{202e}gnp.exe",
+    "c1\u{9b}31m\u{7f}",
+    "plain-🌡",
+];
+
+/// One session per client id: CONNECT (the first with a Will), CONNACK, DISCONNECT.
+fn hostile_ids_capture() -> Capture {
+    let mut cap = Capture::new(Encap::Ethernet);
+    for (i, id) in IDS.iter().enumerate() {
+        let at = i as f64;
+        let client = format!("10.0.0.{}:4000{i}", i + 1).parse().unwrap();
+        let mut c = Conn::new(client, "10.0.0.99:1883".parse().unwrap(), 1000, 9000);
+        c.handshake(&mut cap, t(at));
+        c.send(&mut cap, t(at + 0.1), Side::Client, &mqtt::connect(4, 30, id, i == 0, None));
+        c.send(&mut cap, t(at + 0.2), Side::Broker, &mqtt::connack(0, None));
+        c.send(&mut cap, t(at + 2.0), Side::Client, &mqtt::disconnect(None));
+        c.fin(&mut cap, t(at + 2.0), Side::Client);
+    }
+    cap.sort();
+    cap
+}
+
+fn write(dir: &Path, name: &str, cap: &Capture) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, cap.to_pcap()).unwrap();
+    path
+}
+
+fn analyze(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"));
+    cmd.arg("analyze").arg("--no-progress").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// The table's rows: from the header to the first blank line.
+fn table(text: &str) -> Vec<&str> {
+    text.lines().skip_while(|l| !l.starts_with("CLIENT ")).take_while(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn hostile_client_ids_are_escaped_and_cannot_break_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ids.pcap", &hostile_ids_capture());
+    let out = text(&analyze(&[path.to_str().unwrap()], &[]));
+    for bad in ['\x1b', '\x07', '\r', '\t', '\u{202e}', '\u{9b}', '\u{7f}'] {
+        assert!(!out.contains(bad), "{bad:?} reached the terminal:\n{out}");
+    }
+    let rows = table(&out);
+    assert_eq!(rows.len(), 1 + IDS.len(), "one line per session, none broken:\n{out}");
+    assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2J…"), "{out}");
+    assert!(out.contains("line1\\nline2\\r\\tend"), "{out}");
+    assert!(out.contains("evil\\u{202e}gnp.exe"), "{out}");
+    assert!(out.contains("c1\\x9b31m\\x7f"), "{out}");
+    assert!(rows.iter().any(|r| r.split("  ").any(|cell| cell.trim() == "\"\"")), "empty id shows as \"\": {out}");
+}
+
+#[test]
+fn columns_line_up_by_display_width_and_long_ids_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ids.pcap", &hostile_ids_capture());
+    let out = text(&analyze(&[path.to_str().unwrap()], &[]));
+    let rows = table(&out);
+    // Every row's START cell begins in the header's START column, whatever the id's width.
+    let column = |line: &str, needle: &str| width(&line[..line.find(needle).unwrap()]);
+    let start = column(rows[0], "START");
+    for row in &rows[1..] {
+        assert_eq!(column(row, "12:2"), start, "misaligned row:\n{out}");
+        assert!(width(row) <= mqtt_keepalive::sink::report::text::MAX_WIDTH, "{row}");
+    }
+    let cut = rows.iter().find(|r| r.contains("传感器")).unwrap();
+    assert!(cut.contains('…') && !cut.contains(LONG_CJK), "the long id is cut: {cut}");
+    assert!(out.contains("plain-🌡"), "{out}");
+    // JSON keeps every id whole.
+    let json = analyze(&["-f", "json", path.to_str().unwrap()], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let ids: Vec<&str> = doc["sessions"].as_array().unwrap().iter().map(|s| s["client_id"].as_str().unwrap()).collect();
+    for id in IDS {
+        assert!(ids.contains(&id), "{id:?} not whole in JSON: {ids:?}");
+    }
+}
+
+#[test]
+fn times_will_column_and_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ids.pcap", &hostile_ids_capture());
+    let out = text(&analyze(&[path.to_str().unwrap()], &[]));
+    assert!(out.lines().next().unwrap().contains("from 2026-11-26 12:21:57.000 UTC"), "{out}");
+    let rows = table(&out);
+    assert!(rows[0].contains("START") && rows[0].contains("CLOSED") && rows[0].contains("WILL"), "{out}");
+    let first = rows.iter().find(|r| r.contains("pwned")).unwrap();
+    assert!(first.contains("12:21:57.000"), "start time: {first}");
+    assert!(first.contains("12:21:59.000"), "close time: {first}");
+    let will = |r: &str| r.split_whitespace().filter(|c| *c == "yes").count();
+    assert_eq!(will(first), 1, "the first client has a Will: {first}");
+    assert!(rows[1..].iter().filter(|r| !r.contains("pwned")).all(|r| will(r) == 0), "{out}");
+    for key in ["4/5", "~5?", "60->10", "early"] {
+        assert!(out.contains(key), "the legend explains {key}:\n{out}");
+    }
+    // --local: the zone of TZ (nine hours ahead of UTC here).
+    let local = text(&analyze(&["--local", path.to_str().unwrap()], &[("TZ", "UTC-9")]));
+    assert!(local.lines().next().unwrap().contains("2026-11-26 21:21:57.000 local time (UTC+09:00)"), "{local}");
+    assert!(table(&local).iter().any(|r| r.contains("21:21:59.000")), "{local}");
+    // JSON: RFC 3339 beside the Unix seconds.
+    let json = analyze(&["-f", "json", path.to_str().unwrap()], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let s = &doc["sessions"][0];
+    assert_eq!(s["started_utc"], "2026-11-26T12:21:57.000000Z", "{s}");
+    assert_eq!(s["ended_utc"], "2026-11-26T12:21:59.000000Z", "{s}");
+    assert_eq!(s["started"].as_f64(), Some(BASE));
+}
