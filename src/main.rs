@@ -17,6 +17,7 @@ use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
 use mqtt_keepalive::sink::openmetrics::{Backfill, PacketSteps};
+use mqtt_keepalive::sink::report::totals::capture_warnings;
 use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, SessionRecord, Totals, WorstSessions};
 use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
@@ -180,6 +181,9 @@ fn analyze_plus_html(
         (None, None) => Ok(()),
     })?;
     drop(sinks);
+    for w in capture_warnings(&totals.settings, &totals.capture, &totals.tcp) {
+        eprintln!("mqtt-keepalive: warning: {w}");
+    }
     Ok((totals, html.map(RefCell::into_inner)))
 }
 

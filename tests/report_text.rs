@@ -143,3 +143,72 @@ fn times_will_column_and_legend() {
     assert_eq!(s["ended_utc"], "2026-11-26T12:21:59.000000Z", "{s}");
     assert_eq!(s["started"].as_f64(), Some(BASE));
 }
+
+/// A healthy session on `port`.
+fn session_on(cap: &mut Capture, port: u16, client_port: u16, at: f64) {
+    let mut c = Conn::new(
+        format!("10.0.0.1:{client_port}").parse().unwrap(),
+        format!("10.0.0.9:{port}").parse().unwrap(),
+        1,
+        2,
+    );
+    c.handshake(cap, t(at));
+    c.send(cap, t(at + 0.1), Side::Client, &mqtt::connect(4, 10, "dev", false, None));
+    c.send(cap, t(at + 0.2), Side::Broker, &mqtt::connack(0, None));
+    for i in 1..4 {
+        c.send(cap, t(at + f64::from(i)), Side::Client, &mqtt::pingreq());
+        c.send(cap, t(at + f64::from(i) + 0.01), Side::Broker, &mqtt::pingresp());
+    }
+}
+
+#[test]
+fn a_forgotten_port_is_named_with_the_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cap = Capture::new(Encap::Ethernet);
+    session_on(&mut cap, 8883, 40000, 0.0);
+    session_on(&mut cap, 8883, 40001, 0.5);
+    session_on(&mut cap, 22, 40002, 0.7);
+    cap.sort();
+    let path = write(dir.path(), "tls-port.pcap", &cap);
+    let o = analyze(&[path.to_str().unwrap()], &[]);
+    let (out, err) = (text(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(out.starts_with("0 MQTT sessions"), "{out}");
+    assert!(
+        out.contains("Other ports: 33 TCP segments not on a broker port (--port); busiest: 8883 (22), 22 (11)"),
+        "{out}"
+    );
+    for shown in [&out, &err] {
+        assert!(shown.contains("no MQTT session on port 1883") && shown.contains("--port 8883"), "{shown}");
+    }
+    let json = analyze(&["-f", "json", path.to_str().unwrap()], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["capture"]["other_tcp_ports"][0], serde_json::json!({"port": 8883, "segments": 22}));
+    // Given the right port, the sessions are there and the hint is gone.
+    let o = analyze(&["--port", "8883", path.to_str().unwrap()], &[]);
+    assert!(text(&o).starts_with("2 MQTT sessions") && !text(&o).contains("warning"), "{}", text(&o));
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn connections_refused_by_max_flows_are_counted_once_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cap = Capture::new(Encap::Ethernet);
+    for i in 0..5u16 {
+        session_on(&mut cap, 1883, 40000 + i, f64::from(i) * 0.01);
+    }
+    cap.sort();
+    let path = write(dir.path(), "full.pcap", &cap);
+    let o = analyze(&["--max-flows", "2", path.to_str().unwrap()], &[]);
+    let (out, err) = (text(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(out.starts_with("2 MQTT sessions"), "{out}");
+    assert!(
+        out.contains("Refused: 3 connections (30 segments) not tracked, the table was full (--max-flows)"),
+        "{out}"
+    );
+    for shown in [&out, &err] {
+        assert!(shown.contains("warning: 3 connections were not tracked"), "{shown}");
+    }
+    let json = analyze(&["-f", "json", "--max-flows", "2", path.to_str().unwrap()], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["tcp"]["connections_rejected"], 3);
+}

@@ -11,6 +11,7 @@ use super::json::AnalysisReport;
 use super::rank::worse_first;
 use super::terminal::{self, escape};
 use super::times::Zone;
+use super::totals::capture_warnings;
 use crate::session::EventKind;
 use crate::session::record::{EnforcementRecord, SessionRecord};
 use crate::time::Timestamp;
@@ -164,8 +165,25 @@ impl AnalysisReport {
             t.retransmissions,
             t.non_mqtt_flows
         );
-        for w in &c.warnings {
-            let _ = writeln!(out, "warning: {}", escape(w));
+        if c.other_tcp_segments > 0 {
+            let busiest: Vec<String> =
+                c.other_tcp_ports.iter().take(5).map(|p| format!("{} ({})", p.port, p.segments)).collect();
+            let _ = writeln!(
+                out,
+                "Other ports: {} TCP segments not on a broker port (--port); busiest: {}",
+                c.other_tcp_segments,
+                busiest.join(", ")
+            );
+        }
+        if t.connections_rejected > 0 {
+            let _ = writeln!(
+                out,
+                "Refused: {} connections ({} segments) not tracked, the table was full (--max-flows)",
+                t.connections_rejected, t.flows_rejected
+            );
+        }
+        for w in c.warnings.iter().map(|w| escape(w).into_owned()).chain(capture_warnings(&self.settings, c, t)) {
+            let _ = writeln!(out, "warning: {w}");
         }
         out
     }
