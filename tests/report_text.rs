@@ -146,6 +146,11 @@ fn times_will_column_and_legend() {
 
 /// A healthy session on `port`.
 fn session_on(cap: &mut Capture, port: u16, client_port: u16, at: f64) {
+    session_as(cap, port, client_port, at, "dev");
+}
+
+/// A healthy session of client `id` on `port`: three pings answered in 10 ms, then left open.
+fn session_as(cap: &mut Capture, port: u16, client_port: u16, at: f64, id: &str) {
     let mut c = Conn::new(
         format!("10.0.0.1:{client_port}").parse().unwrap(),
         format!("10.0.0.9:{port}").parse().unwrap(),
@@ -153,7 +158,7 @@ fn session_on(cap: &mut Capture, port: u16, client_port: u16, at: f64) {
         2,
     );
     c.handshake(cap, t(at));
-    c.send(cap, t(at + 0.1), Side::Client, &mqtt::connect(4, 10, "dev", false, None));
+    c.send(cap, t(at + 0.1), Side::Client, &mqtt::connect(4, 10, id, false, None));
     c.send(cap, t(at + 0.2), Side::Broker, &mqtt::connack(0, None));
     for i in 1..4 {
         c.send(cap, t(at + f64::from(i)), Side::Client, &mqtt::pingreq());
@@ -211,4 +216,84 @@ fn connections_refused_by_max_flows_are_counted_once_and_shown() {
     let json = analyze(&["-f", "json", "--max-flows", "2", path.to_str().unwrap()], &[]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["tcp"]["connections_rejected"], 3);
+}
+
+/// Sessions of sensor-1 (at 0 s), sensor-2 (10 s), pump\x1b (20 s) and gate (30 s).
+fn fleet(dir: &Path) -> PathBuf {
+    let mut cap = Capture::new(Encap::Ethernet);
+    for (i, id) in ["sensor-1", "sensor-2", "pump\x1b", "gate"].into_iter().enumerate() {
+        session_as(&mut cap, 1883, 40000 + i as u16, 10.0 * i as f64, id);
+    }
+    cap.sort();
+    write(dir, "fleet.pcap", &cap)
+}
+
+#[test]
+fn client_id_and_time_filters_choose_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fleet(dir.path());
+    let file = path.to_str().unwrap();
+    let ids = |out: &str| -> Vec<String> {
+        table(out)[1..].iter().map(|r| r.split_whitespace().nth(1).unwrap().to_string()).collect()
+    };
+    let out = text(&analyze(&["--client-id", "sensor-*", file], &[]));
+    assert!(out.starts_with("2 MQTT sessions matching --client-id sensor-* in"), "{out}");
+    assert_eq!(ids(&out), ["sensor-1", "sensor-2"]);
+    assert!(
+        out.contains("Summary: 2 sessions") && out.contains("0 of 6 pings unanswered"),
+        "the summary is theirs: {out}"
+    );
+    assert_eq!(ids(&text(&analyze(&["--client-id", "?ump*", file], &[]))), ["pump\\x1b"]);
+    // Sessions still going at --since and begun by --until; RFC 3339 or Unix seconds.
+    let out = text(&analyze(&["--since", "2026-11-26T12:22:10Z", "--until", &format!("{}", BASE + 25.0), file], &[]));
+    assert_eq!(ids(&out), ["sensor-2", "pump\\x1b"], "{out}");
+    let json = analyze(&["-f", "json", "--since", "2026-11-26T13:22:25+01:00", file], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let chosen: Vec<&str> =
+        doc["sessions"].as_array().unwrap().iter().map(|s| s["client_id"].as_str().unwrap()).collect();
+    assert_eq!((chosen, doc["summary"]["sessions"].as_u64()), (vec!["gate"], Some(1)));
+    // Every JSON-lines event carries its session's client id; filtered by pattern and time.
+    let lines = text(&analyze(&["-f", "jsonl", "--client-id", "gate", file], &[]));
+    let events: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 10, "{lines}");
+    assert_eq!(events[0]["kind"], "session_start");
+    assert!(events[0].as_object().unwrap()["client_id"].is_null(), "null before CONNECT");
+    assert!(events[2..].iter().all(|e| e["client_id"] == "gate" && e["session"] == 3), "{lines}");
+    // A time that is not one says what is.
+    let bad = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+        .args(["analyze", "--since", "yesterday", file])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
+fn session_prints_its_full_timeline_with_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fleet(dir.path());
+    let out = text(&analyze(&["--session", "2", path.to_str().unwrap()], &[]));
+    assert!(out.starts_with("Session 2: client 10.0.0.1:40002, broker 10.0.0.9:1883; times UTC"), "{out}");
+    let kinds: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("TIME"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().nth(3).unwrap())
+        .collect();
+    let pings = ["pingreq", "pingresp"].repeat(3);
+    let want: Vec<&str> =
+        ["session_start", "connect", "connack"].into_iter().chain(pings).chain(["session_end"]).collect();
+    assert_eq!(kinds, want, "{out}");
+    assert!(out.contains("2026-11-26 12:22:18.000  1.000       pingreq"), "{out}");
+    let rtt: f64 = out.split("round trip ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!((rtt - 10.0).abs() < 0.01, "the round trip, from the event stream: {out}");
+    assert!(out.contains("client id pump\\x1b,") && !out.contains('\x1b'), "escaped: {out}");
+    assert!(out.contains("1 MQTT session matching --session 2 in"), "then its row: {out}");
+    let missing = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+        .args(["analyze", "--session", "9", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no session 9 in the capture"));
 }

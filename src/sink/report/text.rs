@@ -23,9 +23,11 @@ pub const MAX_WIDTH: usize = 190;
 pub const MAX_CLIENT_ID_WIDTH: usize = 24;
 
 /// How the text report is shown.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TextOptions {
     pub zone: Zone,
+    /// The filter's conditions as given (`--client-id dev-*`), or empty.
+    pub filter: String,
 }
 
 const HEADER: [&str; 13] = [
@@ -79,9 +81,10 @@ impl AnalysisReport {
             String::new()
         };
         let files: Vec<String> = c.files.iter().map(|f| escape(f).into_owned()).collect();
+        let matching = if opts.filter.is_empty() { String::new() } else { format!(" matching {}", opts.filter) };
         let _ = writeln!(
             out,
-            "{} in {} ({} packets{}{})\n",
+            "{}{matching} in {} ({} packets{}{})\n",
             plural(total, "MQTT session"),
             files.join(", "),
             c.packets,
