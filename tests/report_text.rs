@@ -100,8 +100,9 @@ fn columns_line_up_by_display_width_and_long_ids_are_cut() {
     let start = column(rows[0], "START");
     for row in &rows[1..] {
         assert_eq!(column(row, "12:2"), start, "misaligned row:\n{out}");
-        assert!(width(row) <= mqtt_keepalive::sink::report::text::MAX_WIDTH, "{row}");
     }
+    let widest_id = mqtt_keepalive::sink::report::text::MAX_CLIENT_ID_WIDTH;
+    assert_eq!(start, width("10.0.0.1:40000  ") + widest_id + 2, "the id column is cut to {widest_id}:\n{out}");
     let cut = rows.iter().find(|r| r.contains("传感器")).unwrap();
     assert!(cut.contains('…') && !cut.contains(LONG_CJK), "the long id is cut: {cut}");
     assert!(out.contains("plain-🌡"), "{out}");

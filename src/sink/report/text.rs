@@ -4,7 +4,8 @@
 //! [`terminal::escape`] before it is printed, so no row can be broken or a terminal driven by
 //! what a client sent. Cells are measured by display width (wide CJK and emoji take two
 //! columns); client ids are cut with an ellipsis to at most [`MAX_CLIENT_ID_WIDTH`] columns (the
-//! JSON outputs have them whole), so a row of an IPv4 client is at most [`MAX_WIDTH`] columns. Times are in UTC or the local zone ([`TextOptions::zone`]): time of day in the
+//! JSON outputs have them whole). Every other cell has a format of bounded width (addresses,
+//! times, counts), so what a client sends cannot widen the table. Times are in UTC or the local zone ([`TextOptions::zone`]): time of day in the
 //! table when every time falls on the date the title names, the full date otherwise.
 
 use super::json::AnalysisReport;
@@ -17,8 +18,6 @@ use crate::session::record::{EnforcementRecord, SessionRecord};
 use crate::time::Timestamp;
 use std::fmt::Write as _;
 
-/// Widest row of the table for an IPv4 client with counts below a million, in columns.
-pub const MAX_WIDTH: usize = 190;
 /// Widest client id cell.
 pub const MAX_CLIENT_ID_WIDTH: usize = 24;
 
