@@ -7,6 +7,10 @@ use mqtt_keepalive::flow::PortSet;
 use mqtt_keepalive::layer::LayerConfig;
 use mqtt_keepalive::layer::tls::{KeyLog, KeyLogError};
 use mqtt_keepalive::session::SessionConfig;
+use mqtt_keepalive::sink::report::filter::{Glob, SessionFilter};
+use mqtt_keepalive::sink::report::text::TextOptions;
+use mqtt_keepalive::sink::report::times::{Zone, parse_instant};
+use mqtt_keepalive::time::Timestamp;
 use mqtt_keepalive::tracker::{DEFAULT_PORTS, TrackerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -186,6 +190,24 @@ pub struct AnalyzeArgs {
     /// With `-f openmetrics`: the `instance` label [default: the first capture file's name].
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
+    /// Text report: times in the local time zone (`TZ`, else the system's) instead of UTC.
+    #[arg(long)]
+    pub local: bool,
+    /// Only sessions whose client id matches PATTERN, a glob: `*` any run of characters, `?` one
+    /// (`sensor-*`, `dev-??`); sessions without a CONNECT match none. Text, json and jsonl.
+    #[arg(long, value_name = "PATTERN")]
+    pub client_id: Option<String>,
+    /// Only sessions still going at TIME (jsonl: events at or after it). TIME is RFC 3339
+    /// (`2026-11-26T12:00:00Z`, `2026-11-26T13:00:00+01:00`) or Unix seconds (`1795694400`).
+    #[arg(long, value_parser = parse_instant, value_name = "TIME")]
+    pub since: Option<Timestamp>,
+    /// Only sessions begun by TIME (jsonl: events at or before it); TIME as for --since.
+    #[arg(long, value_parser = parse_instant, value_name = "TIME")]
+    pub until: Option<Timestamp>,
+    /// Only session ID (its `id` in JSON, `session` in jsonl); the text report prints its full
+    /// event timeline, pings included, before its row.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<u64>,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -199,6 +221,22 @@ impl AnalyzeArgs {
             ports: self.rules.ports.clone(),
             progress: !self.no_progress,
         })
+    }
+
+    /// How the text report is shown.
+    pub fn text_options(&self) -> TextOptions {
+        let zone = if self.local { Zone::Local } else { Zone::Utc };
+        TextOptions { zone, filter: self.filter().describe(zone) }
+    }
+
+    /// Which sessions and events are reported.
+    pub fn filter(&self) -> SessionFilter {
+        SessionFilter {
+            client_id: self.client_id.as_deref().map(Glob::new),
+            since: self.since,
+            until: self.until,
+            session: self.session,
+        }
     }
 }
 

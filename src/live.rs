@@ -165,8 +165,8 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
             Ok(())
         });
         // `/sessions`: the records live in the tracker, on this thread.
-        while let Ok((limit, reply)) = session_requests.try_recv() {
-            let _ = reply.send(SessionsDocument::new(pipeline.tracker().open_records(), limit, &closed));
+        while let Ok((selection, reply)) = session_requests.try_recv() {
+            let _ = reply.send(SessionsDocument::select(pipeline.tracker().open_records(), &selection, &closed));
         }
         if wall.since(housekeeping) >= Duration::from_secs(1) {
             housekeeping = wall;

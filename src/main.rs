@@ -17,7 +17,10 @@ use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
 use mqtt_keepalive::sink::openmetrics::{Backfill, PacketSteps};
-use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, SessionRecord, Totals, WorstSessions};
+use mqtt_keepalive::sink::report::filter::SessionFilter;
+use mqtt_keepalive::sink::report::timeline::Timeline;
+use mqtt_keepalive::sink::report::totals::capture_warnings;
+use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, Report, SessionRecord, Totals, WorstSessions};
 use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
@@ -33,6 +36,8 @@ enum Failure {
     Probe(#[from] ProbeError),
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
+    #[error("no session {0} in the capture (the session ids are the `id`s of `-f json`)")]
+    NoSuchSession(u64),
 }
 
 fn main() -> ExitCode {
@@ -47,7 +52,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Analyze(args) => run_analyze(&args).map(|()| 0).map_err(Failure::from),
+        Command::Analyze(args) => run_analyze(&args).map(|()| 0),
         Command::Live(args) => args
             .options()
             .map_err(LiveError::from)
@@ -79,17 +84,18 @@ fn exit_code(e: &Failure) -> u8 {
         Failure::Probe(_) => 2,
         Failure::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Failure::Output(_) => 1,
+        Failure::NoSuchSession(_) => 2,
     }
 }
 
-fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
+fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let html = match args.format {
         Format::Jsonl => {
             // Only the events are output: records are not made, nor kept (unless for --html).
-            let mut lines = JsonLines::new(&mut out);
-            let mut opts = args.options()?;
+            let mut lines = JsonLines::with_filter(&mut out, args.filter());
+            let mut opts = args.options().map_err(AppError::from)?;
             opts.tracker.records = false;
             let (totals, html) = analyze_plus_html(args, opts, Some(&mut lines), None)?;
             lines.into_inner()?;
@@ -97,34 +103,52 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
         }
         Format::Json => {
             // Streamed: each session is written as it ends, so memory holds open sessions only.
-            let opts = args.options()?;
+            let opts = args.options().map_err(AppError::from)?;
             let settings = opts.settings();
             let mut json = JsonWriter::new(&mut out, &settings);
-            let (totals, html) = analyze_plus_html(args, opts, None, Some(&mut |r| json.session(&r)))?;
-            json.end(&totals)?;
+            let mut shown = Shown::new(args.filter());
+            let (totals, html) = analyze_plus_html(
+                args,
+                opts,
+                None,
+                Some(&mut |r| if shown.keep(&r) { json.session(&r) } else { Ok(()) }),
+            )?;
+            json.end(&shown.totals(totals.clone()))?;
             html.map(|h| (totals, h))
         }
         Format::Text => {
             let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
+            let mut shown = Shown::new(args.filter());
+            let text = args.text_options();
+            // --session: that session's timeline first, streamed as its events happen.
+            let mut timeline = args.session.map(|id| Timeline::new(&mut out, id, text.zone));
             let (totals, html) = analyze_plus_html(
                 args,
-                args.options()?,
-                None,
+                args.options().map_err(AppError::from)?,
+                timeline.as_mut().map(|t| t as &mut dyn Sink),
                 Some(&mut |r| {
-                    worst.push(r);
+                    if shown.keep(&r) {
+                        worst.push(r);
+                    }
                     Ok(())
                 }),
             )?;
-            let report = AnalysisReport::new(totals.clone(), worst.into_sorted());
-            out.write_all(report.render_text().as_bytes())?;
+            if let Some(t) = timeline {
+                if !t.found() {
+                    return Err(Failure::NoSuchSession(t.session()));
+                }
+                writeln!(t.into_inner()?)?;
+            }
+            let report = AnalysisReport::new(shown.totals(totals.clone()), worst.into_sorted());
+            out.write_all(report.render_text_with(&text).as_bytes())?;
             html.map(|h| (totals, h))
         }
         Format::Openmetrics => {
             // The live agent's metrics fold, sampled every --step of capture time.
-            let mut opts = args.options()?;
+            let mut opts = args.options().map_err(AppError::from)?;
             opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
             opts.tracker.records = false;
-            let packets = PacketSteps::count(&args.files, args.step)?;
+            let packets = PacketSteps::count(&args.files, args.step).map_err(AppError::from)?;
             let instance = args.instance.clone().unwrap_or_else(|| {
                 let first = &args.files[0];
                 first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -135,7 +159,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             html.map(|h| (totals, h))
         }
         Format::Html => {
-            let (totals, html) = analyze_plus_html(args, args.options()?, None, None)?;
+            let (totals, html) = analyze_plus_html(args, args.options().map_err(AppError::from)?, None, None)?;
             if let Some(h) = html {
                 h.write(&totals, &mut out)?;
             }
@@ -149,6 +173,35 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
         page.write(&totals, BufWriter::new(file)).and_then(|mut w| w.flush()).map_err(named)?;
     }
     Ok(())
+}
+
+/// The sessions a filter lets through, and their summary.
+struct Shown {
+    filter: SessionFilter,
+    matched: Report,
+}
+
+impl Shown {
+    fn new(filter: SessionFilter) -> Self {
+        Shown { filter, matched: Report::new() }
+    }
+
+    /// True when the session is shown (and counted in the summary).
+    fn keep(&mut self, r: &SessionRecord) -> bool {
+        let keep = self.filter.matches(r);
+        if keep {
+            self.matched.add(r);
+        }
+        keep
+    }
+
+    /// The figures with the summary of the sessions shown (all of them without a filter).
+    fn totals(self, all: Totals) -> Totals {
+        if self.filter.is_empty() {
+            return all;
+        }
+        self.matched.totals(all.capture, all.tcp, all.settings)
+    }
 }
 
 /// Runs the analysis with an optional extra sink and record consumer, and with the HTML
@@ -185,6 +238,9 @@ fn analyze_plus_html(
         (None, None) => Ok(()),
     })?;
     drop(sinks);
+    for w in capture_warnings(&totals.settings, &totals.capture, &totals.tcp) {
+        eprintln!("mqtt-keepalive: warning: {w}");
+    }
     Ok((totals, html.map(RefCell::into_inner)))
 }
 

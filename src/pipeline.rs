@@ -21,6 +21,7 @@ use crate::decode::{self, Segment, Skip};
 use crate::flow::{FlowKey, Side};
 use crate::link::LinkType;
 use crate::sink::Sink;
+use crate::sink::report::totals::{OTHER_PORTS_LISTED, PortSegments};
 use crate::sink::report::{CaptureStats, SessionRecord};
 use crate::time::{PacketClock, Timestamp};
 use crate::tracker::{StreamInput, TcpChange, Tracker, TrackerConfig, TrackerCounters};
@@ -42,6 +43,8 @@ pub struct Pipeline {
     /// What the frames come from, for warnings (the file being read).
     source: String,
     new_warnings: Vec<String>,
+    /// TCP segments on other ports, by port (allocated at the first one; 512 KiB at most).
+    other_ports: Vec<u64>,
 }
 
 impl Pipeline {
@@ -53,6 +56,7 @@ impl Pipeline {
             warned_links: HashSet::new(),
             source: String::new(),
             new_warnings: Vec::new(),
+            other_ports: Vec::new(),
         }
     }
 
@@ -80,6 +84,7 @@ impl Pipeline {
             Ok(seg) => {
                 if !self.tracker.on_segment(now, &seg) {
                     self.stats.other_tcp_segments += 1;
+                    self.count_other_port(&seg);
                 }
             }
             Err(skip) => {
@@ -92,6 +97,20 @@ impl Pipeline {
                 *self.stats.skipped.entry(skip.as_str().to_string()).or_default() += 1;
             }
         }
+    }
+
+    /// Counts a segment on another port by its server's port: a SYN's destination, a SYN-ACK's
+    /// source, else the lower of the two (servers listen low, clients' ephemeral ports are high).
+    fn count_other_port(&mut self, seg: &Segment<'_>) {
+        let port = match (seg.syn, seg.ack.is_some()) {
+            (true, false) => seg.dst.port(),
+            (true, true) => seg.src.port(),
+            _ => seg.src.port().min(seg.dst.port()),
+        };
+        if self.other_ports.is_empty() {
+            self.other_ports = vec![0; 1 << 16];
+        }
+        self.other_ports[usize::from(port)] += 1;
     }
 
     /// In-order bytes (or lost ones) of one side of a connection, from a stream source.
@@ -171,6 +190,7 @@ impl Pipeline {
             first_ts: self.clock.first_packet(),
             last_ts: self.clock.now(),
             timestamps_out_of_order: self.clock.backwards(),
+            other_tcp_ports: busiest_ports(&self.other_ports),
             ..self.stats.clone()
         }
     }
@@ -189,6 +209,18 @@ impl Pipeline {
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
+}
+
+/// The [`OTHER_PORTS_LISTED`] ports with the most segments, busiest first (then by number).
+fn busiest_ports(counts: &[u64]) -> Vec<PortSegments> {
+    let mut ports: Vec<PortSegments> = (0..=u16::MAX)
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(port, n)| PortSegments { port, segments: *n })
+        .collect();
+    ports.sort_unstable_by(|a, b| b.segments.cmp(&a.segments).then(a.port.cmp(&b.port)));
+    ports.truncate(OTHER_PORTS_LISTED);
+    ports
 }
 
 #[cfg(test)]
@@ -228,5 +260,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(records.len(), 1, "finish settles the open session");
+    }
+
+    #[test]
+    fn segments_on_other_ports_are_counted_by_the_servers_port() {
+        let t = Timestamp::from_secs_f64;
+        let mut cap = Capture::new(Encap::Ethernet);
+        for (i, (port, packets)) in [(9999u16, 3usize), (22, 1), (60000, 2)].into_iter().enumerate() {
+            let broker = format!("10.0.0.9:{port}").parse().unwrap();
+            let mut c = synth::Conn::new(format!("10.0.0.1:{}", 40000 + i).parse().unwrap(), broker, 1, 2);
+            c.handshake(&mut cap, t(1.0)); // SYN to the port, SYN-ACK from it, ACK
+            for _ in 0..packets {
+                c.send(&mut cap, t(2.0), Side::Client, b"x");
+            }
+        }
+        let mut p = Pipeline::new(TrackerConfig::default());
+        for (ts, frame) in &cap.frames {
+            p.frame(*ts, cap.encap.link_type(), frame, frame.len() as u32);
+        }
+        let stats = p.stats();
+        assert_eq!(stats.other_tcp_segments, 15);
+        let ports: Vec<(u16, u64)> = stats.other_tcp_ports.iter().map(|p| (p.port, p.segments)).collect();
+        // A data segment of 60000 <-> 40002 counts under the lower port; the handshake under 60000.
+        assert_eq!(ports, [(9999, 6), (22, 4), (40002, 3), (60000, 2)]);
     }
 }

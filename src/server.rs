@@ -4,7 +4,8 @@
 //! that accept it (`Accept: application/openmetrics-text`) and the Prometheus text format
 //! (0.0.4) to everyone else; `/healthz` is 200 once the capture is open and 503 before;
 //! `/sessions` is the live [`SessionsDocument`] (`?limit=N` open sessions listed, the most
-//! severe; [`DEFAULT_SESSIONS_LIMIT`] by default, 0 for all), asked of the capture thread (which
+//! severe, and at most N closed ones, the newest; [`DEFAULT_SESSIONS_LIMIT`] by default, 0 for
+//! all; `?client_id=PATTERN` only sessions whose client id matches the glob), asked of the capture thread (which
 //! owns the sessions) through [`SessionRequests`] and answered within its loop's wait (at most
 //! 250 ms, plus the time to read every open session: about 0.2 s for a million).
 //! [`serve`] bounds what a client can hold: request headers must arrive within
@@ -12,7 +13,8 @@
 //! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once.
 
 use crate::sink::metrics::openmetrics_to_prometheus;
-use crate::sink::report::SessionsDocument;
+use crate::sink::report::filter::Glob;
+use crate::sink::report::{SessionsDocument, SessionsSelection};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -74,17 +76,18 @@ async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -
     }
 }
 
-/// Where `/sessions` asks for the current document listing at most so many open sessions (0:
-/// all): the capture thread answers on the one-shot channel it is sent.
-pub type SessionRequests = SyncSender<(usize, tokio::sync::oneshot::Sender<SessionsDocument>)>;
+/// Where `/sessions` asks for the current document of the sessions selected: the capture thread
+/// answers on the one-shot channel it is sent.
+pub type SessionRequests = SyncSender<(SessionsSelection, tokio::sync::oneshot::Sender<SessionsDocument>)>;
 
 /// Open sessions listed by `/sessions` unless `?limit=N` says otherwise (0: all).
 pub const DEFAULT_SESSIONS_LIMIT: usize = 1000;
 
-/// `/sessions` query: `limit`.
+/// `/sessions` query: `limit`, `client_id` (a glob: `*`, `?`).
 #[derive(serde::Deserialize)]
 pub struct SessionsQuery {
     limit: Option<usize>,
+    client_id: Option<String>,
 }
 
 /// What the handlers read.
@@ -139,7 +142,8 @@ async fn sessions(State(state): State<AppState>, Query(q): Query<SessionsQuery>)
         n => n,
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    match state.sessions.try_send((limit, reply)) {
+    let selection = SessionsSelection { limit, client_id: q.client_id.as_deref().map(Glob::new) };
+    match state.sessions.try_send((selection, reply)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => return (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
         Err(TrySendError::Disconnected(_)) => {

@@ -17,6 +17,7 @@ use crate::flow::Side;
 use crate::layer::Transport;
 use crate::mqtt::Protocol;
 use crate::session::event::FlowKeyJson;
+use crate::sink::report::times::{Rfc3339, opt_rfc3339};
 use crate::time::{Timestamp, expiry_span};
 use compact_str::CompactString;
 use serde::{Serialize, Serializer};
@@ -96,8 +97,13 @@ pub struct SessionRecord {
     pub mid_stream: bool,
     #[serde(serialize_with = "secs")]
     pub started: Timestamp,
+    /// `started` as RFC 3339 (UTC).
+    pub started_utc: Rfc3339,
     #[serde(serialize_with = "opt_secs")]
     pub ended: Option<Timestamp>,
+    /// `ended` as RFC 3339 (UTC).
+    #[serde(serialize_with = "opt_rfc3339")]
+    pub ended_utc: Option<Rfc3339>,
     pub pingreq: u64,
     pub pingresp: u64,
     pub pings_unanswered: u64,
@@ -536,7 +542,9 @@ impl RecordState {
             will: self.protocol.map(|_| self.has(flag::WILL)),
             mid_stream: self.has(flag::MID_STREAM),
             started: self.started,
+            started_utc: Rfc3339(self.started),
             ended,
+            ended_utc: ended.map(Rfc3339),
             pingreq: self.pingreq.into(),
             pingresp: self.pingresp.into(),
             pings_unanswered: x.pings_unanswered,

@@ -117,7 +117,12 @@ pub struct TrackerCounters {
     pub non_mqtt_flows: u64,
     pub flows_without_payload: u64,
     pub flows_evicted: u64,
+    /// Segments refused because the table was full (`max_flows`): every segment of a refused
+    /// connection counts.
     pub flows_rejected: u64,
+    /// Connections refused because the table was full, each counted once (by its addresses;
+    /// the last [`REJECTED_REMEMBERED`] refused ones are remembered).
+    pub connections_rejected: u64,
     /// Times the total buffer cap made a connection give up its holes.
     pub buffer_overflows: u64,
     /// Bytes buffered across all connections now.
@@ -186,7 +191,14 @@ pub struct Tracker {
     counters: TrackerCounters,
     events: Vec<Event>,
     finished: Vec<SessionRecord>,
+    /// Hashes of the addresses of connections refused while the table was full (so each is
+    /// counted once in `connections_rejected`); at most [`REJECTED_REMEMBERED`].
+    rejected: foldhash::HashSet<u64>,
 }
+
+/// Refused connections remembered to count each once (about 0.6 MiB when all are held); past
+/// it the memory starts afresh, and a refused connection still sending then is counted again.
+pub const REJECTED_REMEMBERED: usize = 1 << 16;
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
@@ -198,6 +210,7 @@ impl Tracker {
             counters: TrackerCounters::default(),
             events: Vec::new(),
             finished: Vec::new(),
+            rejected: foldhash::HashSet::default(),
         }
     }
 
@@ -449,6 +462,13 @@ impl Tracker {
     fn open(&mut self, now: Timestamp, key: FlowKey, mid_stream: bool) -> Option<Box<conn::Conn>> {
         if self.conns.len() >= self.cfg.max_flows.min(u32::MAX as usize) {
             self.counters.flows_rejected += 1;
+            use std::hash::BuildHasher;
+            if self.rejected.len() >= REJECTED_REMEMBERED {
+                self.rejected.clear();
+            }
+            if self.rejected.insert(foldhash::fast::FixedState::with_seed(0).hash_one(key)) {
+                self.counters.connections_rejected += 1;
+            }
             return None;
         }
         let mut conn = self.conns.blank(&self.cfg);

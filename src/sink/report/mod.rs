@@ -4,13 +4,20 @@
 //! sessions end. Parts, one job each: [`totals`] folds them into the summary and adds the capture
 //! figures; [`json`] writes the documented `analyze --format json` document, streamed
 //! ([`JsonWriter`]) or whole ([`AnalysisReport`]); [`text`] renders the table people read;
-//! [`sessions`] is the live agent's `/sessions` document; [`rank`] orders sessions by severity.
+//! [`sessions`] is the live agent's `/sessions` document; [`rank`] orders sessions by severity;
+//! [`terminal`] makes captured strings safe to print and measures cells; [`times`] formats and
+//! parses times; [`filter`] chooses sessions and events; [`timeline`] is one session's events as
+//! text (`--session`).
 //! Output order is deterministic.
 
+pub mod filter;
 pub mod json;
 pub mod rank;
 pub mod sessions;
+pub mod terminal;
 pub mod text;
+pub mod timeline;
+pub mod times;
 pub mod totals;
 
 pub use crate::session::record::{
@@ -18,7 +25,7 @@ pub use crate::session::record::{
 };
 pub use json::{AnalysisReport, JSON_VERSION, JsonWriter};
 pub use rank::WorstSessions;
-pub use sessions::{RecentSessions, SessionsDocument};
+pub use sessions::{RecentSessions, SessionsDocument, SessionsSelection};
 pub use totals::{CaptureStats, Percentiles, Report, Settings, Summary, Totals};
 
 #[cfg(test)]
@@ -106,6 +113,19 @@ mod tests {
         assert_eq!(doc.sessions[1].close.kind, "rst");
         let doc = SessionsDocument::new(vec![records[0].clone(); 3], 1, &RecentSessions::new(0));
         assert_eq!((doc.open, doc.sessions.len()), (3, 1), "open sessions beyond the limit are counted");
+        // limit= applies to the closed ones too; client_id= chooses both.
+        let mut recent = RecentSessions::new(10);
+        for (id, cid) in [(5, "dev-1"), (6, "other"), (7, "dev-2"), (8, "dev-3")] {
+            let mut r = records[0].clone();
+            (r.id, r.client_id) = (id, Some(cid.into()));
+            recent.push(r);
+        }
+        let ids = |d: &SessionsDocument| d.sessions.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(&SessionsDocument::new(vec![], 2, &recent)), [7, 8], "the newest closed, newest last");
+        let dev = SessionsSelection { limit: 10, client_id: Some(filter::Glob::new("dev-*")) };
+        let open = vec![records[0].clone()]; // client id "a"
+        let doc = SessionsDocument::select(open, &dev, &recent);
+        assert_eq!((doc.open, ids(&doc)), (0, vec![5, 7, 8]), "only matching sessions, open ones counted so");
         let settings = Settings { ports: vec![1883], ping_timeout_s: None, enforcement_tolerance_s: 1.0 };
         let mut r = Report::new();
         records.iter().for_each(|s| r.add(s));

@@ -1,9 +1,11 @@
 //! The live agent's `/sessions` document: the same session objects as `analyze --format json`.
 //!
-//! Contract: [`SessionsDocument::new`] lists at most `limit` open sessions (the most severe, in
-//! the order they began) and counts them all, then the [`RecentSessions`] closed ones, newest
-//! last.
+//! Contract: [`SessionsDocument::select`] lists, of the sessions whose client id matches the
+//! selection's pattern (all without one), at most `limit` open sessions (the most severe, in the
+//! order they began) and counts them all, then at most `limit` of the [`RecentSessions`] closed
+//! ones (the newest), newest last.
 
+use super::filter::Glob;
 use super::json::JSON_VERSION;
 use super::rank::WorstSessions;
 use crate::session::record::SessionRecord;
@@ -23,19 +25,44 @@ pub struct SessionsDocument {
 }
 
 impl SessionsDocument {
-    /// The document listing at most `limit` of the `open` sessions given (the most severe).
+    /// The document listing at most `limit` of the `open` sessions given (the most severe) and
+    /// of the closed ones.
     pub fn new(open: impl IntoIterator<Item = SessionRecord>, limit: usize, closed: &RecentSessions) -> Self {
-        let mut worst = WorstSessions::new(limit);
+        Self::select(open, &SessionsSelection { limit, client_id: None }, closed)
+    }
+
+    /// The document of the sessions `selection` chooses (see the module doc).
+    pub fn select(
+        open: impl IntoIterator<Item = SessionRecord>,
+        selection: &SessionsSelection,
+        closed: &RecentSessions,
+    ) -> Self {
+        let chosen = |r: &SessionRecord| match &selection.client_id {
+            None => true,
+            Some(g) => r.client_id.as_deref().is_some_and(|id| g.matches(id)),
+        };
+        let mut worst = WorstSessions::new(selection.limit);
         let mut count = 0;
-        for r in open {
+        for r in open.into_iter().filter(|r| chosen(r)) {
             count += 1;
             worst.push(r);
         }
         let mut listed = worst.into_sorted();
         listed.sort_unstable_by_key(|r| r.id);
-        let sessions = listed.into_iter().chain(closed.closed.iter().cloned()).collect();
+        let mut recent: Vec<&SessionRecord> =
+            closed.closed.iter().rev().filter(|r| chosen(r)).take(selection.limit).collect();
+        recent.reverse();
+        let sessions = listed.into_iter().chain(recent.into_iter().cloned()).collect();
         SessionsDocument { format: "mqtt-keepalive/sessions", version: JSON_VERSION, open: count, sessions }
     }
+}
+
+/// Which sessions `/sessions` lists: at most `limit` open and `limit` closed ones, those whose
+/// client id matches `client_id` (all without it).
+#[derive(Clone, Debug)]
+pub struct SessionsSelection {
+    pub limit: usize,
+    pub client_id: Option<Glob>,
 }
 
 /// The most recently closed sessions, for a live agent's `/sessions`: at most `keep`.

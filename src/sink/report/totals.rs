@@ -78,10 +78,51 @@ pub struct CaptureStats {
     pub skipped: BTreeMap<String, u64>,
     /// TCP segments on other ports.
     pub other_tcp_segments: u64,
+    /// The ports of those segments with the most of them (at most [`OTHER_PORTS_LISTED`]), by
+    /// the server's port (a SYN's destination; else the lower port), busiest first.
+    pub other_tcp_ports: Vec<PortSegments>,
     /// Records whose timestamp was earlier than the one before (clock kept monotonic).
     pub timestamps_out_of_order: u64,
     /// Problems met while reading: damaged files, unsupported interfaces.
     pub warnings: Vec<String>,
+}
+
+/// Ports listed in `capture.other_tcp_ports`.
+pub const OTHER_PORTS_LISTED: usize = 10;
+
+/// Segments seen on one port that is not a broker port.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct PortSegments {
+    pub port: u16,
+    pub segments: u64,
+}
+
+/// Warnings about the whole capture that a person must not miss, for the text report and
+/// standard error: MQTT on a port not given with `--port`, and connections the table was too
+/// full to track.
+pub fn capture_warnings(settings: &Settings, capture: &CaptureStats, tcp: &TrackerCounters) -> Vec<String> {
+    let mut out = Vec::new();
+    if tcp.mqtt_sessions == 0 && capture.other_tcp_segments > 0 {
+        let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
+        let busiest: Vec<String> =
+            capture.other_tcp_ports.iter().take(5).map(|p| format!("{} ({} segments)", p.port, p.segments)).collect();
+        let hint = capture.other_tcp_ports.first().map_or(String::new(), |p| format!(" (e.g. --port {})", p.port));
+        out.push(format!(
+            "no MQTT session on port{} {}, but {} TCP segments on other ports, busiest {}: if the broker listens on another port, give it with --port{}",
+            if ports.len() == 1 { "" } else { "s" },
+            ports.join(", "),
+            capture.other_tcp_segments,
+            busiest.join(", "),
+            hint
+        ));
+    }
+    if tcp.connections_rejected > 0 {
+        out.push(format!(
+            "{} connections were not tracked because the connection table was full (--max-flows): their sessions are missing from this report",
+            tcp.connections_rejected
+        ));
+    }
+    out
 }
 
 /// Counts over all sessions.
