@@ -315,7 +315,7 @@ fn the_live_agents_counters_at_the_end_equal_the_backfilled_series_last_values()
 
     let port = broker.port.to_string();
     let backfill = last_values(&analyze(&["-f", "openmetrics", "-p", &port, pcap.to_str().unwrap()]));
-    assert_eq!(live.get("mqtt_keepalive_expired_total"), Some(&1.0), "the scenario: {live:?}");
+    assert_eq!(live.get("mqtt_keepalive_expired_total{transport=\"tcp\"}"), Some(&1.0), "the scenario: {live:?}");
     let mut compared = 0;
     for (series, value) in &live {
         let counter = series.contains("_total") || series.contains("_count") || series.contains("_bucket");

@@ -37,7 +37,7 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
     // A silent client of a broker that never closes: expired on the clock, no packet needed.
     let mut quiet = Reaped(mqtt_client(fake, &["--keepalive", "1", "--client-id", "never-closed", "sleep:60"]));
     wait_for("the expiry of a silent client nobody closes", Duration::from_secs(5), || {
-        sample(&agent.get("/metrics"), "mqtt_keepalive_expired_total") >= 1.0
+        sample(&agent.get("/metrics"), "mqtt_keepalive_expired_total{transport=\"tcp\"}") >= 1.0
     });
 
     let mut clients = vec![
@@ -59,15 +59,15 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
 
     let metrics = agent.get("/metrics");
     let m = |series: &str| sample(&metrics, series);
-    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\"}"), 4.0, "{metrics}");
-    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"5.0\"}"), 1.0);
-    assert_eq!(m("mqtt_keepalive_expired_total"), 3.0, "silent, capped and never-closed");
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tcp\"}"), 4.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"5.0\",transport=\"tcp\"}"), 1.0);
+    assert_eq!(m("mqtt_keepalive_expired_total{transport=\"tcp\"}"), 3.0, "silent, capped and never-closed");
     assert_eq!(m("mqtt_keepalive_pings_total{direction=\"request\"}"), 3.0);
     assert_eq!(m("mqtt_keepalive_pings_total{direction=\"response\"}"), 3.0);
     assert_eq!(m("mqtt_keepalive_ping_rtt_seconds_count"), 3.0);
-    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\"}"), 2.0);
-    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"rst\",by=\"client\"}"), 1.0);
-    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\"}"), 1.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\",transport=\"tcp\"}"), 2.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"rst\",by=\"client\",transport=\"tcp\"}"), 1.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\",transport=\"tcp\"}"), 1.0);
     assert_eq!(m("mqtt_keepalive_closes_without_disconnect_total"), 3.0);
     assert_eq!(
         m("mqtt_keepalive_enforcement_total{verdict=\"on_time\"}")
@@ -122,7 +122,7 @@ fn live_agent_reports_real_scenarios_and_matches_offline_analysis() {
     // Offline analysis of the same traffic gives the same verdicts.
     let (report, _) = analyze_with(&[pcap_path], Default::default(), &ports);
     for s in &report.sessions {
-        let id = s.client_id.as_deref().unwrap();
+        let id = s.client_id.as_deref().unwrap_or_else(|| panic!("{}", serde_json::to_string(s).unwrap()));
         let l = by_id(id);
         let offline = serde_json::to_value(s).unwrap();
         for field in ["protocol", "keepalive_s", "effective_keepalive_s", "pingreq", "pingresp", "expired", "will"] {
@@ -193,8 +193,8 @@ fn libpcap_backend_gives_the_same_verdicts() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let metrics = agent.get("/metrics");
-    assert_eq!(sample(&metrics, "mqtt_keepalive_expired_total"), 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "mqtt_keepalive_expired_total{transport=\"tcp\"}"), 1.0, "{metrics}");
     assert_eq!(sample(&metrics, "mqtt_keepalive_pings_total{direction=\"response\"}"), 2.0);
-    assert_eq!(sample(&metrics, "mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\"}"), 1.0);
+    assert_eq!(sample(&metrics, "mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\",transport=\"tcp\"}"), 1.0);
     assert!(agent.stop().success());
 }

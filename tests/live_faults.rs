@@ -67,7 +67,7 @@ fn a_full_disk_for_events_does_not_stop_the_agent() {
     assert!(c.wait().unwrap().success());
     wait_for("the CONNECT counted", Duration::from_secs(5), || {
         let (_, _, m) = http_get(listen, "/metrics", None).unwrap();
-        sample(&m, "mqtt_keepalive_connects_total{protocol=\"3.1.1\"}") == 1.0
+        sample(&m, "mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tcp\"}") == 1.0
     });
     std::thread::sleep(Duration::from_millis(1500)); // past the agent's once-a-second flush
     assert!(agent.0.try_wait().unwrap().is_none(), "still running");

@@ -256,3 +256,45 @@ fn tls_joined_mid_stream_is_recognised_by_its_records() {
     let silence = s["max_silence_s"].as_f64().unwrap();
     assert!(silence < 2.5, "{silence}");
 }
+
+fn analyze_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("analyze")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn the_table_names_transports_when_they_differ_and_no_secret_is_ever_printed() {
+    let keys = "fixtures/tls/tls13-healthy-pings.keys";
+    let files = ["fixtures/ws/ws-ping.pcap", "fixtures/tls/tls13-healthy-pings.pcap"];
+    let text = analyze_cli(&["-p", "8080", "-p", "8883", "--tls-keylog", keys, files[0], files[1]]);
+    let header = text.lines().find(|l| l.starts_with("CLIENT")).unwrap();
+    assert!(header.starts_with("CLIENT           TRANSPORT  CLIENT ID"), "{text}");
+    assert!(text.contains("  websocket  ws-pinger-frames") && text.contains("  tls        tls-pinger"), "{text}");
+    // One transport: no column. Without keys: pings marked as inferred.
+    let plain = analyze_cli(&["fixtures/classic-keepalive5-silent.pcap"]);
+    assert!(!plain.contains("TRANSPORT"), "{plain}");
+    let no_keys = analyze_cli(&["fixtures/tls/tls13-healthy-pings.pcap"]);
+    assert!(no_keys.contains(" ~4/5 "), "{no_keys}");
+    // The key log's secrets appear in no output.
+    let secrets: Vec<String> = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(keys))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_lowercase))
+        .filter(|s| s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    assert!(secrets.len() >= 4, "the key log has secrets");
+    for format in ["text", "json", "jsonl", "html"] {
+        let out = analyze_cli(&["-f", format, "--tls-keylog", keys, files[1]]).to_lowercase();
+        assert!(out.contains("tls-pinger"), "{format}: decrypted");
+        for secret in &secrets {
+            assert!(!out.contains(secret.as_str()) && !out.contains(&secret[..16]), "{format} shows key material");
+        }
+    }
+}

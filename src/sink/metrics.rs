@@ -2,12 +2,13 @@
 //!
 //! Contract: metric names and labels here are the contract dashboards and alerts rely on
 //! (README "Metrics"). Labels are typed and bounded: protocol, ping direction, close kind and
-//! side, enforcement verdict. Client ids never become labels unless `client_id_labels` > 0, and
+//! side, enforcement verdict, transport (on connects, closes and expiries). Client ids never become labels unless `client_id_labels` > 0, and
 //! then only for that many clients (the ones with the most expiries, approximately: when a new
 //! client would exceed the bound, the one with the fewest is dropped from the exposition).
 
 use super::Sink;
 use crate::flow::Side;
+use crate::layer::Transport;
 use crate::mqtt::Protocol;
 use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -31,7 +32,7 @@ macro_rules! label_by_name {
     };
 }
 
-label_by_name!(Protocol, Direction, CloseKind, Side, Verdict);
+label_by_name!(Protocol, Direction, CloseKind, Side, Verdict, Transport);
 
 named! {
     /// Which of the two ping packets.
@@ -44,6 +45,12 @@ named! {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabels {
     pub protocol: Protocol,
+    pub transport: Transport,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: Transport,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +62,7 @@ pub struct PingLabels {
 pub struct CloseLabels {
     pub kind: CloseKind,
     pub by: Side,
+    pub transport: Transport,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,7 +82,7 @@ struct Handles {
     connects: Family<ProtocolLabels, Counter>,
     pings: Family<PingLabels, Counter>,
     pings_unanswered: Counter,
-    expired: Counter,
+    expired: Family<TransportLabels, Counter>,
     closes: Family<CloseLabels, Counter>,
     closes_without_disconnect: Counter,
     enforcement: Family<VerdictLabels, Counter>,
@@ -97,6 +105,8 @@ pub struct Metrics {
     open: HashSet<SessionId>,
     client_id_labels: usize,
     client_ids: HashMap<SessionId, String>,
+    /// Each open session's transport (sessions before their first bytes are `unknown`).
+    transports: HashMap<SessionId, Transport>,
     client_expiries: HashMap<String, u64>,
     kernel_dropped_seen: u64,
 }
@@ -178,15 +188,22 @@ impl Metrics {
         }
         // Every known label combination starts at 0, so series exist (and rates work) from the
         // first scrape, not from the first event.
-        for &protocol in Protocol::ALL {
-            let _ = h.connects.get_or_create(&ProtocolLabels { protocol }); // creates the series at 0
+        // Every transport but `unknown` (a session shows its transport with its first bytes).
+        let transports: Vec<Transport> = Transport::ALL.iter().copied().filter(|t| *t != Transport::Unknown).collect();
+        for &transport in &transports {
+            for &protocol in Protocol::ALL {
+                let _ = h.connects.get_or_create(&ProtocolLabels { protocol, transport }); // the series at 0
+            }
+            let _ = h.expired.get_or_create(&TransportLabels { transport }); // the series at 0
         }
         for &direction in Direction::ALL {
             let _ = h.pings.get_or_create(&PingLabels { direction }); // creates the series at 0
         }
-        for &kind in CloseKind::ALL {
-            for &by in Side::ALL {
-                let _ = h.closes.get_or_create(&CloseLabels { kind, by }); // creates the series at 0
+        for &transport in &transports {
+            for &kind in CloseKind::ALL {
+                for &by in Side::ALL {
+                    let _ = h.closes.get_or_create(&CloseLabels { kind, by, transport }); // the series at 0
+                }
             }
         }
         for &verdict in Verdict::ALL {
@@ -201,6 +218,7 @@ impl Metrics {
             open: HashSet::new(),
             client_id_labels,
             client_ids: HashMap::new(),
+            transports: HashMap::new(),
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
         }
@@ -222,6 +240,11 @@ impl Metrics {
     /// Connections tracked now.
     pub fn set_flows_tracked(&self, n: usize) {
         self.h.flows_tracked.set(n as i64);
+    }
+
+    /// The session's transport, as its first bytes decided it.
+    fn transport(&self, id: SessionId) -> Transport {
+        self.transports.get(&id).copied().unwrap_or(Transport::Unknown)
     }
 
     fn open_session(&mut self, id: SessionId) {
@@ -261,7 +284,6 @@ impl Sink for Metrics {
         match &e.kind {
             EventKind::SessionStart { .. }
             | EventKind::Resync { .. }
-            | EventKind::Transport { .. }
             | EventKind::TlsClientHello { .. }
             | EventKind::TlsServerHello { .. }
             | EventKind::TlsKeys { .. }
@@ -269,11 +291,15 @@ impl Sink for Metrics {
             | EventKind::WsUpgrade { .. }
             | EventKind::WsResponse { .. }
             | EventKind::WsControl { .. } => {}
+            EventKind::Transport { transport } => {
+                self.transports.insert(e.session, *transport);
+            }
             EventKind::TransportError { .. } => {
                 self.h.malformed.inc();
             }
             EventKind::Connect { protocol, client_id, .. } => {
-                self.h.connects.get_or_create(&ProtocolLabels { protocol: *protocol }).inc();
+                let transport = self.transport(e.session);
+                self.h.connects.get_or_create(&ProtocolLabels { protocol: *protocol, transport }).inc();
                 self.open_session(e.session);
                 if self.client_id_labels > 0
                     && let Some(c) = client_id
@@ -297,7 +323,8 @@ impl Sink for Metrics {
                 }
             }
             EventKind::KeepaliveExpired { .. } => {
-                self.h.expired.inc();
+                let transport = self.transport(e.session);
+                self.h.expired.get_or_create(&TransportLabels { transport }).inc();
                 if self.client_id_labels > 0 {
                     self.count_client_expiry(e.session);
                 }
@@ -306,7 +333,8 @@ impl Sink for Metrics {
                 self.h.pings_unanswered.inc();
             }
             EventKind::Close { close, by, .. } => {
-                self.h.closes.get_or_create(&CloseLabels { kind: *close, by: *by }).inc();
+                let transport = self.transport(e.session);
+                self.h.closes.get_or_create(&CloseLabels { kind: *close, by: *by, transport }).inc();
                 self.close_session(e.session);
             }
             EventKind::CloseWithoutDisconnect { .. } => {
@@ -333,6 +361,7 @@ impl Sink for Metrics {
                 }
                 self.close_session(e.session);
                 self.client_ids.remove(&e.session);
+                self.transports.remove(&e.session);
             }
         }
         Ok(())
@@ -402,6 +431,7 @@ mod tests {
         let mut registry = Registry::default();
         let mut m = Metrics::new(&mut registry, 0);
         for e in [
+            ev(1, EventKind::Transport { transport: Transport::Tcp }),
             ev(1, connect("a")),
             ev(1, EventKind::Pingreq),
             ev(1, EventKind::Pingresp { rtt_ms: Some(Duration::from_millis(2)) }),
@@ -421,12 +451,12 @@ mod tests {
         }
         let text = exposition(&registry);
         for line in [
-            "mqtt_keepalive_connects_total{protocol=\"5.0\"} 1",
+            "mqtt_keepalive_connects_total{protocol=\"5.0\",transport=\"tcp\"} 1",
             "mqtt_keepalive_pings_total{direction=\"request\"} 1",
             "mqtt_keepalive_pings_total{direction=\"response\"} 1",
             "mqtt_keepalive_ping_rtt_seconds_count 1",
-            "mqtt_keepalive_expired_total 1",
-            "mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\"} 1",
+            "mqtt_keepalive_expired_total{transport=\"tcp\"} 1",
+            "mqtt_keepalive_closes_total{kind=\"fin\",by=\"broker\",transport=\"tcp\"} 1",
             "mqtt_keepalive_enforcement_total{verdict=\"late\"} 1",
             "mqtt_keepalive_enforcement_lag_seconds_sum 0.5",
             "mqtt_keepalive_sessions_open 0",

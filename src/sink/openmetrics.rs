@@ -301,9 +301,12 @@ mod tests {
 
     #[test]
     fn a_sample_every_step_counts_the_events_up_to_it() {
+        let tcp = || EventKind::Transport { transport: crate::layer::Transport::Tcp };
         let events = [
+            ev(100.0, 1, tcp()),
             ev(100.0, 1, connect()),
             ev(105.0, 1, EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_secs_f64(97.5) }),
+            ev(120.0, 2, tcp()),
             ev(120.0, 2, connect()),
             ev(
                 121.0,
@@ -331,12 +334,12 @@ mod tests {
         let d = doc(&events, 125.0, None);
         let l = "instance=\"node \\\"1\\\"\",job=\"mqtt-keepalive\"";
         assert_eq!(
-            samples(&d, &format!("mqtt_keepalive_expired_total{{{l}}}")),
+            samples(&d, &format!("mqtt_keepalive_expired_total{{transport=\"tcp\",{l}}}")),
             [("100.000", "0"), ("110.000", "1"), ("120.000", "1"), ("125.000", "1")],
             "{d}"
         );
         assert_eq!(
-            samples(&d, &format!("mqtt_keepalive_connects_total{{protocol=\"5.0\",{l}}}")),
+            samples(&d, &format!("mqtt_keepalive_connects_total{{protocol=\"5.0\",transport=\"tcp\",{l}}}")),
             [("100.000", "1"), ("110.000", "1"), ("120.000", "2"), ("125.000", "2")]
         );
         assert_eq!(samples(&d, &format!("mqtt_keepalive_sessions_open{{{l}}}")).last(), Some(&("125.000", "1")));

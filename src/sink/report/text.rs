@@ -49,7 +49,8 @@ const GAP: usize = 2;
 
 /// What the table's abbreviations mean.
 const LEGEND: &str = "\
-Legend: PINGS 4/5 = answered/sent (PINGRESP/PINGREQ). KEEPALIVE 60->10 = declared -> effective
+Legend: PINGS 4/5 = answered/sent (PINGRESP/PINGREQ); ~4/5 = inferred from TLS record sizes (no keys:
+  --tls-keylog decrypts). KEEPALIVE 60->10 = declared -> effective
   (MQTT 5 Server Keep Alive); ~5? = inferred from the ping interval (no CONNECT seen; no verdict);
   ? = unknown; 0 = off. MAX SILENCE (2.81x) = longest client silence / keepalive. ENFORCEMENT early =
   the broker closed after one keepalive of silence, before the 1.5 x keepalive deadline; (+3.9 s) =
@@ -102,18 +103,28 @@ impl AnalysisReport {
             Some(t) if same_day => zone.time_of_day(t),
             Some(t) => zone.format(t),
         };
-        let rows: Vec<[String; 13]> = order.iter().map(|r| text_row(r, &when)).collect();
-        let mut widths = HEADER.map(terminal::width);
+        let mut header: Vec<&str> = HEADER.to_vec();
+        let mut rows: Vec<Vec<String>> = order.iter().map(|r| text_row(r, &when).to_vec()).collect();
+        // A TRANSPORT column when the sessions do not all share one.
+        let mut id_column = ID_COLUMN;
+        if order.iter().any(|r| r.transport != order[0].transport) {
+            header.insert(1, "TRANSPORT");
+            for (row, r) in rows.iter_mut().zip(&order) {
+                row.insert(1, r.transport.as_str().to_string());
+            }
+            id_column += 1;
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| terminal::width(h)).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(terminal::width(cell));
             }
         }
-        widths[ID_COLUMN] = widths[ID_COLUMN].min(MAX_CLIENT_ID_WIDTH);
+        widths[id_column] = widths[id_column].min(MAX_CLIENT_ID_WIDTH);
         let line = |cells: &[&str]| {
             let mut l = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let cell = if i == ID_COLUMN { terminal::truncate(cell, w) } else { (*cell).into() };
+            for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
+                let cell = if i == id_column { terminal::truncate(cell, w) } else { (*cell).into() };
                 if i + 1 == cells.len() {
                     l.push_str(&cell);
                 } else {
@@ -122,7 +133,7 @@ impl AnalysisReport {
             }
             l.trim_end().to_string()
         };
-        let _ = writeln!(out, "{}", line(&HEADER));
+        let _ = writeln!(out, "{}", line(&header));
         for row in &rows {
             let cells: Vec<&str> = row.iter().map(String::as_str).collect();
             let _ = writeln!(out, "{}", line(&cells));
@@ -227,10 +238,12 @@ fn text_row(r: &SessionRecord, when: &dyn Fn(Option<Timestamp>) -> String) -> [S
         Some(EnforcementRecord { verdict, lag_s: None }) => verdict.as_str().replace('_', " "),
         None => dash(),
     };
+    // Pings of a TLS session without keys are inferred from record sizes: marked `~`.
+    let inferred = if r.tls.as_ref().is_some_and(|t| !t.decrypted) && r.pingreq + r.pingresp > 0 { "~" } else { "" };
     let pings = if r.pings_unanswered > 0 {
-        format!("{}/{} ({} unanswered)", r.pingresp, r.pingreq, r.pings_unanswered)
+        format!("{inferred}{}/{} ({} unanswered)", r.pingresp, r.pingreq, r.pings_unanswered)
     } else {
-        format!("{}/{}", r.pingresp, r.pingreq)
+        format!("{inferred}{}/{}", r.pingresp, r.pingreq)
     };
     [
         r.client.to_string(),
