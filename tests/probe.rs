@@ -107,18 +107,7 @@ fn parse_connect(body: &[u8]) -> (u16, Option<Vec<u8>>, bool) {
 
 fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
+    mqtt_keepalive::mqtt::header::encode_remaining_length(body.len(), &mut out);
     out.extend_from_slice(body);
     out
 }

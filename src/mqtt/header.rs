@@ -126,6 +126,22 @@ pub enum HeaderError {
     Flags { packet_type: PacketType, flags: u8 },
 }
 
+/// Appends `n` in the remaining-length encoding (7 bits a byte, low first, high bit = more),
+/// for the code that writes MQTT (the probe's client, synthetic captures).
+pub fn encode_remaining_length(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
 /// Reads the fixed header at the front of `buf`.
 pub fn check(buf: &[u8]) -> Result<Option<FixedHeader>, HeaderError> {
     let Some(&first) = buf.first() else { return Ok(None) };
@@ -178,6 +194,15 @@ mod tests {
             let h = check(bytes).unwrap().unwrap();
             assert_eq!(h.remaining, expected, "{bytes:x?}");
             assert_eq!(usize::from(h.header_len), bytes.len());
+        }
+    }
+
+    #[test]
+    fn encoded_remaining_lengths_read_back() {
+        for n in [0, 127, 128, 16_383, 16_384, MAX_REMAINING_LENGTH as usize] {
+            let mut bytes = vec![0x30];
+            encode_remaining_length(n, &mut bytes);
+            assert_eq!(check(&bytes).unwrap().map(|h| h.remaining as usize), Some(n));
         }
     }
 

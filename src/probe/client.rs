@@ -362,18 +362,8 @@ pub struct ConnectSpec<'a> {
     pub password: Option<&'a [u8]>,
 }
 
-fn put_remaining_length(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
+fn put_remaining_length(out: &mut Vec<u8>, n: usize) {
+    crate::mqtt::header::encode_remaining_length(n, out);
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

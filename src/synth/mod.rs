@@ -372,19 +372,7 @@ impl Conn {
 
 /// MQTT packet bytes.
 pub mod mqtt {
-    fn varint(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let mut b = (n % 128) as u8;
-            n /= 128;
-            if n > 0 {
-                b |= 0x80;
-            }
-            out.push(b);
-            if n == 0 {
-                return;
-            }
-        }
-    }
+    use crate::mqtt::header::encode_remaining_length as varint;
 
     fn string(s: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(&(s.len() as u16).to_be_bytes());
