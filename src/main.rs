@@ -1,6 +1,6 @@
 //! mqtt-keepalive: thin main. Parses the command line ([`cli`]), runs the command, and decides
 //! the exit status in one place ([`exit_code`]): 0 analysed (findings are output, not errors)
-//! or stopped by a signal; 1 runtime failure (an interface went away, output failed); 2
+//! or stopped by a signal (`analyze` then reports what it read, with a note on stderr); 1 runtime failure (an interface went away, output failed); 2
 //! unusable input, bad usage or setup (no such interface, no permission, port taken, a broker
 //! the probe cannot connect to). A closed output pipe (`| head`) ends the run quietly with
 //! status 0. `probe` reports its findings in the status too: 3 when some deadline was not
@@ -78,6 +78,17 @@ fn exit_code(e: &Failure) -> u8 {
 }
 
 fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
+    // SIGINT/SIGTERM end the input; the report of what was read is still written. A second
+    // signal while the first is being handled ends the process at once (status 1).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone());
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    run_analyze_until(args, &stop)
+}
+
+fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -> Result<(), AppError> {
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let html = match args.format {
@@ -86,7 +97,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             let mut lines = JsonLines::new(&mut out);
             let mut opts = args.options();
             opts.tracker.records = false;
-            let (totals, html) = analyze_plus_html(args, opts, Some(&mut lines), None)?;
+            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut lines), None)?;
             lines.into_inner()?;
             html.map(|h| (totals, h))
         }
@@ -95,7 +106,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             let opts = args.options();
             let settings = opts.settings();
             let mut json = JsonWriter::new(&mut out, &settings);
-            let (totals, html) = analyze_plus_html(args, opts, None, Some(&mut |r| json.session(&r)))?;
+            let (totals, html) = analyze_plus_html(args, stop, opts, None, Some(&mut |r| json.session(&r)))?;
             json.end(&totals)?;
             html.map(|h| (totals, h))
         }
@@ -103,6 +114,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
             let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
             let (totals, html) = analyze_plus_html(
                 args,
+                stop,
                 args.options(),
                 None,
                 Some(&mut |r| {
@@ -125,12 +137,12 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
                 first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
             });
             let mut backfill = Backfill::new(args.step, &instance, packets);
-            let (totals, html) = analyze_plus_html(args, opts, Some(&mut backfill), None)?;
+            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut backfill), None)?;
             backfill.finish(totals.capture.last_ts, &mut out)?;
             html.map(|h| (totals, h))
         }
         Format::Html => {
-            let (totals, html) = analyze_plus_html(args, args.options(), None, None)?;
+            let (totals, html) = analyze_plus_html(args, stop, args.options(), None, None)?;
             if let Some(h) = html {
                 h.write(&totals, &mut out)?;
             }
@@ -150,6 +162,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), AppError> {
 /// timeline's sink and records as well when the page is asked for (`--html` or `-f html`).
 fn analyze_plus_html(
     args: &AnalyzeArgs,
+    stop: &std::sync::atomic::AtomicBool,
     mut opts: app::AnalyzeOptions,
     sink: Option<&mut dyn Sink>,
     mut records: Option<&mut dyn FnMut(SessionRecord) -> io::Result<()>>,
@@ -167,7 +180,7 @@ fn analyze_plus_html(
     if let Some(h) = html_sink.as_mut() {
         sinks.push(h);
     }
-    let totals = app::analyze_streaming(opts, &mut sinks, &mut |r| match (&html, records.as_mut()) {
+    let totals = app::analyze_until(opts, Some(stop), &mut sinks, &mut |r| match (&html, records.as_mut()) {
         (Some(h), Some(f)) => {
             h.borrow_mut().record(r.clone());
             f(r)

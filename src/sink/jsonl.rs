@@ -36,4 +36,8 @@ impl<W: Write> Sink for JsonLines<W> {
         serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")
     }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
