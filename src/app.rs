@@ -282,7 +282,8 @@ fn open_in_order(paths: &[PathBuf], warnings: &mut Vec<String>) -> Result<Vec<(S
         let reader = OfflineReader::open(path)?;
         if let Some(id) = reader.identity() {
             if let Some(first) = seen.get(&id) {
-                warnings.push(format!("{name}: the same file as {first}, given twice: read once"));
+                let also = if *first == name { String::new() } else { format!(" (as {first})") };
+                warnings.push(format!("{name}: the same file given twice{also}: read once"));
                 continue;
             }
             seen.insert(id, name.clone());
