@@ -382,3 +382,19 @@ fn a_directory_is_refused_as_a_directory() {
     assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
+
+#[test]
+fn arguments_that_make_no_sense_exit_2_saying_what_is_accepted() {
+    let capture = fixture("healthy-pings.pcap");
+    for (option, value, says) in [
+        ("--ping-timeout", "0", "must be longer than 0"),
+        ("--flow-timeout", "0s", "must be longer than 0"),
+        ("--port", "0", "0 is not in 1..=65535"),
+        ("--ping-timeout", "soon", "500ms, 10s, 2m"),
+    ] {
+        let o = run(&["analyze", option, value, capture.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{option} {value}");
+        assert!(stderr(&o).contains(says) && stderr(&o).contains(option), "{option} {value}: {}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}
