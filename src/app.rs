@@ -443,3 +443,60 @@ fn progress_bar(reader: &OfflineReader) -> Option<indicatif::ProgressBar> {
     bar.set_message(reader.path().display().to_string());
     Some(bar)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Event, EventKind};
+
+    /// Raises the stop flag at the first event (as Ctrl-C would, mid-file).
+    struct StopAtFirst<'a>(&'a AtomicBool, u64);
+
+    impl Sink for StopAtFirst<'_> {
+        fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
+            self.0.store(true, Ordering::Relaxed);
+            if let EventKind::SessionEnd { .. } = e.kind {
+                self.1 += 1;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stop_mid_file_ends_the_input_and_still_settles_and_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.pcap");
+        let w =
+            crate::synth::workload::Workload { sessions: 40, duration: Duration::from_secs(120), ..Default::default() };
+        crate::synth::workload::write(&w, std::fs::File::create(&path).unwrap()).unwrap();
+        let opts = || AnalyzeOptions {
+            files: vec![path.clone()],
+            tracker: TrackerConfig::default(),
+            ports: vec![1883],
+            progress: false,
+        };
+        let whole = analyze(opts(), &mut []).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut sink = StopAtFirst(&stop, 0);
+        let mut sessions = 0;
+        let cut = analyze_until(opts(), Some(&stop), &mut [&mut sink], &mut |_| {
+            sessions += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            cut.capture.packets < whole.capture.packets,
+            "{} of {} packets",
+            cut.capture.packets,
+            whole.capture.packets
+        );
+        assert!(cut.capture.packets > 0);
+        assert!(sessions > 0 && sink.1 == sessions, "every session begun is settled and reported");
+        assert!(
+            cut.capture.warnings.iter().any(|w| w.contains("input cut short by a signal")),
+            "{:?}",
+            cut.capture.warnings
+        );
+        assert!(!whole.capture.warnings.iter().any(|w| w.contains("cut short")));
+    }
+}

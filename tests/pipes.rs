@@ -98,6 +98,13 @@ fn wait_for_sigint_handler(pid: u32) {
     panic!("the SIGINT handler was never installed");
 }
 
+/// Bytes the process has read so far (from /proc: it reads nothing but its input once its
+/// signal handler is installed).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("rchar:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
 fn sigint(child: &Child) {
     // SAFETY: signalling our own child process, which has not been waited for.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -205,9 +212,14 @@ fn a_session_on_an_open_pipe(args: &[&str]) -> (Reap, std::process::ChildStdin) 
     let mut child =
         Reap(bin().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
     wait_for_sigint_handler(child.0.id());
+    let before = bytes_read(child.0.id());
     let mut stdin = child.0.stdin.take().unwrap();
     stdin.write_all(&bytes).unwrap();
     stdin.flush().unwrap();
+    let until = Instant::now() + PATIENCE;
+    while bytes_read(child.0.id()) < before + bytes.len() as u64 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     (child, stdin)
 }
 
@@ -231,9 +243,9 @@ fn ctrl_c_on_an_endless_pipe_still_flushes_the_events() {
 fn ctrl_c_on_an_endless_pipe_still_prints_the_report() {
     for format in ["json", "text"] {
         let (mut child, stdin) = a_session_on_an_open_pipe(&["analyze", "-f", format, "-"]);
-        // Nothing shows when the packets have been analysed; the pipe is read at once, so
-        // give the analysis a moment (a report without the session fails below).
-        std::thread::sleep(Duration::from_millis(500));
+        // The tool has read the packets; nothing shows when they have been analysed, which
+        // takes a few milliseconds: give it a moment (a report without the session fails below).
+        std::thread::sleep(Duration::from_millis(300));
         sigint(&child.0);
         let mut out = String::new();
         child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
