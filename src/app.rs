@@ -268,7 +268,7 @@ fn flush(sinks: &mut [&mut dyn Sink]) -> std::io::Result<()> {
 /// Opens every input (all before any is read, so a bad one fails the run at once). A file
 /// named twice (the same device and inode) is read once; standard input likewise. Regular
 /// files are put in the order of their first packets' timestamps (stable: files without a
-/// packet last); live input keeps the order given.
+/// packet last); with live input or standard input among them, the order given stands.
 fn open_in_order(paths: &[PathBuf], warnings: &mut Vec<String>) -> Result<Vec<(String, OfflineReader)>, CaptureError> {
     let mut inputs: Vec<(PathBuf, String, OfflineReader)> = Vec::new();
     let mut seen = std::collections::HashMap::new();
@@ -290,7 +290,9 @@ fn open_in_order(paths: &[PathBuf], warnings: &mut Vec<String>) -> Result<Vec<(S
         }
         inputs.push((path.clone(), name, reader));
     }
-    if inputs.len() > 1 && inputs.iter().all(|(_, _, r)| !r.is_live()) {
+    // Standard input cannot be opened again to look at its first packet (a second read moves
+    // the same file offset): with it, the order given stands.
+    if inputs.len() > 1 && inputs.iter().all(|(path, _, r)| !r.is_live() && path != Path::new("-")) {
         let mut keyed = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
             // Damage before the first packet shows when the file is read.

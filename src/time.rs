@@ -4,7 +4,8 @@
 //! the kernel's packet timestamp (live). Spans between timestamps are [`std::time::Duration`]s.
 //! Arithmetic saturates: a timestamp never overflows or panics, whatever a capture file claims.
 //! [`PacketClock`] is the clock every loop runs the analysis on: it never goes backwards (a
-//! packet stamped earlier than the clock is counted and taken as "now"). This module and the
+//! packet stamped earlier than the clock is counted and taken as "now"). [`StreamClock`] maps
+//! the wall clock onto packet time for a capture fed live through a pipe. This module and the
 //! live loop are the only places that read the system's clocks (a clippy rule keeps it so).
 
 use std::fmt;

@@ -398,3 +398,18 @@ fn arguments_that_make_no_sense_exit_2_saying_what_is_accepted() {
         assert!(o.stdout.is_empty());
     }
 }
+
+#[test]
+fn standard_input_from_a_file_beside_other_files_is_read_whole_in_the_order_given() {
+    let classic = std::fs::File::open(fixture("classic-keepalive5-silent.pcap")).unwrap();
+    let o = bin()
+        .args(["analyze", "-f", "json", "-", fixture("healthy-pings.pcap").to_str().unwrap()])
+        .stdin(Stdio::from(classic))
+        .output()
+        .unwrap();
+    let ids: Vec<serde_json::Value> = sessions(&o).as_array().unwrap().iter().map(|s| s["client_id"].clone()).collect();
+    assert!(ids.contains(&"silent-5".into()) && ids.contains(&"pinger".into()), "{ids:?} {}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["capture"]["files"][0], "-");
+    assert_eq!(doc["capture"]["packets"], 10 + 24, "every packet of both: {}", doc["capture"]);
+}
