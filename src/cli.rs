@@ -27,11 +27,105 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Analyse pcap/pcapng captures and report each MQTT session's keepalive verdict.
+    #[command(after_help = ANALYZE_HELP)]
     Analyze(AnalyzeArgs),
     /// Watch live traffic on a broker host and serve Prometheus metrics over HTTP.
+    #[command(after_help = LIVE_HELP)]
     Live(LiveArgs),
     /// Run the keepalive experiment against a broker with test clients and print its enforcement table.
+    #[command(after_help = PROBE_HELP)]
     Probe(ProbeArgs),
+}
+
+/// `analyze --help`: examples, durations, exit status.
+const ANALYZE_HELP: &str = "\
+Examples:
+  mqtt-keepalive analyze capture.pcap                 the table, most severe sessions first
+  mqtt-keepalive analyze -f json rotated-*.pcap.gz    one JSON document; files read in time order
+  mqtt-keepalive analyze -p 1883 -p 8883 capture.pcapng
+  tcpdump -i eth0 -U -w - 'tcp port 1883' | mqtt-keepalive analyze -f jsonl -
+                                                      events as they happen; deadlines on the clock
+
+Captures: pcap or pcapng, gzipped or not; several files are read as one capture, in the order
+of their first packets. A pipe or FIFO is read as it comes (tcpdump needs -U). Ctrl-C ends the
+input and still prints the report.
+
+Durations: a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h).
+
+Exit status: 0 analysed (findings are output, not errors; also after Ctrl-C or a closed output
+pipe); 1 a runtime failure (writing output); 2 unusable input (missing file, not a capture,
+unsupported link type, a directory) or bad arguments.";
+
+/// `live --help`: examples, durations, exit status.
+const LIVE_HELP: &str = "\
+Examples:
+  mqtt-keepalive live -i eth0                         then scrape http://HOST:9883/metrics
+  mqtt-keepalive live -i any -p 1883 -p 8883 --listen 127.0.0.1:9883 --events -
+  mqtt-keepalive live -i eth0 --listen :9100
+
+Capturing needs CAP_NET_RAW: sudo setcap cap_net_raw,cap_net_admin=eip $(which mqtt-keepalive)
+
+Durations: a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h).
+
+Exit status: 0 stopped by SIGINT or SIGTERM; 1 a runtime failure (the interface went away);
+2 bad arguments or setup (no such interface, no permission, the port taken).";
+
+/// `probe --help`: examples, durations, exit status.
+const PROBE_HELP: &str = "\
+Examples:
+  mqtt-keepalive probe mqtt://localhost               the default keepalives 1,2,3,5,10
+  mqtt-keepalive probe mqtts://broker:8883 --cafile ca.pem --keepalives 2,5 -f json
+  mqtt-keepalive probe ws://broker:9001/mqtt --protocol 5 --max-wait 30s
+
+Durations: a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h).
+
+Exit status: 0 every deadline enforced within tolerance; 3 some deadline not enforced within
+tolerance; 130 interrupted by Ctrl-C (the partial table is printed); 2 bad arguments or a broker
+the probe cannot reach.";
+
+/// What every duration option accepts, for messages and help.
+pub const DURATION_SYNTAX: &str = "a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h)";
+
+/// A duration option: humantime's syntax, with a message that says what it is.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| format!("'{s}' is not a duration: write {DURATION_SYNTAX}"))
+}
+
+/// A duration option that cannot be zero (a timeout, a step).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err(format!("must be longer than 0: write {DURATION_SYNTAX}")),
+        d => Ok(d),
+    }
+}
+
+/// A count that cannot be zero.
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+/// An address to listen on: IP:PORT, HOST:PORT (resolved; the first address) or :PORT (all
+/// interfaces, IPv4).
+fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let bad = || {
+        format!(
+            "'{s}' is not an address to listen on: use :PORT, HOST:PORT or IP:PORT (e.g. :9883, localhost:9883, 127.0.0.1:9883)"
+        )
+    };
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    if let Ok(addr) = full.parse() {
+        return Ok(addr);
+    }
+    let (_, port) = full.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    let mut addrs: Vec<std::net::SocketAddr> = full.to_socket_addrs().map_err(|e| format!("{}: {e}", bad()))?.collect();
+    addrs.sort_by_key(|a| !a.is_ipv4()); // IPv4 first, as most hosts name localhost
+    addrs.into_iter().next().ok_or_else(bad)
 }
 
 /// Default address of the agent's HTTP endpoints.
@@ -51,8 +145,8 @@ pub struct LiveArgs {
     /// Interface to capture on (repeatable; `any` for all).
     #[arg(short, long = "interface", value_name = "IFACE", required = true)]
     pub interfaces: Vec<String>,
-    /// Address for /metrics, /healthz, /sessions.
-    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    /// Address for /metrics, /healthz, /sessions: IP:PORT, HOST:PORT or :PORT (all interfaces).
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR", value_parser = listen_addr)]
     pub listen: std::net::SocketAddr,
     /// Write the event stream as JSON lines to FILE (appending), or `-` for standard output.
     #[arg(long, value_name = "FILE")]
@@ -114,20 +208,20 @@ pub enum Format {
 pub struct RuleArgs {
     /// TCP port a broker listens on (repeatable): MQTT, MQTT over TLS or WebSocket; each
     /// connection's first bytes decide its transport.
-    #[arg(short, long = "port", value_name = "PORT", default_values_t = DEFAULT_PORTS)]
+    #[arg(short, long = "port", value_name = "PORT", default_values_t = DEFAULT_PORTS, value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: Vec<u16>,
     /// TLS secrets in the SSLKEYLOGFILE format (as Wireshark reads it), to decrypt MQTT over TLS;
     /// `live` follows the file as it grows.
     #[arg(long, value_name = "FILE")]
     pub tls_keylog: Option<PathBuf>,
     /// How long a PINGREQ may wait for its PINGRESP [default: the effective keepalive, 30s when unknown].
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     pub ping_timeout: Option<Duration>,
     /// How long after the deadline a broker close still counts as on time.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    #[arg(long, value_parser = duration, default_value = "1s", value_name = "DURATION")]
     pub enforcement_tolerance: Duration,
     /// Most TCP connections tracked at once; more are refused and counted.
-    #[arg(long, default_value_t = 1 << 21, value_name = "N")]
+    #[arg(long, default_value_t = 1 << 21, value_name = "N", value_parser = positive_count)]
     pub max_flows: usize,
     /// Most out-of-order bytes buffered per connection direction.
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
@@ -136,7 +230,7 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
     pub max_buffered_total: usize,
     /// An open connection with no packets for this long (and at least 3 keepalives) is evicted.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m", value_name = "DURATION")]
+    #[arg(long, value_parser = positive_duration, default_value = "10m", value_name = "DURATION")]
     pub flow_timeout: Duration,
 }
 
@@ -185,7 +279,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     /// With `-f openmetrics`: one sample of every series per STEP of capture time, like a scrape.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s", value_name = "STEP")]
+    #[arg(long, value_parser = positive_duration, default_value = "15s", value_name = "STEP")]
     pub step: Duration,
     /// With `-f openmetrics`: the `instance` label [default: the first capture file's name].
     #[arg(long, value_name = "NAME")]
@@ -274,10 +368,10 @@ pub struct ProbeArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 3, 5, 10], value_name = "SECONDS")]
     pub keepalives: Vec<u16>,
     /// Longest run [default: the largest deadline + tolerance + 10s]; a broker close after it counts as not enforced.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     pub max_wait: Option<Duration>,
     /// How long after the deadline a broker close still counts as on time.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    #[arg(long, value_parser = duration, default_value = "1s", value_name = "DURATION")]
     pub enforcement_tolerance: Duration,
     /// User name for CONNECT.
     #[arg(long)]
@@ -422,6 +516,53 @@ mod tests {
         assert!(parse(&["probe", "mqtt://h", "--cert", "c"]).is_err(), "--cert needs --key");
         assert!(parse(&["probe", "mqtt://h", "--keepalives", "x"]).is_err());
         assert!(parse(&["probe", "mqtt://h", "--protocol", "4"]).is_err());
+    }
+
+    #[test]
+    fn arguments_that_make_no_sense_are_refused_with_what_is_accepted() {
+        for (args, says) in [
+            (&["analyze", "--ping-timeout", "0", "x"][..], "must be longer than 0"),
+            (&["analyze", "--ping-timeout", "0s", "x"], "must be longer than 0"),
+            (&["analyze", "--flow-timeout", "0", "x"], "must be longer than 0"),
+            (&["analyze", "--port", "0", "x"], "0 is not in 1..=65535"),
+            (&["analyze", "--max-flows", "0", "x"], "at least 1"),
+            (&["analyze", "--step", "0ms", "x"], "must be longer than 0"),
+            (&["analyze", "--ping-timeout", "soon", "x"], "500ms, 10s, 2m"),
+            (&["analyze", "--enforcement-tolerance", "1 sec later", "x"], "500ms, 10s, 2m"),
+            (&["live", "-i", "lo", "--port", "0"], "0 is not in 1..=65535"),
+            (&["live", "-i", "lo", "--listen", "9883"], "use :PORT, HOST:PORT or IP:PORT"),
+            (&["live", "-i", "lo", "--listen", "localhost:http-alt"], "use :PORT, HOST:PORT or IP:PORT"),
+            (&["probe", "mqtt://h", "--max-wait", "0s"], "must be longer than 0"),
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} is refused")).to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+        let Command::Analyze(a) = parse(&["analyze", "--enforcement-tolerance", "0s", "x"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(a.rules.enforcement_tolerance, Duration::ZERO, "a zero tolerance makes sense");
+    }
+
+    #[test]
+    fn listen_accepts_a_bare_port_and_a_host_name() {
+        let listen = |a: &str| {
+            let Command::Live(l) = parse(&["live", "-i", "lo", "--listen", a]).unwrap().command else { panic!() };
+            l.listen.to_string()
+        };
+        assert_eq!(listen(":9883"), "0.0.0.0:9883");
+        assert_eq!(listen("localhost:9883"), "127.0.0.1:9883");
+        assert_eq!(listen("[::1]:9883"), "[::1]:9883");
+        assert_eq!(listen("127.0.0.1:1"), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn each_subcommand_help_has_examples_durations_and_exit_status() {
+        for cmd in ["analyze", "live", "probe"] {
+            let help = parse(&[cmd, "--help"]).unwrap_err().to_string();
+            for part in ["Examples:", &format!("mqtt-keepalive {cmd} "), "500ms, 10s, 2m", "Exit status: 0"] {
+                assert!(help.contains(part), "{cmd} --help lacks {part:?}: {help}");
+            }
+        }
     }
 
     #[test]

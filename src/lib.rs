@@ -13,7 +13,8 @@
 //!            └─────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! - [`capture`]: frame sources: pcap/pcapng files, live AF_PACKET (and libpcap) capture.
+//! - [`capture`]: frame sources: pcap/pcapng files (gzipped or not; pipes and FIFOs read as
+//!   they come), live AF_PACKET (and libpcap) capture.
 //! - [`link`]: link-layer types: their names and how their frames start.
 //! - [`decode`]: a frame to a TCP [`decode::Segment`]; stateless.
 //! - [`flow`]: flow keys (client/broker orientation), sequence numbers, reassembly.
@@ -29,7 +30,8 @@
 //!   and skip counts, behind small entry points: a frame, a poll at a time, drain, finish.
 //! - [`sink`]: consumers of events: the report (text/JSON), the JSON-lines stream, metrics.
 //! - [`app`]: the offline loop (`analyze`): capture files through the pipeline to the sinks, on
-//!   two threads (read and decode; the pipeline).
+//!   two threads (read and decode; the pipeline); files on packet time alone, a pipe or FIFO
+//!   streamed with deadlines on the clock ([`time::StreamClock`]); a signal ends the input.
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
 //!   [`server`], its HTTP endpoints (metrics, health, sessions).
 //! - [`probe`]: the `probe` command: the keepalive experiment against a broker, as its own

@@ -1,6 +1,6 @@
 //! mqtt-keepalive: thin main. Parses the command line ([`cli`]), runs the command, and decides
 //! the exit status in one place ([`exit_code`]): 0 analysed (findings are output, not errors)
-//! or stopped by a signal; 1 runtime failure (an interface went away, output failed); 2
+//! or stopped by a signal (`analyze` then reports what it read, with a note on stderr); 1 runtime failure (an interface went away, output failed); 2
 //! unusable input, bad usage or setup (no such interface, no permission, port taken, a broker
 //! the probe cannot connect to). A closed output pipe (`| head`) ends the run quietly with
 //! status 0. `probe` reports its findings in the status too: 3 when some deadline was not
@@ -89,6 +89,17 @@ fn exit_code(e: &Failure) -> u8 {
 }
 
 fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
+    // SIGINT/SIGTERM end the input; the report of what was read is still written. A second
+    // signal while the first is being handled ends the process at once (status 1).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone());
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    run_analyze_until(args, &stop)
+}
+
+fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -> Result<(), Failure> {
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let html = match args.format {
@@ -97,7 +108,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
             let mut lines = JsonLines::with_filter(&mut out, args.filter());
             let mut opts = args.options().map_err(AppError::from)?;
             opts.tracker.records = false;
-            let (totals, html) = analyze_plus_html(args, opts, Some(&mut lines), None)?;
+            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut lines), None)?;
             lines.into_inner()?;
             html.map(|h| (totals, h))
         }
@@ -109,6 +120,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
             let mut shown = Shown::new(args.filter());
             let (totals, html) = analyze_plus_html(
                 args,
+                stop,
                 opts,
                 None,
                 Some(&mut |r| if shown.keep(&r) { json.session(&r) } else { Ok(()) }),
@@ -124,6 +136,7 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
             let mut timeline = args.session.map(|id| Timeline::new(&mut out, id, text.zone));
             let (totals, html) = analyze_plus_html(
                 args,
+                stop,
                 args.options().map_err(AppError::from)?,
                 timeline.as_mut().map(|t| t as &mut dyn Sink),
                 Some(&mut |r| {
@@ -154,12 +167,12 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
                 first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
             });
             let mut backfill = Backfill::new(args.step, &instance, packets);
-            let (totals, html) = analyze_plus_html(args, opts, Some(&mut backfill), None)?;
+            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut backfill), None)?;
             backfill.finish(totals.capture.last_ts, &mut out)?;
             html.map(|h| (totals, h))
         }
         Format::Html => {
-            let (totals, html) = analyze_plus_html(args, args.options().map_err(AppError::from)?, None, None)?;
+            let (totals, html) = analyze_plus_html(args, stop, args.options().map_err(AppError::from)?, None, None)?;
             if let Some(h) = html {
                 h.write(&totals, &mut out)?;
             }
@@ -208,6 +221,7 @@ impl Shown {
 /// timeline's sink and records as well when the page is asked for (`--html` or `-f html`).
 fn analyze_plus_html(
     args: &AnalyzeArgs,
+    stop: &std::sync::atomic::AtomicBool,
     mut opts: app::AnalyzeOptions,
     sink: Option<&mut dyn Sink>,
     mut records: Option<&mut dyn FnMut(SessionRecord) -> io::Result<()>>,
@@ -225,7 +239,7 @@ fn analyze_plus_html(
     if let Some(h) = html_sink.as_mut() {
         sinks.push(h);
     }
-    let totals = app::analyze_streaming(opts, &mut sinks, &mut |r| match (&html, records.as_mut()) {
+    let totals = app::analyze_until(opts, Some(stop), &mut sinks, &mut |r| match (&html, records.as_mut()) {
         (Some(h), Some(f)) => {
             h.borrow_mut().record(r.clone());
             f(r)

@@ -4,7 +4,8 @@
 //! the kernel's packet timestamp (live). Spans between timestamps are [`std::time::Duration`]s.
 //! Arithmetic saturates: a timestamp never overflows or panics, whatever a capture file claims.
 //! [`PacketClock`] is the clock every loop runs the analysis on: it never goes backwards (a
-//! packet stamped earlier than the clock is counted and taken as "now"). This module and the
+//! packet stamped earlier than the clock is counted and taken as "now"). [`StreamClock`] maps
+//! the wall clock onto packet time for a capture fed live through a pipe. This module and the
 //! live loop are the only places that read the system's clocks (a clippy rule keeps it so).
 
 use std::fmt;
@@ -121,6 +122,48 @@ impl PacketClock {
     }
 }
 
+/// The monotonic clock now (the loops' measure of waiting; below them, time is an argument).
+#[allow(clippy::disallowed_methods)] // the one place the monotonic clock is read
+pub fn monotonic_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Packet time for a capture fed live through a pipe or FIFO (`analyze -`), so deadlines fire
+/// on the clock there too: the latest packet's own timestamp, advanced by the wall time that has
+/// passed since it arrived, held `grace` behind (packets in flight are not older than it). The
+/// capture's clock need not agree with this host's (a capture from another host, or replayed):
+/// only the time between packets is measured here.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamClock {
+    grace: Duration,
+    last: Option<(Timestamp, std::time::Instant)>,
+}
+
+impl StreamClock {
+    pub fn new(grace: Duration) -> Self {
+        StreamClock { grace, last: None }
+    }
+
+    /// Packets up to `ts` arrived at `wall` (the clock never goes back).
+    pub fn arrived(&mut self, ts: Timestamp, wall: std::time::Instant) {
+        let ts = self.last.map_or(ts, |(last, _)| last.max(ts));
+        self.last = Some((ts, wall));
+    }
+
+    /// Packet time at `wall`: never before the latest packet (`None` before any packet).
+    pub fn at(&self, wall: std::time::Instant) -> Option<Timestamp> {
+        let (ts, arrived) = self.last?;
+        let passed = wall.saturating_duration_since(arrived).saturating_sub(self.grace);
+        Some(ts.saturating_add(passed))
+    }
+
+    /// How long from `wall` until packet time reaches `t` (zero when it has).
+    pub fn until(&self, t: Timestamp, wall: std::time::Instant) -> Option<Duration> {
+        let now = self.at(wall)?;
+        Some(t.since(now))
+    }
+}
+
 /// `keepalive` seconds times 1.5: the span after which a broker treats a silent client as dead.
 pub fn expiry_span(keepalive_s: u16) -> Duration {
     Duration::from_millis(u64::from(keepalive_s) * 1500)
@@ -156,6 +199,23 @@ mod tests {
         assert_eq!(c.advance_to(t(9.0)), t(9.0));
         assert_eq!(c.packet(t(8.0)), t(9.0));
         assert_eq!((c.backwards(), c.first_packet()), (2, Some(t(5.0))));
+    }
+
+    #[test]
+    fn a_stream_clock_advances_with_wall_time_since_the_last_packet_held_back_by_the_grace() {
+        let t = Timestamp::from_secs_f64;
+        let ms = Duration::from_millis;
+        let wall = monotonic_now(); // any instant: only differences count
+        let mut c = StreamClock::new(ms(200));
+        assert_eq!(c.at(wall), None, "no packet, no time");
+        c.arrived(t(100.0), wall);
+        assert_eq!(c.at(wall), Some(t(100.0)));
+        assert_eq!(c.at(wall + ms(150)), Some(t(100.0)), "within the grace");
+        assert_eq!(c.at(wall + ms(1200)), Some(t(101.0)));
+        assert_eq!(c.until(t(102.0), wall + ms(1200)), Some(ms(1000)));
+        assert_eq!(c.until(t(100.5), wall + ms(1200)), Some(Duration::ZERO));
+        c.arrived(t(50.0), wall + ms(1300)); // a packet stamped back in time
+        assert_eq!(c.at(wall + ms(1300)), Some(t(100.0)), "never back");
     }
 
     #[test]

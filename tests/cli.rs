@@ -256,3 +256,160 @@ fn a_progress_bar_shows_on_a_terminal_for_large_files_only() {
     let o = run(&["analyze", big.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains('['));
 }
+
+/// A silent client (keepalive 2) across two captures split at `split` s, as a rotating tcpdump
+/// writes them: (the whole capture, the first part, the second part).
+fn rotated_capture(split: f64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use mqtt_keepalive::flow::Side;
+    use mqtt_keepalive::synth::{Capture, Conn, Encap, mqtt};
+    let t = mqtt_keepalive::time::Timestamp::from_secs_f64;
+    let mut cap = Capture::new(Encap::Ethernet);
+    let mut c = Conn::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 1, 2);
+    c.handshake(&mut cap, t(0.0));
+    c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 2, "rotated", true, None));
+    c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+    c.send(&mut cap, t(2.0), Side::Client, &mqtt::pingreq());
+    c.send(&mut cap, t(2.01), Side::Broker, &mqtt::pingresp());
+    c.fin(&mut cap, t(6.0), Side::Broker);
+    let part = |keep: &dyn Fn(f64) -> bool| {
+        let mut p = cap.clone();
+        p.frames.retain(|(ts, _)| keep(ts.as_secs_f64()));
+        p.to_pcap()
+    };
+    (cap.to_pcap(), part(&|ts| ts < split), part(&|ts| ts >= split))
+}
+
+fn sessions(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    doc["sessions"].clone()
+}
+
+#[test]
+fn rotated_files_given_out_of_order_are_read_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, first, second) = rotated_capture(1.0);
+    let [w, a, b] = ["whole.pcap", "cap-1.pcap", "cap-0.pcap"].map(|n| dir.path().join(n));
+    std::fs::write(&w, whole).unwrap();
+    std::fs::write(&a, second).unwrap(); // the later part has the earlier name
+    std::fs::write(&b, first).unwrap();
+    let expected = sessions(&run(&["analyze", "-f", "json", w.to_str().unwrap()]));
+    assert_eq!(expected[0]["expired"], true, "{expected}");
+    let o = run(&["analyze", "-f", "json", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(sessions(&o), expected, "the same verdicts as the whole capture");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["capture"]["files"], serde_json::json!([b.to_str().unwrap(), a.to_str().unwrap()]));
+    assert!(doc["capture"]["warnings"].to_string().contains("in the order of their first packets"), "{doc}");
+    assert!(stderr(&o).contains("in the order of their first packets"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_same_file_twice_is_read_once() {
+    let path = fixture("many-sessions.pcap");
+    let p = path.to_str().unwrap();
+    let once = run(&["analyze", "-f", "json", p]);
+    let twice = run(&["analyze", "-f", "json", p, p]);
+    assert_eq!(sessions(&twice), sessions(&once));
+    assert!(stderr(&twice).contains("given twice: read once"), "{}", stderr(&twice));
+    let doc: serde_json::Value = serde_json::from_slice(&twice.stdout).unwrap();
+    assert_eq!(
+        doc["capture"]["packets"],
+        serde_json::from_slice::<serde_json::Value>(&once.stdout).unwrap()["capture"]["packets"]
+    );
+}
+
+#[test]
+fn overlapping_captures_are_warned_about_in_text_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, first, _) = rotated_capture(1.0);
+    let [a, b] = ["a.pcap", "b.pcap"].map(|n| dir.path().join(n));
+    std::fs::write(&a, whole).unwrap(); // 0 .. 6 s
+    std::fs::write(&b, first).unwrap(); // 0 .. 0.2 s: starts together, read after a
+    let o = run(&["analyze", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("overlaps the capture before it"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("overlaps the capture before it"), "{}", stdout(&o));
+}
+
+#[test]
+fn timestamps_going_backwards_in_one_file_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cap = mqtt_keepalive::synth::Capture::new(mqtt_keepalive::synth::Encap::Ethernet);
+    let t = mqtt_keepalive::time::Timestamp::from_secs_f64;
+    let mut c = mqtt_keepalive::synth::Conn::new("10.0.0.1:1".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 1, 2);
+    c.handshake(&mut cap, t(5.0));
+    c.send(&mut cap, t(4.0), mqtt_keepalive::flow::Side::Client, &mqtt_keepalive::synth::mqtt::pingreq());
+    let path = dir.path().join("back.pcap");
+    std::fs::write(&path, cap.to_pcap()).unwrap();
+    let o = run(&["analyze", "-f", "json", path.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["capture"]["warnings"].to_string().contains("timestamps go backwards: 1 packets"), "{doc}");
+}
+
+#[test]
+fn gzipped_captures_are_read_directly_whatever_their_name() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = fixture("any-sll2.pcapng");
+    let plain = run(&["analyze", "-f", "json", plain_path.to_str().unwrap()]);
+    for name in ["capture.pcapng.gz", "misnamed.pcapng"] {
+        let path = dir.path().join(name);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&std::fs::read(&plain_path).unwrap()).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let o = run(&["analyze", "-f", "json", path.to_str().unwrap()]);
+        assert_eq!(sessions(&o), sessions(&plain), "{name}");
+    }
+    let gz_pcap = dir.path().join("classic.pcap.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(fixture("classic-keepalive5-silent.pcap")).unwrap()).unwrap();
+    std::fs::write(&gz_pcap, gz.finish().unwrap()).unwrap();
+    let o = run(&["analyze", gz_pcap.to_str().unwrap()]);
+    assert!(stdout(&o).contains("late (+2.0 s)"), "{}", stdout(&o));
+    // From standard input too.
+    let mut child =
+        bin().args(["analyze", "-f", "json", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(&gz_pcap).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(sessions(&o)[0]["client_id"], "silent-5");
+}
+
+#[test]
+fn a_directory_is_refused_as_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["analyze", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn arguments_that_make_no_sense_exit_2_saying_what_is_accepted() {
+    let capture = fixture("healthy-pings.pcap");
+    for (option, value, says) in [
+        ("--ping-timeout", "0", "must be longer than 0"),
+        ("--flow-timeout", "0s", "must be longer than 0"),
+        ("--port", "0", "0 is not in 1..=65535"),
+        ("--ping-timeout", "soon", "500ms, 10s, 2m"),
+    ] {
+        let o = run(&["analyze", option, value, capture.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{option} {value}");
+        assert!(stderr(&o).contains(says) && stderr(&o).contains(option), "{option} {value}: {}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
+fn standard_input_from_a_file_beside_other_files_is_read_whole_in_the_order_given() {
+    let classic = std::fs::File::open(fixture("classic-keepalive5-silent.pcap")).unwrap();
+    let o = bin()
+        .args(["analyze", "-f", "json", "-", fixture("healthy-pings.pcap").to_str().unwrap()])
+        .stdin(Stdio::from(classic))
+        .output()
+        .unwrap();
+    let ids: Vec<serde_json::Value> = sessions(&o).as_array().unwrap().iter().map(|s| s["client_id"].clone()).collect();
+    assert!(ids.contains(&"silent-5".into()) && ids.contains(&"pinger".into()), "{ids:?} {}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["capture"]["files"][0], "-");
+    assert_eq!(doc["capture"]["packets"], 10 + 24, "every packet of both: {}", doc["capture"]);
+}

@@ -56,3 +56,19 @@ fn every_path_the_readme_names_exists() {
     }
     assert!(named > 20, "the README's paths were found ({named})");
 }
+
+#[test]
+fn readme_installs_before_it_uses_the_bare_command_and_pipes_with_tcpdump_u() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let install = readme.find("cargo install --path .").expect("an install step");
+    // The first command line (outside the quick start's `cargo run`) naming the binary.
+    let first_use = readme
+        .match_indices("mqtt-keepalive ")
+        .map(|(i, _)| i)
+        .find(|&i| readme[..i].ends_with('\n') || readme[..i].ends_with('`') || readme[..i].ends_with("| "))
+        .expect("the README uses the command");
+    assert!(install < first_use, "install at {install}, first use at {first_use}");
+    for line in readme.lines().filter(|l| l.contains("tcpdump") && l.contains("-w -") && l.contains("analyze")) {
+        assert!(line.contains(" -U "), "a pipe from tcpdump needs -U: {line}");
+    }
+}

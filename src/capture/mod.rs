@@ -6,6 +6,7 @@
 
 pub mod afpacket;
 pub mod bpf;
+pub mod input;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
 pub mod offline;
@@ -31,6 +32,8 @@ pub struct Packet<'a> {
 pub enum CaptureError {
     #[error("{path}: cannot open: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("{path}: is a directory; name the capture files in it (e.g. {path}/*.pcap)")]
+    IsDirectory { path: PathBuf },
     #[error("{path}: empty file, not a capture")]
     Empty { path: PathBuf },
     #[error("{path}: not a pcap or pcapng capture (unrecognised file header)")]

@@ -4,8 +4,11 @@
 //! nanosecond, either byte order) or pcapng file (any number of sections and interfaces, each
 //! with its own link type and timestamp resolution; unknown block types skipped). A record cut
 //! short at the end of the file ends the stream cleanly and sets [`OfflineReader::truncated_tail`].
-//! Damage in the middle is a [`CaptureError::Damaged`] naming the record number.
+//! Damage in the middle is a [`CaptureError::Damaged`] naming the record number. Gzipped
+//! captures are read directly, and live input (a pipe or FIFO) can be read without waiting
+//! ([`OfflineReader::next_record`]): see [`super::input`].
 
+use super::input::{self, LiveFeed};
 use super::{CaptureError, LinkType, Packet, PacketSource};
 use crate::time::Timestamp;
 use pcap_parser::pcapng::Block;
@@ -46,17 +49,52 @@ pub struct OfflineReader {
     truncated_tail: bool,
     size: Option<u64>,
     format: Format,
+    /// Set when the input is live (a pipe, a FIFO): reads may be told not to wait.
+    live: Option<LiveFeed>,
+    /// Device and inode of a regular file.
+    identity: Option<(u64, u64)>,
+}
+
+/// What [`OfflineReader::next_record`] found.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Packet(Packet<'a>),
+    /// Live input has no whole record yet (only when told not to wait).
+    Stalled,
+    /// The end of the input.
+    End,
 }
 
 impl OfflineReader {
-    /// Opens a file; `-` is standard input.
+    /// Opens a file; `-` is standard input. Gzip is decompressed; a directory is refused.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        if path == Path::new("-") {
-            return Self::from_reader(path, std::io::stdin(), None);
+        let input = input::open(path)?;
+        if let Some(feed) = input.live.as_ref().filter(|_| !input.gzip) {
+            feed.set_peek(); // the parser reads ahead once after the header, which is there
         }
-        let file = std::fs::File::open(path).map_err(|source| CaptureError::Open { path: path.into(), source })?;
-        let size = file.metadata().ok().map(|m| m.len());
-        Self::from_reader(path, file, size)
+        let mut r = Self::from_reader(path, input.reader, input.size)?;
+        if let Some(feed) = &input.live {
+            feed.set_may_block(true);
+        }
+        r.live = input.live;
+        r.identity = input.identity;
+        Ok(r)
+    }
+
+    /// The first packet's timestamp (opens the file again; `None` when it has no packet).
+    pub fn first_timestamp(path: &Path) -> Result<Option<Timestamp>, CaptureError> {
+        let mut r = Self::open(path)?;
+        Ok(r.next_packet()?.map(|p| p.ts))
+    }
+
+    /// True when the input is live (a pipe, a FIFO, a socket): it may stall.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Device and inode of a regular file (the same file named twice has the same).
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        self.identity
     }
 
     /// Reads a capture from any byte stream; `path` names it in errors.
@@ -88,6 +126,8 @@ impl OfflineReader {
             truncated_tail: false,
             size,
             format: Format::Pcapng,
+            live: None,
+            identity: None,
         };
         r.check_classic_link_type()?;
         Ok(r)
@@ -154,6 +194,18 @@ fn damage(path: &Path, records: u64, detail: impl Into<String>) -> CaptureError 
 
 impl PacketSource for OfflineReader {
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        match self.next_record(true)? {
+            Next::Packet(p) => Ok(Some(p)),
+            Next::Stalled | Next::End => Ok(None), // a read that may wait never stalls
+        }
+    }
+}
+
+impl OfflineReader {
+    /// The next packet record. With `may_block` false, live input that has no whole record
+    /// buffered returns [`Next::Stalled`] instead of waiting (call again later); files never
+    /// stall.
+    pub fn next_record(&mut self, may_block: bool) -> Result<Next<'_>, CaptureError> {
         // Zero copy: the packet returned last borrowed the reader's buffer; release it now.
         // `consume_noshift` never moves data; only `refill` does, when a record is incomplete.
         if self.pending > 0 {
@@ -230,7 +282,7 @@ impl PacketSource for OfflineReader {
                     };
                     (offset, found)
                 }
-                Err(PcapError::Eof) => return Ok(None),
+                Err(PcapError::Eof) => return Ok(Next::End),
                 Err(PcapError::UnexpectedEof) => {
                     // The file ends inside a record: cut short, unless the record claims a length
                     // no capture writes (then it is damage, e.g. a 4 GB record length).
@@ -240,21 +292,32 @@ impl PacketSource for OfflineReader {
                         );
                     }
                     self.truncated_tail = true;
-                    return Ok(None);
+                    return Ok(Next::End);
                 }
                 Err(PcapError::Incomplete(_)) => {
-                    stalled += 1;
+                    // Reads that bring nothing mean the input ended inside a record; a pipe
+                    // may bring a record in pieces, so only reads that bring nothing count.
                     if stalled > 2 {
                         self.truncated_tail = true;
-                        return Ok(None);
+                        return Ok(Next::End);
                     }
                     let records = self.records;
+                    let before = self.reader.data().len();
+                    if let Some(feed) = &self.live {
+                        feed.set_may_block(may_block);
+                    }
                     if self.reader.refill().is_err() {
+                        if self.live.as_ref().is_some_and(LiveFeed::take_stalled) {
+                            return Ok(Next::Stalled);
+                        }
                         return Err(CaptureError::Read {
                             path: self.path.clone(),
                             record: records,
                             detail: "read failed".into(),
                         });
+                    }
+                    if self.reader.data().len() == before {
+                        stalled += 1;
                     }
                     continue;
                 }
@@ -264,6 +327,9 @@ impl PacketSource for OfflineReader {
                         return Err(self.damaged(format!("a record larger than {} MiB", MAX_BUFFER >> 20)));
                     }
                     self.capacity = size;
+                    if let Some(feed) = &self.live {
+                        feed.set_may_block(true); // the rest of a record being read
+                    }
                     let _ = self.reader.refill();
                     continue;
                 }
@@ -286,6 +352,6 @@ impl PacketSource for OfflineReader {
             }
         };
         self.records += 1;
-        Ok(Some(Packet { ts, link, data: &self.reader.data()[start..start + len], orig_len }))
+        Ok(Next::Packet(Packet { ts, link, data: &self.reader.data()[start..start + len], orig_len }))
     }
 }

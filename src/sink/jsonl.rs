@@ -82,6 +82,10 @@ impl<W: Write> JsonLines<W> {
 }
 
 impl<W: Write> Sink for JsonLines<W> {
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
     fn on_event(&mut self, event: &Event) -> std::io::Result<()> {
         if let EventKind::ClientActivity { .. } = event.kind {
             return Ok(()); // a metrics feed, not an event of the stream

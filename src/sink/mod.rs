@@ -19,6 +19,12 @@ use crate::session::Event;
 pub trait Sink {
     /// One event; an error stops the run (a closed pipe, a full disk).
     fn on_event(&mut self, event: &Event) -> std::io::Result<()>;
+
+    /// Hands on what is buffered (when input is live, after each step: events reach their
+    /// reader as they happen).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink from a closure (tests and small tools).
