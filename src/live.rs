@@ -13,8 +13,8 @@
 //! returns.
 
 use crate::capture::LiveCaptureError;
-use crate::capture::LiveSource;
 use crate::capture::afpacket::AfPacket;
+use crate::capture::{KernelStats, LiveSource};
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
 use crate::sink::Sink;
@@ -125,7 +125,7 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, opts.client_id_labels);
     let (sessions, session_requests) = std::sync::mpsc::sync_channel(16);
-    let mut closed = RecentSessions::new(opts.keep_closed);
+    let closed = RecentSessions::new(opts.keep_closed);
     let ready = Arc::new(AtomicBool::new(true));
     let state = AppState { registry: Arc::new(registry), sessions, ready };
     let stop = Arc::new(AtomicBool::new(false));
@@ -136,51 +136,104 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
     opts.tracker.session.activity_events = true;
-    let mut pipeline = Pipeline::new(opts.tracker);
-    let mut sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
-    let mut housekeeping = Timestamp::now_realtime();
-    let mut counted = 0u64;
+    let sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
+    let mut capture = CaptureLoop::new(opts.tracker, sinks, closed, Timestamp::now_realtime());
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
-        // real-time clock, so packets still queued in the socket are not older than it.
-        let wall = Timestamp::now_realtime();
-        let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
-        pipeline.poll(poll_at);
-        let wait = wait_for(pipeline.next_deadline(), poll_at);
-        match source.next_packet(wait, wall) {
-            Ok(Some(p)) => pipeline.frame(p.ts, p.link, p.data, p.orig_len),
-            Ok(None) => {}
-            Err(e) => break Err(LiveError::Capture(e)),
-        }
-        let _ = pipeline.drain(&mut [&mut sinks], &mut |r| {
-            closed.push(r);
-            Ok(())
-        });
-        // `/sessions`: the records live in the tracker, on this thread.
-        while let Ok((limit, reply)) = session_requests.try_recv() {
-            let _ = reply.send(SessionsDocument::new(pipeline.tracker().open_records(), limit, &closed));
-        }
-        if wall.since(housekeeping) >= Duration::from_secs(1) {
-            housekeeping = wall;
-            sinks.metrics.add_captured(pipeline.packets() - std::mem::replace(&mut counted, pipeline.packets()));
-            sinks.metrics.set_kernel_dropped(source.stats().dropped);
-            sinks.metrics.set_flows_tracked(pipeline.tracker().live_connections());
-            sinks.flush();
+        if let Err(e) = capture.turn(source.as_mut(), Timestamp::now_realtime(), &session_requests) {
+            break Err(LiveError::Capture(e));
         }
     };
-    sinks.metrics.add_captured(pipeline.packets() - counted);
-    if let Some(l) = sinks.lines
-        && let Err(err) = l.into_inner()
-    {
-        tracing::error!("writing events failed at shutdown: {err}");
-    }
+    capture.finish();
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     tracing::info!("stopped");
     result
+}
+
+/// Most packets taken in one turn of the loop (a turn waits once; the packets after the first
+/// are the ones already queued, taken with a zero timeout).
+const BATCH: usize = 256;
+
+/// What `/sessions` requests arrive on: the most to list, and where to send the document.
+type SessionRequestRx = std::sync::mpsc::Receiver<(usize, tokio::sync::oneshot::Sender<SessionsDocument>)>;
+
+/// One capture thread's loop state: its pipeline, sinks, the recently closed sessions, and the
+/// counts the housekeeping publishes.
+struct CaptureLoop<W: Write> {
+    pipeline: Pipeline,
+    sinks: LiveSinks<W>,
+    closed: RecentSessions,
+    housekeeping: Timestamp,
+    /// Packets already added to the captured-packets counter.
+    counted: u64,
+    /// Turns of the loop, each at most one wait: how often the thread woke up.
+    wakeups: u64,
+}
+
+impl<W: Write> CaptureLoop<W> {
+    fn new(cfg: TrackerConfig, sinks: LiveSinks<W>, closed: RecentSessions, now: Timestamp) -> Self {
+        CaptureLoop { pipeline: Pipeline::new(cfg), sinks, closed, housekeeping: now, counted: 0, wakeups: 0 }
+    }
+
+    /// One turn at real time `wall`: fires the deadlines up to `wall - GRACE`, waits for a packet
+    /// at most until the next deadline (rounded up: never a zero timeout), takes it and the
+    /// packets already queued behind it (at most [`BATCH`]), hands out the events, answers
+    /// `/sessions`, and once a second publishes the capture counts.
+    fn turn(
+        &mut self,
+        source: &mut dyn LiveSource,
+        wall: Timestamp,
+        requests: &SessionRequestRx,
+    ) -> Result<(), LiveCaptureError> {
+        self.wakeups += 1;
+        // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
+        // real-time clock, so packets still queued in the socket are not older than it.
+        let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
+        self.pipeline.poll(poll_at);
+        let mut wait = wait_for(self.pipeline.next_deadline(), poll_at);
+        for _ in 0..BATCH {
+            let Some(p) = source.next_packet(wait, wall)? else { break };
+            self.pipeline.frame(p.ts, p.link, p.data, p.orig_len);
+            wait = Duration::ZERO;
+        }
+        let closed = &mut self.closed;
+        let _ = self.pipeline.drain(&mut [&mut self.sinks], &mut |r| {
+            closed.push(r);
+            Ok(())
+        });
+        // `/sessions`: the records live in the tracker, on this thread.
+        while let Ok((limit, reply)) = requests.try_recv() {
+            let _ = reply.send(SessionsDocument::new(self.pipeline.tracker().open_records(), limit, &self.closed));
+        }
+        if wall.since(self.housekeeping) >= Duration::from_secs(1) {
+            self.housekeeping = wall;
+            self.publish_counts(source.stats());
+            self.sinks.flush();
+        }
+        Ok(())
+    }
+
+    /// Adds the packets read since the last call to the metrics, and the kernel's counts.
+    fn publish_counts(&mut self, kernel: KernelStats) {
+        let packets = self.pipeline.packets();
+        self.sinks.metrics.add_captured(packets - std::mem::replace(&mut self.counted, packets));
+        self.sinks.metrics.set_kernel_dropped(kernel.dropped);
+        self.sinks.metrics.set_flows_tracked(self.pipeline.tracker().live_connections());
+    }
+
+    /// The loop stops: the last counts, and the events written out.
+    fn finish(self) {
+        let packets = self.pipeline.packets();
+        self.sinks.metrics.add_captured(packets - self.counted);
+        if let Some(l) = self.sinks.lines
+            && let Err(err) = l.into_inner()
+        {
+            tracing::error!("writing events failed at shutdown: {err}");
+        }
+    }
 }
 
 /// How long to wait for a packet when the next deadline is `next` and the tracker's clock is
@@ -258,6 +311,125 @@ fn spawn_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::{LinkType, Packet};
+    use crate::flow::Side;
+    use crate::synth::{self, Capture, Encap, mqtt};
+    use std::collections::VecDeque;
+
+    /// A link with a fake clock: frames arrive at their timestamps; a wait moves the clock to
+    /// the next arrival or by the timeout, whichever comes first.
+    struct FakeLink {
+        frames: VecDeque<(Timestamp, Vec<u8>)>,
+        link: LinkType,
+        clock: Timestamp,
+        current: Vec<u8>,
+        /// Turns that neither waited nor got a packet (a busy loop's signature).
+        zero_waits: u64,
+        waits: u64,
+        delivered: u64,
+    }
+
+    impl LiveSource for FakeLink {
+        fn next_packet(&mut self, timeout: Duration, _now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+            let due = self.frames.front().is_some_and(|(at, _)| *at <= self.clock);
+            if !due {
+                if timeout.is_zero() {
+                    return Ok(None);
+                }
+                self.waits += 1;
+                let until = Timestamp::from_nanos(self.clock.as_nanos() + timeout.as_nanos() as i64);
+                match self.frames.front() {
+                    Some((at, _)) if *at <= until => self.clock = *at,
+                    _ => {
+                        self.clock = until;
+                        return Ok(None);
+                    }
+                }
+            }
+            let (ts, frame) = self.frames.pop_front().expect("a frame is due");
+            self.current = frame;
+            self.delivered += 1;
+            Ok(Some(Packet { ts, link: self.link, data: &self.current, orig_len: self.current.len() as u32 }))
+        }
+        fn stats(&mut self) -> KernelStats {
+            KernelStats::default()
+        }
+    }
+
+    impl FakeLink {
+        fn new(cap: Capture) -> Self {
+            let link = cap.encap.link_type();
+            FakeLink {
+                frames: cap.frames.into_iter().collect(),
+                link,
+                clock: Timestamp::from_nanos(0),
+                current: Vec::new(),
+                zero_waits: 0,
+                waits: 0,
+                delivered: 0,
+            }
+        }
+    }
+
+    /// The spin of issue 16: a steady low packet rate and a thousand deadlines each well under a
+    /// millisecond from a packet. The loop must wake once per packet arrival or deadline (plus
+    /// the idle [`MAX_WAIT`] ticks), and never wait with a zero timeout.
+    #[test]
+    fn the_loop_wakes_per_packet_or_deadline_and_never_spins() {
+        let ms = |n: f64| Timestamp::from_nanos((n * 1e6) as i64);
+        let clients = 1000;
+        let mut cap = Capture::new(Encap::Ethernet);
+        let broker: std::net::SocketAddr = "10.0.0.9:1883".parse().unwrap();
+        for i in 0..clients {
+            // A client every 10 ms (500 packets/s); it connects with keepalive 1 and falls silent:
+            // its deadline (CONNECT + 1.5 s) lands a fraction of a millisecond from the handshake
+            // or CONNECT of the client 150 places later.
+            let at = 1000.0 + 10.0 * i as f64;
+            let client = std::net::SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 40000));
+            let mut c = synth::Conn::new(client, broker, 1, 2);
+            c.handshake(&mut cap, ms(at));
+            c.send(
+                &mut cap,
+                ms(at + 0.25 + 0.1 * (i % 7) as f64),
+                Side::Client,
+                &mqtt::connect(4, 1, "c", false, None),
+            );
+            c.send(&mut cap, ms(at + 0.95), Side::Broker, &mqtt::connack(0, None));
+        }
+        let arrivals = {
+            let mut t: Vec<Timestamp> = cap.frames.iter().map(|(t, _)| *t).collect();
+            t.dedup();
+            t.len() as u64
+        };
+        let mut registry = Registry::default();
+        let sinks = LiveSinks::<std::io::Sink> { metrics: Metrics::new(&mut registry, 0), lines: None };
+        let mut cfg = TrackerConfig::default();
+        cfg.session.activity_events = true;
+        let mut capture = CaptureLoop::new(cfg, sinks, RecentSessions::new(0), Timestamp::from_nanos(0));
+        let mut link = FakeLink::new(cap);
+        let (_requests, rx) = std::sync::mpsc::sync_channel(1);
+        let end = ms(1000.0 + 10.0 * clients as f64 + 3000.0);
+        while link.clock < end {
+            let before = (link.waits, link.delivered);
+            let wall = link.clock;
+            capture.turn(&mut link, wall, &rx).unwrap();
+            if (link.waits, link.delivered) == before {
+                link.zero_waits += 1; // a turn that neither waited nor had a packet: a spin
+            }
+            link.clock = Timestamp::from_nanos(link.clock.as_nanos() + 2_000); // a turn costs 2 us
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.lines().any(|l| l == format!("mqtt_keepalive_expired_total {clients}")), "every deadline fired");
+        let seconds = end.since(ms(0.0)).as_secs_f64();
+        let idle_ticks = (seconds / MAX_WAIT.as_secs_f64()).ceil() as u64;
+        assert!(
+            capture.wakeups <= arrivals + clients as u64 + idle_ticks + 2,
+            "{} wake-ups for {arrivals} packet arrivals, {clients} deadlines and {idle_ticks} idle ticks",
+            capture.wakeups
+        );
+        assert_eq!(link.zero_waits, 0, "turns without a wait or a packet");
+    }
 
     #[test]
     fn the_wait_is_rounded_up_so_the_loop_never_spins() {

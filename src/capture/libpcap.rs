@@ -84,6 +84,9 @@ impl Libpcap {
                     Err(e) => return Err(err(&self.caps[i].0, "receive", e)),
                 }
             }
+            if timeout.is_zero() {
+                break; // only what is already queued: no poll
+            }
             if pass == 0 {
                 let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
                 // SAFETY: `pollfds` is a valid array of pollfd structs of the length passed.

@@ -87,8 +87,10 @@ pub fn interface_names() -> Vec<String> {
 
 /// A live capture: waits for frames with a timeout, and reports the kernel's counts.
 pub trait LiveSource {
-    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came. A frame the kernel
-    /// gave no timestamp is stamped `now` (the caller's clock: sources never read one).
+    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came. A zero timeout
+    /// takes only a frame already queued, with no wait (and no `poll` where the source knows
+    /// without one). A frame the kernel gave no timestamp is stamped `now` (the caller's clock:
+    /// sources never read one).
     fn next_packet(
         &mut self,
         timeout: std::time::Duration,
