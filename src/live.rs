@@ -14,6 +14,7 @@
 
 use crate::capture::LiveCaptureError;
 use crate::capture::afpacket::AfPacket;
+use crate::capture::ring::{self, Ring, RingConfig};
 use crate::capture::{KernelStats, LiveSource};
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
@@ -57,6 +58,9 @@ pub struct LiveOptions {
     pub backend: Backend,
     /// A libpcap filter expression replacing the port filter (libpcap backend only).
     pub filter: Option<String>,
+    /// Bytes of TPACKET_V3 ring per socket (AF_PACKET backend); 0: no ring, one `recvmsg` a
+    /// packet.
+    pub ring_size: usize,
 }
 
 /// Why the agent stopped with an error.
@@ -92,7 +96,23 @@ fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource>, LiveError> {
             if opts.filter.is_some() {
                 return Err(LiveError::Unsupported("--filter needs the libpcap backend (--backend libpcap)".into()));
             }
-            Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?))
+            if opts.ring_size == 0 {
+                return Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?));
+            }
+            let cfg = RingConfig { size: opts.ring_size, fanout: None };
+            match Ring::open(&opts.interfaces, &opts.ports, cfg) {
+                Ok(ring) => {
+                    tracing::info!(ring_bytes = cfg.blocks() * ring::BLOCK_SIZE, "capturing through a TPACKET_V3 ring");
+                    Ok(Box::new(ring))
+                }
+                Err(e @ (LiveCaptureError::NoSuchInterface { .. } | LiveCaptureError::Permission { .. })) => {
+                    Err(e.into())
+                }
+                Err(e) => {
+                    tracing::warn!("no TPACKET_V3 ring ({e}); capturing with one recvmsg per packet instead");
+                    Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?))
+                }
+            }
         }
         #[cfg(feature = "libpcap")]
         Backend::Libpcap => {
@@ -221,6 +241,7 @@ impl<W: Write> CaptureLoop<W> {
         let packets = self.pipeline.packets();
         self.sinks.metrics.add_captured(packets - std::mem::replace(&mut self.counted, packets));
         self.sinks.metrics.set_kernel_dropped(kernel.dropped);
+        self.sinks.metrics.set_ring_freezes(kernel.freezes);
         self.sinks.metrics.set_flows_tracked(self.pipeline.tracker().live_connections());
     }
 

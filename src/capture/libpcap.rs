@@ -103,12 +103,14 @@ impl Libpcap {
                 self.stats[i] = KernelStats {
                     received: u64::from(s.received),
                     dropped: u64::from(s.dropped) + u64::from(s.if_dropped),
+                    freezes: 0,
                 };
             }
         }
         self.stats.iter().fold(KernelStats::default(), |a, s| KernelStats {
             received: a.received + s.received,
             dropped: a.dropped + s.dropped,
+            freezes: 0,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod bpf;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
 pub mod offline;
+pub mod ring;
 
 pub use crate::link::LinkType;
 use crate::time::Timestamp;
@@ -73,6 +74,9 @@ pub enum LiveCaptureError {
 pub struct KernelStats {
     pub received: u64,
     pub dropped: u64,
+    /// Times a TPACKET_V3 ring was full (the kernel "froze" its queue and dropped until a block
+    /// was returned); 0 for sources without a ring.
+    pub freezes: u64,
 }
 
 /// Names of the network interfaces on this host.

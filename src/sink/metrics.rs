@@ -80,6 +80,7 @@ struct Handles {
     flows_evicted: Counter,
     capture_packets: Counter,
     capture_dropped: Counter,
+    capture_ring_freezes: Counter,
     flows_tracked: Gauge,
     client_expired: Family<ClientLabels, Counter>,
 }
@@ -96,6 +97,7 @@ pub struct Metrics {
     client_ids: HashMap<SessionId, String>,
     client_expiries: HashMap<String, u64>,
     kernel_dropped_seen: u64,
+    kernel_freezes_seen: u64,
 }
 
 impl Metrics {
@@ -158,6 +160,11 @@ impl Metrics {
             "Packets the kernel dropped before the agent read them",
             h.capture_dropped.clone(),
         );
+        r.register(
+            "capture_ring_freezes",
+            "Times the kernel found the capture ring full (it drops until the agent returns a block)",
+            h.capture_ring_freezes.clone(),
+        );
         r.register("stream_gaps", "Holes in TCP streams (bytes the capture never saw)", h.stream_gaps.clone());
         r.register("malformed_packets", "Bytes on MQTT ports that are not valid MQTT", h.malformed.clone());
         r.register(
@@ -200,6 +207,7 @@ impl Metrics {
             client_ids: HashMap::new(),
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
+            kernel_freezes_seen: 0,
         }
     }
 
@@ -213,6 +221,14 @@ impl Metrics {
         if total > self.kernel_dropped_seen {
             self.h.capture_dropped.inc_by(total - self.kernel_dropped_seen);
             self.kernel_dropped_seen = total;
+        }
+    }
+
+    /// The kernel's cumulative count of capture ring freezes.
+    pub fn set_ring_freezes(&mut self, total: u64) {
+        if total > self.kernel_freezes_seen {
+            self.h.capture_ring_freezes.inc_by(total - self.kernel_freezes_seen);
+            self.kernel_freezes_seen = total;
         }
     }
 
