@@ -65,6 +65,10 @@ pub struct LiveArgs {
     /// per packet).
     #[arg(long, value_parser = parse_size, default_value = "32MiB", value_name = "BYTES")]
     pub ring_size: usize,
+    /// Capture threads (afpacket ring): the kernel spreads connections over them by flow hash
+    /// (PACKET_FANOUT_HASH); each runs its own analysis. 1: no fanout.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    pub capture_threads: u16,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -101,6 +105,7 @@ impl LiveArgs {
             },
             filter: self.filter.clone(),
             ring_size: self.ring_size,
+            capture_threads: usize::from(self.capture_threads),
         }
     }
 }
@@ -209,7 +214,8 @@ mod tests {
         assert_eq!(l.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!((l.client_id_labels, l.backend), (0, BackendArg::Afpacket));
         assert!(parse(&["live"]).is_err(), "an interface is required");
-        assert_eq!(l.ring_size, 32 << 20);
+        assert_eq!((l.ring_size, l.capture_threads), (32 << 20, 1));
+        assert!(parse(&["live", "-i", "lo", "--capture-threads", "0"]).is_err());
     }
 
     #[test]

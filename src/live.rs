@@ -61,6 +61,9 @@ pub struct LiveOptions {
     /// Bytes of TPACKET_V3 ring per socket (AF_PACKET backend); 0: no ring, one `recvmsg` a
     /// packet.
     pub ring_size: usize,
+    /// Capture threads, each with its own ring and pipeline, in one `PACKET_FANOUT_HASH` group
+    /// (the kernel keeps each connection on one thread); 1: no fanout.
+    pub capture_threads: usize,
 }
 
 /// Why the agent stopped with an error.
@@ -90,7 +93,7 @@ impl LiveError {
     }
 }
 
-fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource>, LiveError> {
+fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource + Send>, LiveError> {
     match opts.backend {
         Backend::AfPacket => {
             if opts.filter.is_some() {
@@ -125,8 +128,34 @@ fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource>, LiveError> {
     }
 }
 
+/// The capture sources, one per capture thread: with several, TPACKET_V3 rings in one fanout
+/// group (no recvmsg fallback: that socket has no fanout here).
+fn open_sources(opts: &LiveOptions) -> Result<Vec<Box<dyn LiveSource + Send>>, LiveError> {
+    let n = opts.capture_threads.max(1);
+    if n == 1 {
+        return Ok(vec![open_source(opts)?]);
+    }
+    if opts.backend != Backend::AfPacket || opts.filter.is_some() || opts.ring_size == 0 {
+        return Err(LiveError::Unsupported(
+            "--capture-threads above 1 needs the afpacket backend with its ring (--ring-size above 0)".into(),
+        ));
+    }
+    let group = (std::process::id() & 0xffff) as u16;
+    let cfg = RingConfig { size: opts.ring_size, fanout: Some(group) };
+    let mut sources: Vec<Box<dyn LiveSource + Send>> = Vec::new();
+    for _ in 0..n {
+        sources.push(Box::new(Ring::open(&opts.interfaces, &opts.ports, cfg)?));
+    }
+    tracing::info!(
+        threads = n,
+        ring_bytes = cfg.blocks() * ring::BLOCK_SIZE,
+        "capturing through TPACKET_V3 rings in a fanout group"
+    );
+    Ok(sources)
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
+pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
     let listener =
         std::net::TcpListener::bind(opts.listen).map_err(|source| LiveError::Listen { addr: opts.listen, source })?;
     let mut events: Option<Box<dyn Write + Send>> = match &opts.events {
@@ -140,12 +169,12 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
                 .map_err(|source| LiveError::Events { path: p.clone(), source })?,
         )),
     };
-    let mut source = open_source(&opts)?;
+    let sources = open_sources(&opts)?;
+    let threads = sources.len();
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, opts.client_id_labels);
     let (sessions, session_requests) = std::sync::mpsc::sync_channel(16);
-    let closed = RecentSessions::new(opts.keep_closed);
     let ready = Arc::new(AtomicBool::new(true));
     let state = AppState { registry: Arc::new(registry), sessions, ready };
     let stop = Arc::new(AtomicBool::new(false));
@@ -155,30 +184,161 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     let server = spawn_server(listener, state, stop.clone())?;
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
-    opts.tracker.session.activity_events = true;
-    let sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
-    let mut capture = CaptureLoop::new(opts.tracker, sinks, closed, Timestamp::now_realtime());
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        if let Err(e) = capture.turn(source.as_mut(), Timestamp::now_realtime(), &session_requests) {
-            break Err(LiveError::Capture(e));
-        }
+    let mut cfg = opts.tracker.clone();
+    cfg.session.activity_events = true;
+    // The table limits are the agent's: each thread has its share.
+    cfg.max_flows = (cfg.max_flows / threads).max(1);
+    cfg.max_buffered_total /= threads;
+    let result = if threads == 1 {
+        let mut source = sources.into_iter().next().expect("one source");
+        let lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
+        let closed = RecentSessions::new(opts.keep_closed);
+        let mut capture = CaptureLoop::new(cfg, LiveSinks { metrics, lines }, closed, Timestamp::now_realtime());
+        let result = capture.run(source.as_mut(), &session_requests, &stop);
+        capture.finish();
+        result.map_err(LiveError::Capture)
+    } else {
+        let events = events.map(|w| Arc::new(std::sync::Mutex::new(w)));
+        run_threads(sources, cfg, metrics, events, session_requests, opts.keep_closed, &stop)
     };
-    capture.finish();
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     tracing::info!("stopped");
     result
 }
 
+/// Runs one capture thread per source (each with its own pipeline; metrics shared), and a
+/// thread answering `/sessions` from all of them, until `stop`; the first error stops all.
+fn run_threads(
+    sources: Vec<Box<dyn LiveSource + Send>>,
+    cfg: TrackerConfig,
+    metrics: Metrics,
+    events: Option<Arc<std::sync::Mutex<Box<dyn Write + Send>>>>,
+    session_requests: SessionRequestRx,
+    keep_closed: usize,
+    stop: &AtomicBool,
+) -> Result<(), LiveError> {
+    let mut shares: Vec<Metrics> = (1..sources.len()).map(|_| metrics.share()).collect();
+    shares.insert(0, metrics);
+    std::thread::scope(|scope| {
+        let mut asks = Vec::new();
+        let mut handles = Vec::new();
+        for (i, (mut source, metrics)) in sources.into_iter().zip(shares).enumerate() {
+            let (ask, requests) = std::sync::mpsc::sync_channel(1);
+            asks.push(ask);
+            let cfg = cfg.clone();
+            let lines = events.clone().map(|out| JsonLines::new(std::io::BufWriter::new(SharedLines::new(out))));
+            let thread = std::thread::Builder::new().name(format!("capture-{i}")).spawn_scoped(scope, move || {
+                let sinks = LiveSinks { metrics, lines };
+                let closed = RecentSessions::new(keep_closed);
+                let mut capture = CaptureLoop::new(cfg, sinks, closed, Timestamp::now_realtime());
+                let result = capture.run(source.as_mut(), &requests, stop);
+                capture.finish();
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+            handles.push(thread.map_err(LiveError::Server)?);
+        }
+        scope.spawn(move || gather_sessions(&session_requests, &asks, keep_closed, stop));
+        let mut result = Ok(());
+        for h in handles {
+            match h.join() {
+                Ok(Err(e)) if result.is_ok() => result = Err(LiveError::Capture(e)),
+                Err(panic) => std::panic::resume_unwind(panic),
+                _ => {}
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+/// One capture thread's side of a shared events output: writes whole lines only, so the
+/// threads' events interleave line by line (each thread's in time order).
+struct SharedLines {
+    out: Arc<std::sync::Mutex<Box<dyn Write + Send>>>,
+    pending: Vec<u8>,
+}
+
+impl SharedLines {
+    fn new(out: Arc<std::sync::Mutex<Box<dyn Write + Send>>>) -> Self {
+        SharedLines { out, pending: Vec::new() }
+    }
+
+    fn write_lines(&mut self) -> std::io::Result<()> {
+        let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(&self.pending[..=end])?;
+        self.pending.drain(..=end);
+        Ok(())
+    }
+}
+
+impl Write for SharedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.write_lines()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_lines()?;
+        self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).flush()
+    }
+}
+
+/// Answers `/sessions` for several capture threads: asks each for its document and merges them
+/// (open counts added, the `limit` most severe open sessions of all, the most recently closed).
+fn gather_sessions(
+    requests: &SessionRequestRx,
+    threads: &[std::sync::mpsc::SyncSender<SessionRequest>],
+    keep_closed: usize,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let (limit, reply) = match requests.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut docs = Vec::new();
+        for t in threads {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if t.send((limit, tx)).is_ok()
+                && let Ok(doc) = rx.blocking_recv()
+            {
+                docs.push(doc);
+            }
+        }
+        let _ = reply.send(merge_sessions(docs, limit, keep_closed));
+    }
+}
+
+/// One document from several threads' documents.
+fn merge_sessions(docs: Vec<SessionsDocument>, limit: usize, keep_closed: usize) -> SessionsDocument {
+    let open_total: u64 = docs.iter().map(|d| d.open).sum();
+    let (open, mut closed): (Vec<_>, Vec<_>) =
+        docs.into_iter().flat_map(|d| d.sessions).partition(|r| r.ended.is_none());
+    closed.sort_by_key(|r| r.ended);
+    let mut recent = RecentSessions::new(keep_closed);
+    for r in closed {
+        recent.push(r);
+    }
+    let mut doc = SessionsDocument::new(open, limit, &recent);
+    doc.open = open_total;
+    doc
+}
+
 /// Most packets taken in one turn of the loop (a turn waits once; the packets after the first
 /// are the ones already queued, taken with a zero timeout).
 const BATCH: usize = 256;
 
-/// What `/sessions` requests arrive on: the most to list, and where to send the document.
-type SessionRequestRx = std::sync::mpsc::Receiver<(usize, tokio::sync::oneshot::Sender<SessionsDocument>)>;
+/// A `/sessions` request: the most open sessions to list, and where to send the document.
+type SessionRequest = (usize, tokio::sync::oneshot::Sender<SessionsDocument>);
+/// What `/sessions` requests arrive on.
+type SessionRequestRx = std::sync::mpsc::Receiver<SessionRequest>;
 
 /// One capture thread's loop state: its pipeline, sinks, the recently closed sessions, and the
 /// counts the housekeeping publishes.
@@ -232,6 +392,19 @@ impl<W: Write> CaptureLoop<W> {
             self.housekeeping = wall;
             self.publish_counts(source.stats());
             self.sinks.flush();
+        }
+        Ok(())
+    }
+
+    /// Turns until `stop` is set or the capture fails.
+    fn run(
+        &mut self,
+        source: &mut dyn LiveSource,
+        requests: &SessionRequestRx,
+        stop: &AtomicBool,
+    ) -> Result<(), LiveCaptureError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.turn(source, Timestamp::now_realtime(), requests)?;
         }
         Ok(())
     }
@@ -450,6 +623,31 @@ mod tests {
             capture.wakeups
         );
         assert_eq!(link.zero_waits, 0, "turns without a wait or a packet");
+    }
+
+    #[test]
+    fn shared_lines_are_never_split() {
+        #[derive(Clone, Default)]
+        struct Out(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+        impl Write for Out {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().push(buf.to_vec());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let shared: Arc<std::sync::Mutex<Box<dyn Write + Send>>> =
+            Arc::new(std::sync::Mutex::new(Box::new(out.clone())));
+        let (mut a, mut b) = (SharedLines::new(shared.clone()), SharedLines::new(shared));
+        a.write_all(b"{\"a\":").unwrap();
+        b.write_all(b"{\"b\":1}\n{\"b\"").unwrap();
+        a.write_all(b"1}\n").unwrap();
+        b.write_all(b":2}\n").unwrap();
+        let writes = out.0.lock().unwrap().clone();
+        assert_eq!(writes, [b"{\"b\":1}\n".to_vec(), b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec()]);
     }
 
     #[test]

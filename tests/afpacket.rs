@@ -88,3 +88,44 @@ fn the_ring_hands_blocks_back_and_loses_nothing() {
     let stats = cap.stats();
     assert_eq!((stats.dropped, stats.freezes), (0, 0));
 }
+
+#[test]
+#[ignore = "needs root (CAP_NET_RAW)"]
+fn a_fanout_group_keeps_each_connection_on_one_ring() {
+    let broker = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = broker.local_addr().unwrap().port();
+    let group = (std::process::id() as u16).wrapping_add(7);
+    let cfg = RingConfig { size: 0, fanout: Some(group) };
+    let mut rings =
+        [Ring::open(&["lo".into()], &[port], cfg).unwrap(), Ring::open(&["lo".into()], &[port], cfg).unwrap()];
+    let mut conns = Vec::new();
+    for _ in 0..32 {
+        let mut client = TcpStream::connect(broker.local_addr().unwrap()).unwrap();
+        let (mut server, _) = broker.accept().unwrap();
+        client.write_all(b"\xc0\x00").unwrap(); // PINGREQ
+        let mut got = [0u8; 2];
+        server.read_exact(&mut got).unwrap();
+        server.write_all(b"\xd0\x00").unwrap(); // PINGRESP
+        client.read_exact(&mut got).unwrap();
+        conns.push((client, server));
+    }
+    // Client port -> (ring, packets) for every packet seen.
+    let mut seen: std::collections::HashMap<u16, Vec<usize>> = Default::default();
+    for (i, ring) in rings.iter_mut().enumerate() {
+        while let Some(p) = ring.next_packet(Duration::from_millis(100), Timestamp::now_realtime()).unwrap() {
+            let seg = decode(p.link, p.data).expect("an IP/TCP packet");
+            let client = if seg.src.port() == port { seg.dst.port() } else { seg.src.port() };
+            seen.entry(client).or_default().push(i);
+        }
+    }
+    assert_eq!(seen.len(), 32, "every connection seen");
+    for (client, rings) in &seen {
+        assert!(rings.len() >= 5, "{client}: handshake and both pings: {rings:?}");
+        assert!(rings.iter().all(|r| *r == rings[0]), "{client}: both directions on one ring: {rings:?}");
+    }
+    let on_first = seen.values().filter(|r| r[0] == 0).count();
+    assert!(
+        on_first > 0 && on_first < 32,
+        "the kernel spreads connections over the group ({on_first} of 32 on ring 0)"
+    );
+}
