@@ -26,8 +26,9 @@ broker=$!
 # shellcheck disable=SC2086
 "$BIN" live -i lo -p $broker_port --listen 127.0.0.1:$http_port ${AGENT_ARGS:-} 2>"$dir/agent.log" &
 agent=$!
-trap 'kill $agent $broker 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $agent $broker 2>/dev/null; wait $agent $broker 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -sf localhost:$http_port/healthz >/dev/null && break; sleep 0.1; done
+kill -0 $agent # it started (a taken port or a bad option ends it at once)
 ticks() { awk '{print $14 + $15}' /proc/$agent/stat; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$agent/status; }
 before=$(ticks)

@@ -26,8 +26,10 @@ ports=(-p 1883)
 # shellcheck disable=SC2086
 "$BIN" live -i lo "${ports[@]}" --listen 127.0.0.1:$port ${AGENT_ARGS:-} 2>/dev/null &
 agent=$!
-trap 'kill $agent 2>/dev/null || true' EXIT
+# On exit the agent is stopped and waited for (the next run binds the same port).
+trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
+kill -0 $agent # it started (a taken port or a bad option ends it at once)
 ticks() { awk '{print $14 + $15}' /proc/$agent/stat; }
 before=$(ticks)
 if [ -n "$rate" ]; then speed=(--mbps "$rate"); else speed=(--topspeed); fi

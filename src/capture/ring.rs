@@ -311,10 +311,16 @@ fn open_one(iface: &str, filter: &[Insn], blocks: usize, fanout: Option<u16>) ->
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|_| os_err(iface, "attach BPF filter"))?;
     let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
     setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version).map_err(|_| os_err(iface, "set TPACKET_V3"))?;
+    let too_large = || LiveCaptureError::Os {
+        iface: iface.into(),
+        what: "set up the ring",
+        source: io::Error::new(io::ErrorKind::InvalidInput, "ring too large"),
+    };
     let req = libc::tpacket_req3 {
         tp_block_size: BLOCK_SIZE as u32,
-        tp_block_nr: blocks as u32,
+        tp_block_nr: u32::try_from(blocks).map_err(|_| too_large())?,
         tp_frame_size: FRAME_SIZE as u32,
+        // Wraps for rings of 8 TiB and more: the kernel then refuses the ring (it checks).
         tp_frame_nr: (BLOCK_SIZE / FRAME_SIZE * blocks) as u32,
         tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
         tp_sizeof_priv: 0,
