@@ -61,8 +61,8 @@ fn sees_each_filtered_packet_once(open: impl FnOnce(u16) -> Box<dyn LiveSource>)
 #[test]
 #[ignore = "needs root (CAP_NET_RAW)"]
 fn the_ring_hands_blocks_back_and_loses_nothing() {
-    // 6 MiB through a 2-block (2 MiB) ring: every block is filled, read and handed back three
-    // times over; the reader keeps up (it drains after each 64 KiB), so nothing may be lost.
+    // 6 MiB through a 2-block (512 KiB) ring: every block is filled, read and handed back a
+    // dozen times over; the reader keeps up (it drains after each 64 KiB), so nothing may be lost.
     let broker = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = broker.local_addr().unwrap().port();
     let mut cap = Ring::open(&["lo".into()], &[port], RingConfig { size: 0, fanout: None }).unwrap();
