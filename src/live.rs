@@ -1,16 +1,22 @@
-//! The live agent: a capture thread running the [`Pipeline`] on live frames, with deadlines
-//! fired on the clock, and the HTTP server on a small tokio runtime beside it.
+//! The live agent: capture threads running the [`Pipeline`] on live frames, with deadlines
+//! fired on the clock, and the HTTP server on a small tokio runtime beside them.
 //!
 //! Contract: [`run`] binds the HTTP port and opens the capture before anything else (so a taken
-//! port or a missing interface fails at once), then loops until SIGINT or SIGTERM: it waits for
-//! a packet at most until the tracker's next deadline (rounded up, so it never spins), so a
-//! silent client is reported expired when its deadline passes even if no packet ever comes.
-//! Time below this loop is packet time; this loop is the one place (with `time.rs`) that reads
-//! the real-time clock (the kernel stamps packets with the same clock): it polls the pipeline
-//! [`GRACE`] behind it, so packets still queued in the socket are not older than the tracker's
-//! clock, and hands it to the capture for packets that carry no kernel timestamp. The sessions live in the tracker, on this thread: `/sessions` requests are
-//! answered here between packets. On a signal it stops the capture, flushes the events and
-//! returns.
+//! port or a missing interface fails at once): a TPACKET_V3 ring (falling back, with a warning,
+//! to one `recvmsg` per packet when the kernel refuses it), or libpcap. It then loops until
+//! SIGINT or SIGTERM; each turn fires the deadlines due, hands out the events, and waits for
+//! packets at most until the tracker's next deadline (rounded up, so it never spins), so a
+//! silent client is reported expired when its deadline passes even if no packet ever comes, and
+//! its expiry reaches the metrics before the loop waits again. Time below this loop is packet
+//! time; this loop is the one place (with `time.rs`) that reads the real-time clock (the kernel
+//! stamps packets with the same clock): it polls the pipeline [`GRACE`] behind it, so packets
+//! still queued in the socket are not older than the tracker's clock, and hands it to the
+//! capture for packets that carry no kernel timestamp. The sessions live in the tracker, on the
+//! capture thread: `/sessions` requests are answered there between turns. With
+//! `capture_threads` > 1, each thread has its own ring in one fanout group (the kernel keeps a
+//! connection on one thread) and its own pipeline; the metrics are shared, `/sessions` is
+//! merged from all threads, and the events interleave by whole lines. On a signal it stops the
+//! capture, flushes the events and returns.
 
 use crate::capture::LiveCaptureError;
 use crate::capture::afpacket::AfPacket;
