@@ -164,8 +164,31 @@ pub struct LiveArgs {
     /// A libpcap filter expression instead of the port filter (libpcap backend only).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// Kernel ring per capture socket (afpacket backend), e.g. 32MiB; 0: no ring (one recvmsg
+    /// per packet).
+    #[arg(long, value_parser = parse_size, default_value = "32MiB", value_name = "BYTES")]
+    pub ring_size: usize,
+    /// Capture threads (afpacket ring): the kernel spreads connections over them by flow hash
+    /// (PACKET_FANOUT_HASH); each runs its own analysis. 1: no fanout.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    pub capture_threads: u16,
     #[command(flatten)]
     pub rules: RuleArgs,
+}
+
+/// A size in bytes: a number with an optional binary unit (KiB, MiB, GiB; K, M, G alike).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("{s:?} is not a size (e.g. 32MiB)"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" | "k" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(format!("{s:?}: unknown unit (KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl LiveArgs {
@@ -184,6 +207,8 @@ impl LiveArgs {
                 BackendArg::Libpcap => mqtt_keepalive::live::Backend::Libpcap,
             },
             filter: self.filter.clone(),
+            ring_size: self.ring_size,
+            capture_threads: usize::from(self.capture_threads),
         })
     }
 }
@@ -460,6 +485,22 @@ mod tests {
         assert_eq!(l.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!((l.client_id_labels, l.backend), (0, BackendArg::Afpacket));
         assert!(parse(&["live"]).is_err(), "an interface is required");
+        assert_eq!((l.ring_size, l.capture_threads), (32 << 20, 1));
+        assert!(parse(&["live", "-i", "lo", "--capture-threads", "0"]).is_err());
+    }
+
+    #[test]
+    fn ring_sizes() {
+        let ring = |v: &str| match parse(&["live", "-i", "lo", "--ring-size", v]).map(|c| c.command) {
+            Ok(Command::Live(l)) => Ok(l.ring_size),
+            Ok(_) => panic!(),
+            Err(e) => Err(e),
+        };
+        assert_eq!(ring("64MiB").unwrap(), 64 << 20);
+        assert_eq!(ring("16M").unwrap(), 16 << 20);
+        assert_eq!(ring("0").unwrap(), 0);
+        assert_eq!(ring("4096").unwrap(), 4096);
+        assert!(ring("lots").is_err() && ring("3XB").is_err());
     }
 
     #[test]

@@ -1,26 +1,33 @@
-//! The live agent: a capture thread running the [`Pipeline`] on live frames, with deadlines
-//! fired on the clock, and the HTTP server on a small tokio runtime beside it.
+//! The live agent: capture threads running the [`Pipeline`] on live frames, with deadlines
+//! fired on the clock, and the HTTP server on a small tokio runtime beside them.
 //!
 //! Contract: [`run`] binds the HTTP port and opens the capture before anything else (so a taken
-//! port or a missing interface fails at once), then loops until SIGINT or SIGTERM: it waits for
-//! a packet at most until the tracker's next deadline (rounded up, so it never spins), so a
-//! silent client is reported expired when its deadline passes even if no packet ever comes.
-//! Time below this loop is packet time; this loop is the one place (with `time.rs`) that reads
-//! the real-time clock (the kernel stamps packets with the same clock): it polls the pipeline
-//! [`GRACE`] behind it, so packets still queued in the socket are not older than the tracker's
-//! clock, and hands it to the capture for packets that carry no kernel timestamp. The sessions live in the tracker, on this thread: `/sessions` requests are
-//! answered here between packets. On a signal it stops the capture, flushes the events and
-//! returns.
+//! port or a missing interface fails at once): a TPACKET_V3 ring (falling back, with a warning,
+//! to one `recvmsg` per packet when the kernel refuses it), or libpcap. It then loops until
+//! SIGINT or SIGTERM; each turn fires the deadlines due, hands out the events, and waits for
+//! packets at most until the tracker's next deadline (rounded up, so it never spins), so a
+//! silent client is reported expired when its deadline passes even if no packet ever comes, and
+//! its expiry reaches the metrics before the loop waits again. Time below this loop is packet
+//! time; this loop is the one place (with `time.rs`) that reads the real-time clock (the kernel
+//! stamps packets with the same clock): it polls the pipeline [`GRACE`] behind it, so packets
+//! still queued in the socket are not older than the tracker's clock, and hands it to the
+//! capture for packets that carry no kernel timestamp. The sessions live in the tracker, on the
+//! capture thread: `/sessions` requests are answered there between turns. With
+//! `capture_threads` > 1, each thread has its own ring in one fanout group (the kernel keeps a
+//! connection on one thread) and its own pipeline; the metrics are shared, `/sessions` is
+//! merged from all threads, and the events interleave by whole lines. On a signal it stops the
+//! capture, flushes the events and returns.
 
 use crate::capture::LiveCaptureError;
-use crate::capture::LiveSource;
 use crate::capture::afpacket::AfPacket;
+use crate::capture::ring::{self, Ring, RingConfig};
+use crate::capture::{KernelStats, LiveSource};
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::sink::metrics::Metrics;
-use crate::sink::report::{RecentSessions, SessionsDocument};
+use crate::sink::report::{RecentSessions, SessionsDocument, SessionsSelection};
 use crate::time::Timestamp;
 use crate::tracker::TrackerConfig;
 use prometheus_client::registry::Registry;
@@ -57,6 +64,12 @@ pub struct LiveOptions {
     pub backend: Backend,
     /// A libpcap filter expression replacing the port filter (libpcap backend only).
     pub filter: Option<String>,
+    /// Bytes of TPACKET_V3 ring per socket (AF_PACKET backend); 0: no ring, one `recvmsg` a
+    /// packet.
+    pub ring_size: usize,
+    /// Capture threads, each with its own ring and pipeline, in one `PACKET_FANOUT_HASH` group
+    /// (the kernel keeps each connection on one thread); 1: no fanout.
+    pub capture_threads: usize,
 }
 
 /// Why the agent stopped with an error.
@@ -90,13 +103,29 @@ impl LiveError {
     }
 }
 
-fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource>, LiveError> {
+fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource + Send>, LiveError> {
     match opts.backend {
         Backend::AfPacket => {
             if opts.filter.is_some() {
                 return Err(LiveError::Unsupported("--filter needs the libpcap backend (--backend libpcap)".into()));
             }
-            Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?))
+            if opts.ring_size == 0 {
+                return Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?));
+            }
+            let cfg = RingConfig { size: opts.ring_size, fanout: None };
+            match Ring::open(&opts.interfaces, &opts.ports, cfg) {
+                Ok(ring) => {
+                    tracing::info!(ring_bytes = cfg.blocks() * ring::BLOCK_SIZE, "capturing through a TPACKET_V3 ring");
+                    Ok(Box::new(ring))
+                }
+                Err(e @ (LiveCaptureError::NoSuchInterface { .. } | LiveCaptureError::Permission { .. })) => {
+                    Err(e.into())
+                }
+                Err(e) => {
+                    tracing::warn!("no TPACKET_V3 ring ({e}); capturing with one recvmsg per packet instead");
+                    Ok(Box::new(AfPacket::open(&opts.interfaces, &opts.ports)?))
+                }
+            }
         }
         #[cfg(feature = "libpcap")]
         Backend::Libpcap => {
@@ -109,8 +138,34 @@ fn open_source(opts: &LiveOptions) -> Result<Box<dyn LiveSource>, LiveError> {
     }
 }
 
+/// The capture sources, one per capture thread: with several, TPACKET_V3 rings in one fanout
+/// group (no recvmsg fallback: that socket has no fanout here).
+fn open_sources(opts: &LiveOptions) -> Result<Vec<Box<dyn LiveSource + Send>>, LiveError> {
+    let n = opts.capture_threads.max(1);
+    if n == 1 {
+        return Ok(vec![open_source(opts)?]);
+    }
+    if opts.backend != Backend::AfPacket || opts.filter.is_some() || opts.ring_size == 0 {
+        return Err(LiveError::Unsupported(
+            "--capture-threads above 1 needs the afpacket backend with its ring (--ring-size above 0)".into(),
+        ));
+    }
+    let group = (std::process::id() & 0xffff) as u16;
+    let cfg = RingConfig { size: opts.ring_size, fanout: Some(group) };
+    let mut sources: Vec<Box<dyn LiveSource + Send>> = Vec::new();
+    for _ in 0..n {
+        sources.push(Box::new(Ring::open(&opts.interfaces, &opts.ports, cfg)?));
+    }
+    tracing::info!(
+        threads = n,
+        ring_bytes = cfg.blocks() * ring::BLOCK_SIZE,
+        "capturing through TPACKET_V3 rings in a fanout group"
+    );
+    Ok(sources)
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
+pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
     let listener =
         std::net::TcpListener::bind(opts.listen).map_err(|source| LiveError::Listen { addr: opts.listen, source })?;
     let mut events: Option<Box<dyn Write + Send>> = match &opts.events {
@@ -124,12 +179,12 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
                 .map_err(|source| LiveError::Events { path: p.clone(), source })?,
         )),
     };
-    let mut source = open_source(&opts)?;
+    let sources = open_sources(&opts)?;
+    let threads = sources.len();
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, opts.client_id_labels);
     let (sessions, session_requests) = std::sync::mpsc::sync_channel(16);
-    let mut closed = RecentSessions::new(opts.keep_closed);
     let ready = Arc::new(AtomicBool::new(true));
     let state = AppState { registry: Arc::new(registry), sessions, ready };
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,57 +194,267 @@ pub fn run(mut opts: LiveOptions) -> Result<(), LiveError> {
     let server = spawn_server(listener, state, stop.clone())?;
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
-    opts.tracker.session.activity_events = true;
-    let keylog = opts.tracker.layers.keylog.clone();
-    let mut pipeline = Pipeline::new(opts.tracker);
-    let mut sinks = LiveSinks { metrics, lines: events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w))) };
-    let mut housekeeping = Timestamp::now_realtime();
-    let mut counted = 0u64;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
-        // real-time clock, so packets still queued in the socket are not older than it.
-        let wall = Timestamp::now_realtime();
-        let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
-        pipeline.poll(poll_at);
-        let wait = wait_for(pipeline.next_deadline(), poll_at);
-        match source.next_packet(wait, wall) {
-            Ok(Some(p)) => pipeline.frame(p.ts, p.link, p.data, p.orig_len),
-            Ok(None) => {}
-            Err(e) => break Err(LiveError::Capture(e)),
-        }
-        let _ = pipeline.drain(&mut [&mut sinks], &mut |r| {
-            closed.push(r);
-            Ok(())
-        });
-        // `/sessions`: the records live in the tracker, on this thread.
-        while let Ok((selection, reply)) = session_requests.try_recv() {
-            let _ = reply.send(SessionsDocument::select(pipeline.tracker().open_records(), &selection, &closed));
-        }
-        if wall.since(housekeeping) >= Duration::from_secs(1) {
-            housekeeping = wall;
-            sinks.metrics.add_captured(pipeline.packets() - std::mem::replace(&mut counted, pipeline.packets()));
-            sinks.metrics.set_kernel_dropped(source.stats().dropped);
-            sinks.metrics.set_flows_tracked(pipeline.tracker().live_connections());
-            sinks.flush();
-            // Clients append their TLS secrets as they connect: read the new lines.
-            if let Some(Err(e)) = keylog.as_ref().map(|k| k.refresh()) {
-                tracing::warn!("{e}");
-            }
-        }
+    let mut cfg = opts.tracker.clone();
+    cfg.session.activity_events = true;
+    // The table limits are the agent's: each thread has its share.
+    cfg.max_flows = (cfg.max_flows / threads).max(1);
+    cfg.max_buffered_total /= threads;
+    let result = if threads == 1 {
+        let mut source = sources.into_iter().next().expect("one source");
+        let lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
+        let closed = RecentSessions::new(opts.keep_closed);
+        let mut capture = CaptureLoop::new(cfg, LiveSinks { metrics, lines }, closed, Timestamp::now_realtime());
+        let result = capture.run(source.as_mut(), &session_requests, &stop);
+        capture.finish();
+        result.map_err(LiveError::Capture)
+    } else {
+        let events = events.map(|w| Arc::new(std::sync::Mutex::new(w)));
+        run_threads(sources, cfg, metrics, events, session_requests, opts.keep_closed, &stop)
     };
-    sinks.metrics.add_captured(pipeline.packets() - counted);
-    if let Some(l) = sinks.lines
-        && let Err(err) = l.into_inner()
-    {
-        tracing::error!("writing events failed at shutdown: {err}");
-    }
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
     tracing::info!("stopped");
     result
+}
+
+/// Runs one capture thread per source (each with its own pipeline; metrics shared), and a
+/// thread answering `/sessions` from all of them, until `stop`; the first error stops all.
+fn run_threads(
+    sources: Vec<Box<dyn LiveSource + Send>>,
+    cfg: TrackerConfig,
+    metrics: Metrics,
+    events: Option<Arc<std::sync::Mutex<Box<dyn Write + Send>>>>,
+    session_requests: SessionRequestRx,
+    keep_closed: usize,
+    stop: &AtomicBool,
+) -> Result<(), LiveError> {
+    let mut shares: Vec<Metrics> = (1..sources.len()).map(|_| metrics.share()).collect();
+    shares.insert(0, metrics);
+    std::thread::scope(|scope| {
+        let mut asks = Vec::new();
+        let mut handles = Vec::new();
+        for (i, (mut source, metrics)) in sources.into_iter().zip(shares).enumerate() {
+            let (ask, requests) = std::sync::mpsc::sync_channel(1);
+            asks.push(ask);
+            let cfg = cfg.clone();
+            let lines = events.clone().map(|out| JsonLines::new(std::io::BufWriter::new(SharedLines::new(out))));
+            let thread = std::thread::Builder::new().name(format!("capture-{i}")).spawn_scoped(scope, move || {
+                let sinks = LiveSinks { metrics, lines };
+                let closed = RecentSessions::new(keep_closed);
+                let mut capture = CaptureLoop::new(cfg, sinks, closed, Timestamp::now_realtime());
+                let result = capture.run(source.as_mut(), &requests, stop);
+                capture.finish();
+                if result.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+            handles.push(thread.map_err(LiveError::Server)?);
+        }
+        scope.spawn(move || gather_sessions(&session_requests, &asks, keep_closed, stop));
+        let mut result = Ok(());
+        for h in handles {
+            match h.join() {
+                Ok(Err(e)) if result.is_ok() => result = Err(LiveError::Capture(e)),
+                Err(panic) => std::panic::resume_unwind(panic),
+                _ => {}
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+/// One capture thread's side of a shared events output: writes whole lines only, so the
+/// threads' events interleave line by line (each thread's in time order).
+struct SharedLines {
+    out: Arc<std::sync::Mutex<Box<dyn Write + Send>>>,
+    pending: Vec<u8>,
+}
+
+impl SharedLines {
+    fn new(out: Arc<std::sync::Mutex<Box<dyn Write + Send>>>) -> Self {
+        SharedLines { out, pending: Vec::new() }
+    }
+
+    fn write_lines(&mut self) -> std::io::Result<()> {
+        let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(&self.pending[..=end])?;
+        self.pending.drain(..=end);
+        Ok(())
+    }
+}
+
+impl Write for SharedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.write_lines()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_lines()?;
+        self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).flush()
+    }
+}
+
+/// Answers `/sessions` for several capture threads: asks each for its document and merges them
+/// (open counts added, the `limit` most severe open sessions of all, the most recently closed).
+fn gather_sessions(
+    requests: &SessionRequestRx,
+    threads: &[std::sync::mpsc::SyncSender<SessionRequest>],
+    keep_closed: usize,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let (selection, reply) = match requests.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut docs = Vec::new();
+        for t in threads {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if t.send((selection.clone(), tx)).is_ok()
+                && let Ok(doc) = rx.blocking_recv()
+            {
+                docs.push(doc);
+            }
+        }
+        let _ = reply.send(merge_sessions(docs, &selection, keep_closed));
+    }
+}
+
+/// One document from several threads' documents (each already chosen by `selection`).
+fn merge_sessions(docs: Vec<SessionsDocument>, selection: &SessionsSelection, keep_closed: usize) -> SessionsDocument {
+    let open_total: u64 = docs.iter().map(|d| d.open).sum();
+    let (open, mut closed): (Vec<_>, Vec<_>) =
+        docs.into_iter().flat_map(|d| d.sessions).partition(|r| r.ended.is_none());
+    closed.sort_by_key(|r| r.ended);
+    let mut recent = RecentSessions::new(keep_closed);
+    for r in closed {
+        recent.push(r);
+    }
+    let mut doc = SessionsDocument::select(open, selection, &recent);
+    doc.open = open_total;
+    doc
+}
+
+/// Most packets taken in one turn of the loop (a turn waits once; the packets after the first
+/// are the ones already queued, taken with a zero timeout).
+const BATCH: usize = 256;
+
+/// A `/sessions` request: which sessions to list, and where to send the document.
+type SessionRequest = (SessionsSelection, tokio::sync::oneshot::Sender<SessionsDocument>);
+/// What `/sessions` requests arrive on.
+type SessionRequestRx = std::sync::mpsc::Receiver<SessionRequest>;
+
+/// One capture thread's loop state: its pipeline, sinks, the recently closed sessions, and the
+/// counts the housekeeping publishes.
+struct CaptureLoop<W: Write> {
+    pipeline: Pipeline,
+    sinks: LiveSinks<W>,
+    closed: RecentSessions,
+    housekeeping: Timestamp,
+    /// Packets already added to the captured-packets counter.
+    counted: u64,
+    /// Turns of the loop, each at most one wait: how often the thread woke up.
+    wakeups: u64,
+    /// The TLS key log clients append to (`--tls-keylog`), read again once a second.
+    keylog: Option<Arc<crate::layer::tls::KeyLog>>,
+}
+
+impl<W: Write> CaptureLoop<W> {
+    fn new(cfg: TrackerConfig, sinks: LiveSinks<W>, closed: RecentSessions, now: Timestamp) -> Self {
+        let keylog = cfg.layers.keylog.clone();
+        CaptureLoop { pipeline: Pipeline::new(cfg), sinks, closed, housekeeping: now, counted: 0, wakeups: 0, keylog }
+    }
+
+    /// One turn at real time `wall`: fires the deadlines up to `wall - GRACE`, hands out the
+    /// events (those just fired, and those of the previous turn's packets), answers `/sessions`,
+    /// once a second publishes the capture counts, then waits for a packet at most until the
+    /// next deadline (rounded up: never a zero timeout) and takes it and the packets already
+    /// queued behind it (at most [`BATCH`]). Nothing fired waits for a packet to be handed out.
+    fn turn(
+        &mut self,
+        source: &mut dyn LiveSource,
+        wall: Timestamp,
+        requests: &SessionRequestRx,
+    ) -> Result<(), LiveCaptureError> {
+        self.wakeups += 1;
+        // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
+        // real-time clock, so packets still queued in the socket are not older than it.
+        let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
+        self.pipeline.poll(poll_at);
+        // Everything so far is handed out before waiting: the expiries just fired, and the
+        // events of the previous turn's packets.
+        self.hand_out();
+        // `/sessions`: the records live in the tracker, on this thread.
+        while let Ok((selection, reply)) = requests.try_recv() {
+            let open = self.pipeline.tracker().open_records();
+            let _ = reply.send(SessionsDocument::select(open, &selection, &self.closed));
+        }
+        if wall.since(self.housekeeping) >= Duration::from_secs(1) {
+            self.housekeeping = wall;
+            self.publish_counts(source.stats());
+            self.sinks.flush();
+            // Clients append their TLS secrets as they connect: read the new lines.
+            if let Some(Err(e)) = self.keylog.as_ref().map(|k| k.refresh()) {
+                tracing::warn!("{e}");
+            }
+        }
+        let mut wait = wait_for(self.pipeline.next_deadline(), poll_at);
+        for _ in 0..BATCH {
+            let Some(p) = source.next_packet(wait, wall)? else { break };
+            self.pipeline.frame(p.ts, p.link, p.data, p.orig_len);
+            wait = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    /// The events so far to the sinks, the finished sessions' records to the closed list.
+    fn hand_out(&mut self) {
+        let closed = &mut self.closed;
+        let _ = self.pipeline.drain(&mut [&mut self.sinks], &mut |r| {
+            closed.push(r);
+            Ok(())
+        });
+    }
+
+    /// Turns until `stop` is set or the capture fails.
+    fn run(
+        &mut self,
+        source: &mut dyn LiveSource,
+        requests: &SessionRequestRx,
+        stop: &AtomicBool,
+    ) -> Result<(), LiveCaptureError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.turn(source, Timestamp::now_realtime(), requests)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the packets read since the last call to the metrics, and the kernel's counts.
+    fn publish_counts(&mut self, kernel: KernelStats) {
+        let packets = self.pipeline.packets();
+        self.sinks.metrics.add_captured(packets - std::mem::replace(&mut self.counted, packets));
+        self.sinks.metrics.set_kernel_dropped(kernel.dropped);
+        self.sinks.metrics.set_ring_freezes(kernel.freezes);
+        self.sinks.metrics.set_flows_tracked(self.pipeline.tracker().live_connections());
+    }
+
+    /// The loop stops: the last counts, and the events written out.
+    fn finish(mut self) {
+        self.hand_out();
+        let packets = self.pipeline.packets();
+        self.sinks.metrics.add_captured(packets - self.counted);
+        if let Some(l) = self.sinks.lines
+            && let Err(err) = l.into_inner()
+        {
+            tracing::error!("writing events failed at shutdown: {err}");
+        }
+    }
 }
 
 /// How long to wait for a packet when the next deadline is `next` and the tracker's clock is
@@ -267,6 +532,182 @@ fn spawn_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::{LinkType, Packet};
+    use crate::flow::Side;
+    use crate::synth::{self, Capture, Encap, mqtt};
+    use std::collections::VecDeque;
+
+    /// A link with a fake clock: frames arrive at their timestamps; a wait moves the clock to
+    /// the next arrival or by the timeout, whichever comes first.
+    struct FakeLink {
+        frames: VecDeque<(Timestamp, Vec<u8>)>,
+        link: LinkType,
+        clock: Timestamp,
+        current: Vec<u8>,
+        /// Turns that neither waited nor got a packet (a busy loop's signature).
+        zero_waits: u64,
+        waits: u64,
+        delivered: u64,
+        /// The clients' deadlines, and the metrics they must appear in before any wait once
+        /// they are older than the tracker's clock (`wall - GRACE`).
+        deadlines: Vec<Timestamp>,
+        registry: Option<Arc<Registry>>,
+        /// Waits that began with a fired expiry not yet in the metrics.
+        late_waits: u64,
+    }
+
+    impl LiveSource for FakeLink {
+        fn next_packet(&mut self, timeout: Duration, _now: Timestamp) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+            let due = self.frames.front().is_some_and(|(at, _)| *at <= self.clock);
+            if !due {
+                if timeout.is_zero() {
+                    return Ok(None);
+                }
+                self.waits += 1;
+                self.check_reported();
+                let until = Timestamp::from_nanos(self.clock.as_nanos() + timeout.as_nanos() as i64);
+                match self.frames.front() {
+                    Some((at, _)) if *at <= until => self.clock = *at,
+                    _ => {
+                        self.clock = until;
+                        return Ok(None);
+                    }
+                }
+            }
+            let (ts, frame) = self.frames.pop_front().expect("a frame is due");
+            self.current = frame;
+            self.delivered += 1;
+            Ok(Some(Packet { ts, link: self.link, data: &self.current, orig_len: self.current.len() as u32 }))
+        }
+        fn stats(&mut self) -> KernelStats {
+            KernelStats::default()
+        }
+    }
+
+    impl FakeLink {
+        /// Counts a wait that begins while an expiry already fired is not in the metrics.
+        fn check_reported(&mut self) {
+            let Some(registry) = &self.registry else { return };
+            let poll_at = Timestamp::from_nanos(self.clock.as_nanos() - GRACE.as_nanos() as i64);
+            let fired = self.deadlines.iter().filter(|d| **d < poll_at).count();
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            let reported = text
+                .lines()
+                .find_map(|l| l.strip_prefix("mqtt_keepalive_expired_total{transport=\"tcp\"} "))
+                .map_or(0, |n| n.parse::<usize>().unwrap());
+            if reported < fired {
+                self.late_waits += 1;
+            }
+        }
+
+        fn new(cap: Capture) -> Self {
+            let link = cap.encap.link_type();
+            FakeLink {
+                frames: cap.frames.into_iter().collect(),
+                link,
+                clock: Timestamp::from_nanos(0),
+                current: Vec::new(),
+                zero_waits: 0,
+                waits: 0,
+                delivered: 0,
+                deadlines: Vec::new(),
+                registry: None,
+                late_waits: 0,
+            }
+        }
+    }
+
+    /// The spin of issue 16: a steady low packet rate and a thousand deadlines each well under a
+    /// millisecond from a packet. The loop must wake once per packet arrival or deadline (plus
+    /// the idle [`MAX_WAIT`] ticks), never wait with a zero timeout, and never begin a wait with
+    /// a fired expiry not yet in the metrics (it would show up to [`MAX_WAIT`] late).
+    #[test]
+    fn the_loop_wakes_per_packet_or_deadline_and_never_spins() {
+        let ms = |n: f64| Timestamp::from_nanos((n * 1e6) as i64);
+        let clients = 1000;
+        let mut cap = Capture::new(Encap::Ethernet);
+        let broker: std::net::SocketAddr = "10.0.0.9:1883".parse().unwrap();
+        let mut deadlines = Vec::new();
+        for i in 0..clients {
+            // A client every 10 ms (500 packets/s); it connects with keepalive 1 and falls silent:
+            // its deadline (CONNECT + 1.5 s) lands a fraction of a millisecond from the handshake
+            // or CONNECT of the client 150 places later.
+            let at = 1000.0 + 10.0 * i as f64;
+            let client = std::net::SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 40000));
+            let mut c = synth::Conn::new(client, broker, 1, 2);
+            c.handshake(&mut cap, ms(at));
+            let connect_at = ms(at + 0.25 + 0.1 * (i % 7) as f64);
+            c.send(&mut cap, connect_at, Side::Client, &mqtt::connect(4, 1, "c", false, None));
+            deadlines.push(Timestamp::from_nanos(connect_at.as_nanos() + 1_500_000_000));
+            c.send(&mut cap, ms(at + 0.95), Side::Broker, &mqtt::connack(0, None));
+        }
+        let arrivals = {
+            let mut t: Vec<Timestamp> = cap.frames.iter().map(|(t, _)| *t).collect();
+            t.dedup();
+            t.len() as u64
+        };
+        let mut registry = Registry::default();
+        let sinks = LiveSinks::<std::io::Sink> { metrics: Metrics::new(&mut registry, 0), lines: None };
+        let mut cfg = TrackerConfig::default();
+        cfg.session.activity_events = true;
+        let mut capture = CaptureLoop::new(cfg, sinks, RecentSessions::new(0), Timestamp::from_nanos(0));
+        let registry = Arc::new(registry);
+        let mut link = FakeLink::new(cap);
+        link.deadlines = deadlines;
+        link.registry = Some(registry.clone());
+        let (_requests, rx) = std::sync::mpsc::sync_channel(1);
+        let end = ms(1000.0 + 10.0 * clients as f64 + 3000.0);
+        while link.clock < end {
+            let before = (link.waits, link.delivered);
+            let wall = link.clock;
+            capture.turn(&mut link, wall, &rx).unwrap();
+            if (link.waits, link.delivered) == before {
+                link.zero_waits += 1; // a turn that neither waited nor had a packet: a spin
+            }
+            link.clock = Timestamp::from_nanos(link.clock.as_nanos() + 2_000); // a turn costs 2 us
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.lines().any(|l| l == format!("mqtt_keepalive_expired_total{{transport=\"tcp\"}} {clients}")),
+            "every deadline fired"
+        );
+        let seconds = end.since(ms(0.0)).as_secs_f64();
+        let idle_ticks = (seconds / MAX_WAIT.as_secs_f64()).ceil() as u64;
+        assert!(
+            capture.wakeups <= arrivals + clients as u64 + idle_ticks + 2,
+            "{} wake-ups for {arrivals} packet arrivals, {clients} deadlines and {idle_ticks} idle ticks",
+            capture.wakeups
+        );
+        assert_eq!(link.zero_waits, 0, "turns without a wait or a packet");
+        assert_eq!(link.late_waits, 0, "waits begun with a fired expiry not yet in the metrics");
+    }
+
+    #[test]
+    fn shared_lines_are_never_split() {
+        #[derive(Clone, Default)]
+        struct Out(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+        impl Write for Out {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().push(buf.to_vec());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let shared: Arc<std::sync::Mutex<Box<dyn Write + Send>>> =
+            Arc::new(std::sync::Mutex::new(Box::new(out.clone())));
+        let (mut a, mut b) = (SharedLines::new(shared.clone()), SharedLines::new(shared));
+        a.write_all(b"{\"a\":").unwrap();
+        b.write_all(b"{\"b\":1}\n{\"b\"").unwrap();
+        a.write_all(b"1}\n").unwrap();
+        b.write_all(b":2}\n").unwrap();
+        let writes = out.0.lock().unwrap().clone();
+        assert_eq!(writes, [b"{\"b\":1}\n".to_vec(), b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec()]);
+    }
 
     #[test]
     fn the_wait_is_rounded_up_so_the_loop_never_spins() {

@@ -173,6 +173,68 @@ fn setup_errors_are_clear_and_exit_2() {
     assert!(err.contains("CAP_NET_RAW") && err.contains("setcap cap_net_raw"), "{err}");
 }
 
+#[test]
+#[ignore = "needs root, mosquitto and python3"]
+fn capture_threads_count_every_session_once_and_answer_sessions_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let broker = Mosquitto::start("");
+    let agent = Agent::start_with(&[broker.port], &events_path, &["--capture-threads", "3"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let id = format!("healthy-{i}");
+        clients.push(mqtt_client(
+            broker.port,
+            &["--keepalive", "2", "--client-id", &id, "pings:1:0.2", "sleep:0.2", "disconnect"],
+        ));
+    }
+    for i in 0..4 {
+        let id = format!("silent-{i}");
+        clients.push(mqtt_client(broker.port, &["--keepalive", "1", "--client-id", &id, "wait-close:20"]));
+    }
+    let mut open: Vec<_> = (0..3)
+        .map(|i| {
+            Reaped(mqtt_client(broker.port, &["--keepalive", "60", "--client-id", &format!("open-{i}"), "sleep:30"]))
+        })
+        .collect();
+    for c in &mut clients {
+        assert!(c.wait().unwrap().success());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = agent.get("/metrics");
+    let m = |series: &str| sample(&metrics, series);
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tcp\"}"), 19.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_pings_total{direction=\"request\"}"), 12.0);
+    assert_eq!(m("mqtt_keepalive_pings_total{direction=\"response\"}"), 12.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\",transport=\"tcp\"}"), 12.0);
+    assert_eq!(m("mqtt_keepalive_expired_total{transport=\"tcp\"}"), 4.0);
+    assert_eq!(m("mqtt_keepalive_closes_without_disconnect_total"), 4.0);
+    assert_eq!(m("mqtt_keepalive_sessions_open"), 3.0);
+    assert_eq!(m("mqtt_keepalive_capture_dropped_packets_total"), 0.0);
+    // Every thread's sessions in one document: the open ones counted and listed, the closed ones.
+    let doc: serde_json::Value = serde_json::from_str(&agent.get("/sessions")).unwrap();
+    assert_eq!(doc["open"], 3, "{doc}");
+    let ids: std::collections::BTreeSet<String> =
+        doc["sessions"].as_array().unwrap().iter().map(|s| s["client_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 19, "{ids:?}");
+    let one: serde_json::Value = serde_json::from_str(&agent.get("/sessions?limit=1")).unwrap();
+    let listed = one["sessions"].as_array().unwrap().iter().filter(|s| s["close"]["kind"] == "open").count();
+    assert_eq!((one["open"].clone(), listed), (doc["open"].clone(), 1));
+    assert!(agent.stop().success());
+    for c in &mut open {
+        let _ = c.0.kill();
+    }
+    // The threads' events share one file, line by line.
+    let events = std::fs::read_to_string(&events_path).unwrap();
+    let connects = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "connect")
+        .count();
+    assert_eq!(connects, 19);
+}
+
 #[cfg(feature = "libpcap")]
 #[test]
 #[ignore = "needs root, mosquitto and python3"]

@@ -169,3 +169,30 @@ fn passwords_never_leave_the_agent() {
         assert!(!text.contains(password) && !text.contains("Hunter2"), "password in {what}");
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_ring_the_kernel_refuses_falls_back_to_recvmsg_and_says_why() {
+    // 16 TiB in 1 MiB blocks: the kernel refuses the ring before allocating anything (its
+    // frame count would overflow), as it would refuse one it cannot allocate.
+    let broker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = broker.local_addr().unwrap().port().to_string();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let agent = Reaped(
+        agent_cmd("lo", &listen.to_string(), &["--port", &port, "--ring-size", "16384GiB"])
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(listen);
+    let mut client = TcpStream::connect(broker.local_addr().unwrap()).unwrap();
+    client.write_all(b"\xc0\x00").unwrap();
+    wait_for("the fallback socket captures", Duration::from_secs(5), || {
+        let (_, _, metrics) = http_get(listen, "/metrics", None).unwrap();
+        sample(&metrics, "mqtt_keepalive_capture_packets_total") >= 4.0 // handshake and the PINGREQ
+    });
+    drop(agent);
+    let err = std::fs::read_to_string(log.path()).unwrap();
+    assert!(err.contains("no TPACKET_V3 ring") && err.contains("set up the ring") && err.contains("recvmsg"), "{err}");
+}

@@ -79,8 +79,8 @@ impl AfPacket {
                     return Ok(Some(Packet { ts, link: LinkType::RAW, data: &self.buf[..len], orig_len }));
                 }
             }
-            if waited {
-                return Ok(None);
+            if waited || timeout.is_zero() {
+                return Ok(None); // a zero timeout takes only what is known to be queued: no poll
             }
             let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
             // SAFETY: `pollfds` is a valid array of `len` pollfd structs.

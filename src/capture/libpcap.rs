@@ -84,6 +84,9 @@ impl Libpcap {
                     Err(e) => return Err(err(&self.caps[i].0, "receive", e)),
                 }
             }
+            if timeout.is_zero() {
+                break; // only what is already queued: no poll
+            }
             if pass == 0 {
                 let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
                 // SAFETY: `pollfds` is a valid array of pollfd structs of the length passed.
@@ -100,12 +103,14 @@ impl Libpcap {
                 self.stats[i] = KernelStats {
                     received: u64::from(s.received),
                     dropped: u64::from(s.dropped) + u64::from(s.if_dropped),
+                    freezes: 0,
                 };
             }
         }
         self.stats.iter().fold(KernelStats::default(), |a, s| KernelStats {
             received: a.received + s.received,
             dropped: a.dropped + s.dropped,
+            freezes: 0,
         })
     }
 }

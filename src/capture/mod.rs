@@ -10,6 +10,7 @@ pub mod input;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
 pub mod offline;
+pub mod ring;
 
 pub use crate::link::LinkType;
 use crate::time::Timestamp;
@@ -76,6 +77,9 @@ pub enum LiveCaptureError {
 pub struct KernelStats {
     pub received: u64,
     pub dropped: u64,
+    /// Times a TPACKET_V3 ring was full (the kernel "froze" its queue and dropped until a block
+    /// was returned); 0 for sources without a ring.
+    pub freezes: u64,
 }
 
 /// Names of the network interfaces on this host.
@@ -90,8 +94,10 @@ pub fn interface_names() -> Vec<String> {
 
 /// A live capture: waits for frames with a timeout, and reports the kernel's counts.
 pub trait LiveSource {
-    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came. A frame the kernel
-    /// gave no timestamp is stamped `now` (the caller's clock: sources never read one).
+    /// The next frame, waiting at most `timeout`; `Ok(None)` when none came. A zero timeout
+    /// takes only a frame already queued, with no wait (and no `poll` where the source knows
+    /// without one). A frame the kernel gave no timestamp is stamped `now` (the caller's clock:
+    /// sources never read one).
     fn next_packet(
         &mut self,
         timeout: std::time::Duration,

@@ -91,6 +91,7 @@ struct Handles {
     flows_evicted: Counter,
     capture_packets: Counter,
     capture_dropped: Counter,
+    capture_ring_freezes: Counter,
     flows_tracked: Gauge,
     client_expired: Family<ClientLabels, Counter>,
 }
@@ -109,6 +110,9 @@ pub struct Metrics {
     transports: HashMap<SessionId, Transport>,
     client_expiries: HashMap<String, u64>,
     kernel_dropped_seen: u64,
+    kernel_freezes_seen: u64,
+    /// This sink's share of the tracked-connections gauge.
+    flows_tracked_seen: i64,
 }
 
 impl Metrics {
@@ -171,6 +175,11 @@ impl Metrics {
             "Packets the kernel dropped before the agent read them",
             h.capture_dropped.clone(),
         );
+        r.register(
+            "capture_ring_freezes",
+            "Times the kernel found the capture ring full (it drops until the agent returns a block)",
+            h.capture_ring_freezes.clone(),
+        );
         r.register("stream_gaps", "Holes in TCP streams (bytes the capture never saw)", h.stream_gaps.clone());
         r.register("malformed_packets", "Bytes on MQTT ports that are not valid MQTT", h.malformed.clone());
         r.register(
@@ -221,6 +230,30 @@ impl Metrics {
             transports: HashMap::new(),
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
+            kernel_freezes_seen: 0,
+            flows_tracked_seen: 0,
+        }
+    }
+
+    /// Another sink adding to the same metrics, for another capture thread: counters, gauges and
+    /// histograms are shared (each thread adds its sessions, packets and kernel counts); what
+    /// follows sessions (which are open, client ids) is per sink, as each session lives on one
+    /// thread. With client id labels, the bound applies to each sink's clients.
+    pub fn share(&self) -> Metrics {
+        Metrics {
+            h: self.h.clone(),
+            effective_keepalive: self.effective_keepalive.clone(),
+            ping_rtt: self.ping_rtt.clone(),
+            enforcement_lag: self.enforcement_lag.clone(),
+            silence_ratio: self.silence_ratio.clone(),
+            open: HashSet::new(),
+            client_id_labels: self.client_id_labels,
+            client_ids: HashMap::new(),
+            transports: HashMap::new(),
+            client_expiries: HashMap::new(),
+            kernel_dropped_seen: 0,
+            kernel_freezes_seen: 0,
+            flows_tracked_seen: 0,
         }
     }
 
@@ -237,9 +270,18 @@ impl Metrics {
         }
     }
 
-    /// Connections tracked now.
-    pub fn set_flows_tracked(&self, n: usize) {
-        self.h.flows_tracked.set(n as i64);
+    /// The kernel's cumulative count of capture ring freezes.
+    pub fn set_ring_freezes(&mut self, total: u64) {
+        if total > self.kernel_freezes_seen {
+            self.h.capture_ring_freezes.inc_by(total - self.kernel_freezes_seen);
+            self.kernel_freezes_seen = total;
+        }
+    }
+
+    /// Connections this sink's tracker holds now (the gauge is the sum over shared sinks).
+    pub fn set_flows_tracked(&mut self, n: usize) {
+        let n = n as i64;
+        self.h.flows_tracked.inc_by(n - std::mem::replace(&mut self.flows_tracked_seen, n));
     }
 
     /// The session's transport, as its first bytes decided it.
@@ -468,6 +510,35 @@ mod tests {
             text.lines().any(|l| l == "mqtt_keepalive_enforcement_total{verdict=\"on_time\"} 0"),
             "initialised to 0"
         );
+    }
+
+    #[test]
+    fn shared_sinks_add_up() {
+        let mut registry = Registry::default();
+        let mut a = Metrics::new(&mut registry, 0);
+        let mut b = a.share();
+        a.on_event(&ev(1, connect("a"))).unwrap();
+        b.on_event(&ev(1, connect("b"))).unwrap(); // the same id on another thread's tracker
+        b.on_event(&ev(2, connect("c"))).unwrap();
+        b.on_event(&ev(2, EventKind::Pingreq)).unwrap();
+        a.add_captured(10);
+        b.add_captured(5);
+        a.set_kernel_dropped(3);
+        b.set_kernel_dropped(4);
+        a.set_flows_tracked(7);
+        b.set_flows_tracked(2);
+        a.set_flows_tracked(6);
+        let text = exposition(&registry);
+        for line in [
+            "mqtt_keepalive_connects_total{protocol=\"5.0\",transport=\"unknown\"} 3",
+            "mqtt_keepalive_sessions_open 3",
+            "mqtt_keepalive_pings_total{direction=\"request\"} 1",
+            "mqtt_keepalive_capture_packets_total 15",
+            "mqtt_keepalive_capture_dropped_packets_total 7",
+            "mqtt_keepalive_flows_tracked 8",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]
