@@ -42,7 +42,7 @@ fn sessions() -> (Vec<SessionRecord>, RecentSessions) {
             })
             .unwrap();
     }
-    pipeline.poll(t(20.0)); // past the closed connections' linger
+    pipeline.poll(t(70.0)); // past the half-closed connections' 60 s (the broker never sent its FIN)
     pipeline
         .drain(&mut [], &mut |r| {
             closed.push(r);

@@ -434,3 +434,73 @@ fn a_client_whose_own_port_is_a_broker_port_is_still_one_session() {
         assert_eq!((s.pingreq, s.pingresp, s.client_id.as_deref()), (1, 1, Some("same-port")));
     }
 }
+
+/// Issue 11: a broker that says no (CONNACK code 5) and hangs up is a refused connection, not
+/// a session closed without DISCONNECT with a Will to publish; one that hangs up right after a
+/// CONNECT it never answers is refused too.
+#[test]
+fn a_refused_connection_is_not_a_will_firing_close() {
+    let (client, broker) = addrs(false);
+    let mut cap = Capture::new(Encap::Ethernet);
+    let mut c = Conn::new(client, broker, 100, 900);
+    c.handshake(&mut cap, t(0.0));
+    c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 10, "intruder", true, Some(("u", "p"))));
+    c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(5, None));
+    c.fin(&mut cap, t(0.3), Side::Broker);
+    let mut c2 = Conn::new("192.0.2.9:50001".parse().unwrap(), broker, 5, 6);
+    c2.handshake(&mut cap, t(1.0));
+    c2.send(&mut cap, t(1.1), Side::Client, &mqtt::connect(4, 10, "speechless", true, None));
+    c2.fin(&mut cap, t(1.2), Side::Broker);
+    cap.sort();
+    let (report, _) = analyze_bytes(&cap.to_pcap());
+    assert_eq!(report.sessions.len(), 2);
+    let by_id = |id: &str| report.sessions.iter().find(|s| s.client_id.as_deref() == Some(id)).unwrap();
+    let s = by_id("intruder");
+    assert_eq!((s.refused, s.connack_code, s.close.kind, s.close.reason_code), (true, Some(5), "refused", Some(5)));
+    assert!(!s.expired && s.enforcement.is_none());
+    let s = by_id("speechless");
+    assert_eq!((s.refused, s.connack_code, s.close.kind), (true, None, "refused"));
+    assert_eq!((report.summary.closes_without_disconnect, report.summary.wills_expected), (0, 0));
+    assert_eq!(report.summary.closes.get("refused"), Some(&2));
+    let text = report.render_text();
+    assert!(text.contains("refused (code 5: not authorised)") && text.contains("refused (no CONNACK)"), "{text}");
+}
+
+/// Issue 11: the CONNECT was never captured, but the broker's CONNACK is MQTT: an MQTT session
+/// (its keepalive unknown), not a non-MQTT flow.
+#[test]
+fn a_connection_whose_connect_was_lost_but_whose_broker_speaks_mqtt_is_a_session() {
+    let (client, broker) = addrs(false);
+    let mut cap = Capture::new(Encap::Ethernet);
+    let mut c = Conn::new(client, broker, 100, 900);
+    c.handshake(&mut cap, t(0.0));
+    c.client_seq += mqtt::connect(4, 10, "lost", false, None).len() as u32; // not captured
+    c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+    c.send(&mut cap, t(2.0), Side::Client, &mqtt::pingreq());
+    c.send(&mut cap, t(2.1), Side::Broker, &mqtt::pingresp());
+    let (report, _) = analyze_bytes(&cap.to_pcap());
+    assert_eq!((report.sessions.len(), report.tcp.non_mqtt_flows), (1, 0), "{}", report.render_text());
+    let s = &report.sessions[0];
+    assert_eq!((s.client_id.as_deref(), s.effective_keepalive_s, s.pingreq), (None, None, 1));
+}
+
+/// Issue 11: after the broker's FIN, a frozen client writes into the half-closed connection 30 s
+/// later and gets an RST. Those segments belong to the closed session: no new session.
+#[test]
+fn late_writes_into_a_half_closed_connection_belong_to_its_session() {
+    let (client, broker) = addrs(false);
+    let mut cap = Capture::new(Encap::Ethernet);
+    let mut c = Conn::new(client, broker, 100, 900);
+    c.handshake(&mut cap, t(0.0));
+    c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 4, "frozen", true, None));
+    c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+    c.fin(&mut cap, t(6.5), Side::Broker);
+    c.send(&mut cap, t(36.5), Side::Client, &mqtt::publish("late", b"x"));
+    c.rst(&mut cap, t(36.6), Side::Broker);
+    let (report, _) = analyze_bytes(&cap.to_pcap());
+    assert_eq!(report.sessions.len(), 1, "{}", report.render_text());
+    let s = &report.sessions[0];
+    assert_eq!((s.close.kind, s.close.by), ("fin", Some(Side::Broker)));
+    assert_eq!(s.enforcement.map(|e| e.verdict), Some(Verdict::OnTime));
+    assert_eq!((report.tcp.segments_after_close, report.summary.mid_stream), (1, 0));
+}

@@ -37,6 +37,41 @@ pub struct ConnAck {
     pub server_keepalive: Option<u16>,
 }
 
+/// The meaning of a CONNACK return code (MQTT 3.1/3.1.1: 1-5) or reason code (MQTT 5: 0x80 and
+/// above), for people.
+pub fn connack_code_name(code: u8) -> &'static str {
+    match code {
+        0 => "accepted",
+        1 => "unacceptable protocol version",
+        2 => "identifier rejected",
+        3 => "server unavailable",
+        4 => "bad user name or password",
+        5 => "not authorised",
+        0x80 => "unspecified error",
+        0x81 => "malformed packet",
+        0x82 => "protocol error",
+        0x83 => "implementation specific error",
+        0x84 => "unsupported protocol version",
+        0x85 => "client identifier not valid",
+        0x86 => "bad user name or password",
+        0x87 => "not authorized",
+        0x88 => "server unavailable",
+        0x89 => "server busy",
+        0x8a => "banned",
+        0x8c => "bad authentication method",
+        0x90 => "topic name invalid",
+        0x95 => "packet too large",
+        0x97 => "quota exceeded",
+        0x99 => "payload format invalid",
+        0x9a => "retain not supported",
+        0x9b => "QoS not supported",
+        0x9c => "use another server",
+        0x9d => "server moved",
+        0x9f => "connection rate exceeded",
+        _ => "unknown code",
+    }
+}
+
 /// What the analysis keeps of a DISCONNECT.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Disconnect {

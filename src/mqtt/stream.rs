@@ -194,6 +194,9 @@ impl StreamDecoder {
         self.skipped += self.buf.len() as u64;
         self.buf.clear();
         self.state = State::Hunting;
+        // The stream's first packet may have been in the hole: whatever comes next is not held
+        // to being it.
+        self.first = None;
     }
 
     /// Processes bytes while framed; on a bad header, moves the rest to the hunting buffer.

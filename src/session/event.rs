@@ -49,6 +49,10 @@ named! {
         CloseNotify => "close_notify",
         /// A WebSocket close frame (before the TCP close); its status code is the close's code.
         WsClose => "ws_close",
+        /// The broker refused the connection: a CONNACK with a non-zero code (the close's code),
+        /// or its close right after a CONNECT it never answered (a protocol error). The session
+        /// never began: no Will, no keepalive verdict.
+        Refused => "refused",
     }
 }
 

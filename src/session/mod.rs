@@ -10,7 +10,8 @@
 //!   `keepalive_expired`;
 //! - a PINGREQ unanswered within the ping timeout, or outstanding at close, is `ping_unanswered`;
 //! - the first DISCONNECT, FIN or RST closes the session; FIN/RST without DISCONNECT is
-//!   `close_without_disconnect`;
+//!   `close_without_disconnect`; after a CONNACK with a non-zero code, or a broker close within
+//!   [`REFUSAL_WITHOUT_CONNACK`] of a CONNECT never answered, the close is `refused` (no Will);
 //! - after an expiry the broker's close is `on_time` (within the tolerance) or `late`; a client
 //!   that goes on past deadline + tolerance, closes itself, or outlives the capture makes it
 //!   `not_enforced`. A broker close after at least one keepalive of silence but before the
@@ -28,6 +29,9 @@ use crate::flow::Side;
 use crate::mqtt::{Body, Packet, PacketType};
 use crate::time::{Timestamp, expiry_span};
 use std::time::Duration;
+
+/// A broker close this soon after a CONNECT it never answered with a CONNACK is a refusal.
+pub const REFUSAL_WITHOUT_CONNACK: Duration = Duration::from_secs(5);
 
 /// Ping timeout when the keepalive is unknown or off.
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +78,8 @@ pub struct Session {
     enforcement_kind: EnforcementKind,
     ping_kind: PingKind,
     connected: bool,
+    /// The first CONNACK's return/reason code.
+    connack: Option<u8>,
     will: bool,
     /// After the first DISCONNECT, FIN or RST.
     closed: bool,
@@ -98,6 +104,7 @@ impl Session {
             enforcement_kind: EnforcementKind::None,
             ping_kind: PingKind::None,
             connected: false,
+            connack: None,
             will: false,
             closed: false,
         }
@@ -116,6 +123,21 @@ impl Session {
     /// The effective keepalive, once known.
     pub fn effective_keepalive(&self) -> Option<u16> {
         self.effective
+    }
+
+    /// The client's last activity.
+    pub fn last_activity(&self) -> Timestamp {
+        self.last_client
+    }
+
+    /// The keepalive deadline: ahead while armed, passed while expired; none when unknown, off
+    /// or closed.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        match self.clock() {
+            KeepaliveClock::Armed { deadline } => Some(deadline),
+            KeepaliveClock::Expired { since } => Some(since),
+            _ => None,
+        }
     }
 
     /// True while a PINGREQ waits for its PINGRESP.
@@ -180,10 +202,14 @@ impl Session {
         }
         match (&pkt.body, pkt.header.packet_type) {
             (Body::ConnAck(ack), _) => {
+                self.connack.get_or_insert(ack.code);
                 if ack.server_keepalive.is_some() {
                     self.effective = ack.server_keepalive;
                 }
-                if matches!(
+                if self.connack != Some(0) {
+                    // Refused: the session never begins, so its keepalive never runs.
+                    self.set_clock(KeepaliveClock::Stopped);
+                } else if matches!(
                     self.clock(),
                     KeepaliveClock::Armed { .. } | KeepaliveClock::Unknown | KeepaliveClock::Disabled
                 ) {
@@ -370,22 +396,37 @@ impl Session {
         }
         let after_silence = now.since(self.last_client);
         self.note_silence(after_silence);
+        // A refused connection: a CONNACK that said no, or the broker hanging up right after a
+        // CONNECT it never answered. Its close says so (with the CONNACK's code), and no Will.
+        let refused_code = match self.connack {
+            Some(code) if code != 0 => Some(Some(u16::from(code))),
+            None if by == Side::Broker && self.connected && after_silence < REFUSAL_WITHOUT_CONNACK => Some(None),
+            _ => None,
+        };
+        let (kind, reason_code) = match refused_code {
+            Some(code) => (CloseKind::Refused, code),
+            None => (kind, reason_code),
+        };
         out(now, EventKind::Close { close: kind, by, after_silence_s: after_silence, reason_code });
-        if kind != CloseKind::Disconnect {
+        if kind != CloseKind::Disconnect && kind != CloseKind::Refused {
             out(now, EventKind::CloseWithoutDisconnect { close: kind, by, will_expected: self.will });
         }
-        let verdict = match (self.enforcement(), by, self.clock()) {
-            (Enforcement::Pending { deadline, .. }, Side::Broker, _) => {
-                let lag = now.since(deadline);
-                let verdict = if lag <= cfg.enforcement_tolerance { Verdict::OnTime } else { Verdict::Late };
-                Some((verdict, Some(lag.as_secs_f64())))
+        let verdict = if kind == CloseKind::Refused {
+            None // the session never began: nothing to enforce
+        } else {
+            match (self.enforcement(), by, self.clock()) {
+                (Enforcement::Pending { deadline, .. }, Side::Broker, _) => {
+                    let lag = now.since(deadline);
+                    let verdict = if lag <= cfg.enforcement_tolerance { Verdict::OnTime } else { Verdict::Late };
+                    Some((verdict, Some(lag.as_secs_f64())))
+                }
+                (Enforcement::Pending { .. }, Side::Client, _) => Some((Verdict::NotEnforced, None)),
+                (Enforcement::None, Side::Broker, KeepaliveClock::Armed { deadline }) => {
+                    let keepalive = Duration::from_secs(u64::from(self.effective.unwrap_or(0)));
+                    (after_silence >= keepalive).then(|| (Verdict::Early, Some(-deadline.since(now).as_secs_f64())))
+                }
+                _ => None,
             }
-            (Enforcement::Pending { .. }, Side::Client, _) => Some((Verdict::NotEnforced, None)),
-            (Enforcement::None, Side::Broker, KeepaliveClock::Armed { deadline }) => {
-                let keepalive = Duration::from_secs(u64::from(self.effective.unwrap_or(0)));
-                (after_silence >= keepalive).then(|| (Verdict::Early, Some(-deadline.since(now).as_secs_f64())))
-            }
-            _ => None,
         };
         if let Some((verdict, lag_s)) = verdict {
             self.set_enforcement(Enforcement::Decided);

@@ -61,9 +61,9 @@ impl CloseRecord {
     const OPEN: CloseRecord = CloseRecord { kind: Self::OPEN_KIND, by: None, after_silence_s: None, reason_code: None };
 
     /// True for a close without an MQTT DISCONNECT (FIN, RST, TLS close_notify, WebSocket close:
-    /// the broker publishes the Will).
+    /// the broker publishes the Will); a refused connection never began and is not one.
     pub fn without_disconnect(&self) -> bool {
-        self.kind != Self::OPEN_KIND && self.kind != CloseKind::Disconnect.as_str()
+        ![Self::OPEN_KIND, CloseKind::Disconnect.as_str(), CloseKind::Refused.as_str()].contains(&self.kind)
     }
 }
 
@@ -94,6 +94,11 @@ pub struct SessionRecord {
     /// 1.5 x effective keepalive: the silence after which the session expires.
     pub expiry_s: Option<f64>,
     pub will: Option<bool>,
+    /// The first CONNACK's return/reason code (0: accepted).
+    pub connack_code: Option<u8>,
+    /// The broker refused the connection (a non-zero CONNACK code, or a close right after a
+    /// CONNECT it never answered): the session never began.
+    pub refused: bool,
     pub mid_stream: bool,
     #[serde(serialize_with = "secs")]
     pub started: Timestamp,
@@ -117,6 +122,14 @@ pub struct SessionRecord {
     pub enforcement: Option<EnforcementRecord>,
     pub gaps: u64,
     pub malformed: u64,
+    /// Open sessions (the live agent's `/sessions`): the client's last activity, its silence
+    /// since, and its deadline (passed already when `expired`: a broker that has not closed it).
+    #[serde(serialize_with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence_s: Option<f64>,
+    #[serde(serialize_with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
     /// TLS sessions: the handshake's facts and whether the records were decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsRecord>,
@@ -156,6 +169,14 @@ pub struct WebSocketRecord {
 }
 
 impl SessionRecord {
+    /// The record of an open session at `now`, with its last activity, silence and deadline.
+    pub fn at(mut self, now: Timestamp, last_activity: Timestamp, deadline: Option<Timestamp>) -> Self {
+        self.last_activity = Some(last_activity);
+        self.silence_s = Some(round_us(now.since(last_activity).as_secs_f64()));
+        self.deadline = deadline;
+        self
+    }
+
     /// Severity for ordering the text table, highest first.
     pub(crate) fn severity(&self) -> u8 {
         match (self.expired, self.enforcement.map(|e| e.verdict)) {
@@ -205,6 +226,7 @@ mod flag {
     pub const HAS_KEEPALIVE: u16 = 1 << 4;
     pub const HAS_SERVER_KEEPALIVE: u16 = 1 << 5;
     pub const HAS_EFFECTIVE: u16 = 1 << 6;
+    pub const HAS_CONNACK: u16 = 1 << 7;
 }
 
 /// The events a [`RecordState`] lists without storing them: rebuilt from its fields.
@@ -347,6 +369,10 @@ impl RecordState {
                 }
             }
             EventKind::Connack { code, server_keepalive_s, effective_keepalive_s } => {
+                if !self.has(flag::HAS_CONNACK) {
+                    self.flags |= flag::HAS_CONNACK;
+                    self.connack_code = *code; // the first CONNACK's code: the one that counts
+                }
                 let changes = self.opt(flag::HAS_SERVER_KEEPALIVE, self.server_keepalive) != *server_keepalive_s
                     || self.opt(flag::HAS_EFFECTIVE, self.effective) != *effective_keepalive_s;
                 if changes && self.listed_as(Rebuilt::Connack).is_some() {
@@ -359,7 +385,6 @@ impl RecordState {
                     && !self.has_stored_connack()
                     && let Some(after) = after_start(e.ts)
                 {
-                    self.connack_code = *code;
                     self.connack_after_ns = after;
                     rebuild = Some(Rebuilt::Connack);
                 }
@@ -540,6 +565,8 @@ impl RecordState {
             inferred_keepalive_s,
             expiry_s: keepalive.map(|k| expiry_span(k).as_secs_f64()),
             will: self.protocol.map(|_| self.has(flag::WILL)),
+            connack_code: self.has(flag::HAS_CONNACK).then_some(self.connack_code),
+            refused: x.close.as_ref().is_some_and(|c| c.kind == CloseKind::Refused.as_str()),
             mid_stream: self.has(flag::MID_STREAM),
             started: self.started,
             started_utc: Rfc3339(self.started),
@@ -556,6 +583,9 @@ impl RecordState {
             enforcement: x.enforcement,
             gaps: x.gaps,
             malformed: x.malformed,
+            last_activity: None,
+            silence_s: None,
+            deadline: None,
             tls: tls_record(self.transport, &events),
             websocket: websocket_record(self.transport, &events),
             events,

@@ -79,6 +79,7 @@ pub struct ClientLabels {
 #[derive(Clone, Default)]
 struct Handles {
     sessions_open: Gauge,
+    sessions_expired_open: Gauge,
     connects: Family<ProtocolLabels, Counter>,
     pings: Family<PingLabels, Counter>,
     pings_unanswered: Counter,
@@ -104,6 +105,8 @@ pub struct Metrics {
     enforcement_lag: Histogram,
     silence_ratio: Histogram,
     open: HashSet<SessionId>,
+    /// Open sessions past their deadline (silent since, not closed by the broker).
+    expired_open: HashSet<SessionId>,
     client_id_labels: usize,
     client_ids: HashMap<SessionId, String>,
     /// Each open session's transport (sessions before their first bytes are `unknown`).
@@ -129,6 +132,11 @@ impl Metrics {
             "sessions_open",
             "MQTT sessions open now (CONNECT seen, or joined mid-stream, and not closed)",
             h.sessions_open.clone(),
+        );
+        r.register(
+            "sessions_expired_open",
+            "Open sessions past their keepalive deadline, silent since and not closed (a broker not enforcing, or slow to)",
+            h.sessions_expired_open.clone(),
         );
         r.register("connects", "CONNECT packets, by protocol version", h.connects.clone());
         r.register(
@@ -225,6 +233,7 @@ impl Metrics {
             enforcement_lag,
             silence_ratio,
             open: HashSet::new(),
+            expired_open: HashSet::new(),
             client_id_labels,
             client_ids: HashMap::new(),
             transports: HashMap::new(),
@@ -247,6 +256,7 @@ impl Metrics {
             enforcement_lag: self.enforcement_lag.clone(),
             silence_ratio: self.silence_ratio.clone(),
             open: HashSet::new(),
+            expired_open: HashSet::new(),
             client_id_labels: self.client_id_labels,
             client_ids: HashMap::new(),
             transports: HashMap::new(),
@@ -298,6 +308,14 @@ impl Metrics {
     fn close_session(&mut self, id: SessionId) {
         if self.open.remove(&id) {
             self.h.sessions_open.dec();
+        }
+        self.not_expired(id);
+    }
+
+    /// The session is no longer expired and open: closed, ended, or its client active again.
+    fn not_expired(&mut self, id: SessionId) {
+        if self.expired_open.remove(&id) {
+            self.h.sessions_expired_open.dec();
         }
     }
 
@@ -367,6 +385,9 @@ impl Sink for Metrics {
             EventKind::KeepaliveExpired { .. } => {
                 let transport = self.transport(e.session);
                 self.h.expired.get_or_create(&TransportLabels { transport }).inc();
+                if self.expired_open.insert(e.session) {
+                    self.h.sessions_expired_open.inc();
+                }
                 if self.client_id_labels > 0 {
                     self.count_client_expiry(e.session);
                 }
@@ -396,6 +417,7 @@ impl Sink for Metrics {
             }
             EventKind::ClientActivity { silence_s, keepalive_s } => {
                 self.silence_ratio.observe(silence_s.as_secs_f64() / f64::from(*keepalive_s));
+                self.not_expired(e.session);
             }
             EventKind::SessionEnd { evicted, .. } => {
                 if *evicted {
@@ -539,6 +561,34 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    /// Issue 11: a hung broker (an expired session it leaves open) shows now, not at the close.
+    #[test]
+    fn expired_sessions_still_open_are_a_gauge() {
+        let mut registry = Registry::default();
+        let mut m = Metrics::new(&mut registry, 0);
+        let expired = || EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_nanos(0) };
+        let gauge = |r: &Registry| {
+            let text = exposition(r);
+            text.lines().find_map(|l| l.strip_prefix("mqtt_keepalive_sessions_expired_open ")).unwrap().to_string()
+        };
+        for id in [1, 2, 3] {
+            m.on_event(&ev(id, connect("x"))).unwrap();
+            m.on_event(&ev(id, expired())).unwrap();
+        }
+        assert_eq!(gauge(&registry), "3");
+        let close = EventKind::Close {
+            close: CloseKind::Fin,
+            by: Side::Broker,
+            after_silence_s: Duration::from_secs(9),
+            reason_code: None,
+        };
+        m.on_event(&ev(1, close)).unwrap();
+        m.on_event(&ev(2, EventKind::ClientActivity { silence_s: Duration::from_secs(8), keepalive_s: 5 })).unwrap();
+        assert_eq!(gauge(&registry), "1", "closed, and active again, are no longer counted");
+        m.on_event(&ev(3, expired())).unwrap();
+        assert_eq!(gauge(&registry), "1", "a session is counted once");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub(super) struct Conn {
     pub(super) accounted: usize,
 }
 
+/// How long a half-closed connection (one side's FIN, or a DISCONNECT, without the other's)
+/// is kept: Linux's `tcp_fin_timeout`.
+pub(super) const HALF_CLOSED_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What connection-level code needs besides the connection: settings, output, counters.
 pub(super) struct Ctx<'a> {
     pub(super) now: Timestamp,
@@ -154,6 +158,10 @@ impl Conn {
             }
         }
         self.saw_payload |= seg.wire_len > 0;
+        if seg.wire_len > 0 && self.session.is_closed() {
+            // Written into a connection its session already closed (a half-closed socket).
+            ctx.counters.segments_after_close += 1;
+        }
         let Conn { key, id, session, reasm, stack, decoders, saw_mqtt, transport, .. } = self;
         let mut up = ToMqtt { decoders, session, saw_mqtt, transport, key: *key, id: *id, ctx };
         if seg.wire_len > 0 {
@@ -269,7 +277,11 @@ impl Conn {
     }
 
     pub(super) fn eviction_deadline(&self, cfg: &TrackerConfig) -> Timestamp {
-        let idle = if self.done || self.session.is_closed() {
+        let idle = if !self.done && self.session.is_closed() && !self.fully_closed() {
+            // Half-closed: the other side may still write (a frozen client after the broker's
+            // FIN); the connection keeps its identity as long as Linux keeps such a socket.
+            cfg.linger.max(HALF_CLOSED_LINGER)
+        } else if self.done || self.session.is_closed() {
             cfg.linger
         } else if !self.saw_payload {
             cfg.handshake_timeout
@@ -285,9 +297,10 @@ impl Conn {
         self.give_up_holes(ctx);
         let (key, id, session) = (self.key, self.id, &mut self.session);
         let max_silence = session.finish(at, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
-        // An MQTT session: a CONNECT was seen, or MQTT packets on a connection joined
-        // mid-stream, or TLS on the MQTT port (its records are the session, keys or not).
-        let mqtt = session.connected() || (self.mid_stream && self.saw_mqtt) || self.transport.is_tls();
+        // An MQTT session: a CONNECT was seen, or other MQTT packets (joined mid-stream, or
+        // the CONNECT lost: a broker's CONNACK is MQTT too), or TLS on the MQTT port (its
+        // records are the session, keys or not).
+        let mqtt = session.connected() || self.saw_mqtt || self.transport.is_tls();
         match (self.saw_payload, mqtt) {
             (false, _) => ctx.counters.flows_without_payload += 1,
             (true, false) => ctx.counters.non_mqtt_flows += 1,

@@ -99,6 +99,9 @@ pub struct TrackerCounters {
     pub segments: u64,
     /// Segments whose bytes had all been seen already.
     pub retransmissions: u64,
+    /// Segments with data into a connection whose session had closed (the other side of a
+    /// half-closed connection writing late): part of that session, not activity.
+    pub segments_after_close: u64,
     pub out_of_order: u64,
     pub out_of_window: u64,
     /// Segments that belong to no tracked connection (an ACK or FIN of a connection never seen
@@ -194,6 +197,8 @@ pub struct Tracker {
     /// Hashes of the addresses of connections refused while the table was full (so each is
     /// counted once in `connections_rejected`); at most [`REJECTED_REMEMBERED`].
     rejected: foldhash::HashSet<u64>,
+    /// The latest time the tracker was given (what an open session's silence is counted to).
+    now: Timestamp,
 }
 
 /// Refused connections remembered to count each once (about 0.6 MiB when all are held); past
@@ -211,6 +216,7 @@ impl Tracker {
             events: Vec::new(),
             finished: Vec::new(),
             rejected: foldhash::HashSet::default(),
+            now: Timestamp::from_nanos(0),
         }
     }
 
@@ -241,9 +247,10 @@ impl Tracker {
     }
 
     /// The records so far of the open sessions that have shown MQTT, made one at a time, in no
-    /// particular order (a live agent's `/sessions`; none unless [`TrackerConfig::records`]).
+    /// particular order, with each one's last activity, silence and deadline at the latest time
+    /// given (a live agent's `/sessions`; none unless [`TrackerConfig::records`]).
     pub fn open_records(&self) -> impl Iterator<Item = SessionRecord> + '_ {
-        self.conns.iter().filter_map(|(_, slot)| self.conns.snapshot(slot))
+        self.conns.iter().filter_map(|(_, slot)| self.conns.snapshot(slot, self.now))
     }
 
     /// The earliest time at which [`Tracker::poll`] may have work.
@@ -346,6 +353,7 @@ impl Tracker {
     /// Fires every deadline before `now`: keepalive expiries, ping timeouts, enforcement
     /// decisions, evictions.
     pub fn poll(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
         while let Some(&Reverse(due)) = self.heap.peek() {
             let (at, slot) = (due.at(), due.slot as usize);
             if at >= now {
@@ -610,6 +618,13 @@ mod tests {
         assert_eq!(parked_open, full_open, "open sessions read the same from parked connections");
         assert_eq!(full_open.as_array().map(Vec::len), Some(2));
         assert_eq!(full_open[1]["client"], "[2001:db8::1]:40001");
+        // Issue 11: each open session's last activity (its last PINGREQ), silence so far (to the
+        // last packet, 12.1 s) and deadline (keepalive 10: 15 s after the last activity).
+        for (s, last) in full_open.as_array().unwrap().iter().zip([12.0, 6.0]) {
+            assert_eq!(s["last_activity"].as_f64(), Some(last), "{s}");
+            assert_eq!(s["deadline"].as_f64(), Some(last + 15.0), "{s}");
+            assert_eq!(s["silence_s"].as_f64(), Some(((12.1 - last) * 1e6_f64).round() / 1e6), "{s}");
+        }
         assert!(active.iter().all(|n| *n == 0), "every connection at rest is parked: {active:?}");
         assert_eq!((full.live_connections(), parked.live_connections()), (0, 0), "finish releases every connection");
         assert!(*parked.events() == *full.events(), "same events");

@@ -13,6 +13,7 @@ use crate::flow::FlowKey;
 use crate::flow::slab::PagedSlab;
 use crate::session::SessionId;
 use crate::session::record::SessionRecord;
+use crate::time::Timestamp;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
@@ -84,16 +85,18 @@ impl Table {
     }
 
     /// The record so far of the session in `slot`, if it is open (not ended) and has shown MQTT.
-    pub(super) fn snapshot(&self, slot: &Slot) -> Option<SessionRecord> {
-        match slot {
-            Slot::Active(c) if !c.done && c.record.shows_mqtt() => {
-                Some(c.record.snapshot(c.id, c.key.into(), c.session.max_silence()))
+    pub(super) fn snapshot(&self, slot: &Slot, now: Timestamp) -> Option<SessionRecord> {
+        let (record, session) = match slot {
+            // A closed session whose connection lingers (half-closed) is not open any more.
+            Slot::Active(c) if !c.done && !c.session.is_closed() && c.record.shows_mqtt() => {
+                (c.record.snapshot(c.id, c.key.into(), c.session.max_silence()), &c.session)
             }
             Slot::Parked(p) if p.record.shows_mqtt() => {
-                Some(p.record.snapshot(p.id.into(), p.key(&self.addrs).into(), p.session.max_silence()))
+                (p.record.snapshot(p.id.into(), p.key(&self.addrs).into(), p.session.max_silence()), &p.session)
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(record.at(now, session.last_activity(), session.deadline()))
     }
 
     /// The slot of `key`'s connection.

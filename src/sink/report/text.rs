@@ -227,9 +227,13 @@ fn text_row(r: &SessionRecord, when: &dyn Fn(Option<Timestamp>) -> String) -> [S
         Some(h) => format!("{:.1} s ({h:.2}x)", r.max_silence_s.as_secs_f64()),
         None => format!("{:.1} s", r.max_silence_s.as_secs_f64()),
     };
-    let close = match r.close.by {
-        Some(by) => format!("{} by {by}", r.close.kind),
-        None => r.close.kind.to_string(),
+    let close = match (r.refused, r.close.by) {
+        (true, _) => match r.connack_code.filter(|c| *c != 0) {
+            Some(c) => format!("refused (code {c}: {})", crate::mqtt::packet::connack_code_name(c)),
+            None => "refused (no CONNACK)".into(),
+        },
+        (false, Some(by)) => format!("{} by {by}", r.close.kind),
+        (false, None) => r.close.kind.to_string(),
     };
     let enforcement = match r.enforcement {
         Some(EnforcementRecord { verdict, lag_s: Some(lag) }) => {
