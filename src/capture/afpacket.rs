@@ -11,10 +11,11 @@
 #![allow(unsafe_code)] // AF_PACKET sockets are system calls; each block says why it is sound
 
 use super::bpf::{self, Insn};
-use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
+use super::packet_socket::{self, ARPHRD_LOOPBACK, ETH_P_ALL, os_err, packet_statistics, setsockopt};
+use super::{KernelStats, LinkType, LiveCaptureError, Packet};
 use crate::time::Timestamp;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 struct Sock {
@@ -32,21 +33,7 @@ pub struct AfPacket {
     stats: KernelStats,
 }
 
-const ETH_P_ALL: u16 = 0x0003;
-const ARPHRD_LOOPBACK: u16 = 772;
 const RECV_BUFFER: libc::c_int = 64 << 20;
-
-fn os_err(iface: &str, what: &'static str) -> LiveCaptureError {
-    LiveCaptureError::Os { iface: iface.to_string(), what, source: io::Error::last_os_error() }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
 
 impl AfPacket {
     /// Opens the capture on `interfaces` for TCP to or from `ports`.
@@ -147,19 +134,7 @@ impl AfPacket {
     /// Kernel counts since the capture opened (the kernel resets its counters on each read).
     pub fn stats(&mut self) -> KernelStats {
         for s in &self.socks {
-            let mut st = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
-            let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-            // SAFETY: `st` is a tpacket_stats and `len` its size.
-            let rc = unsafe {
-                libc::getsockopt(
-                    s.fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_STATISTICS,
-                    (&mut st as *mut libc::tpacket_stats).cast(),
-                    &mut len,
-                )
-            };
-            if rc == 0 {
+            if let Some(st) = packet_statistics(&s.fd, libc::tpacket_stats { tp_packets: 0, tp_drops: 0 }) {
                 self.stats.received += u64::from(st.tp_packets);
                 self.stats.dropped += u64::from(st.tp_drops);
             }
@@ -178,59 +153,15 @@ impl super::LiveSource for AfPacket {
 }
 
 fn open_one(iface: &str, filter: &[Insn]) -> Result<Sock, LiveCaptureError> {
-    let ifindex = if iface == "any" {
-        0
-    } else {
-        let name = std::ffi::CString::new(iface).map_err(|_| no_such(iface))?;
-        // SAFETY: `name` is a NUL-terminated string.
-        match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-            0 => return Err(no_such(iface)),
-            i => i as libc::c_int,
-        }
-    };
-    let proto = ETH_P_ALL.to_be();
-    // SAFETY: plain socket(2) call.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::c_int::from(proto)) };
-    if raw < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::PermissionDenied {
-            let exe =
-                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mqtt-keepalive".into());
-            return Err(LiveCaptureError::Permission { iface: iface.into(), exe });
-        }
-        return Err(LiveCaptureError::Os { iface: iface.into(), what: "socket", source: e });
-    }
-    // SAFETY: `raw` is a new descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|_| os_err(iface, "attach BPF filter"))?;
+    let (fd, ifindex) = packet_socket::open(iface, ETH_P_ALL.to_be(), filter)?;
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1 as &libc::c_int)
         .map_err(|_| os_err(iface, "enable timestamps"))?;
     // A large buffer absorbs bursts; FORCE needs CAP_NET_ADMIN, the plain one is capped by rmem_max.
     if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RECV_BUFFER).is_err() {
         let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECV_BUFFER);
     }
-    // SAFETY: all-zero is a valid sockaddr_ll.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = proto;
-    addr.sll_ifindex = ifindex;
-    // SAFETY: `addr` is a sockaddr_ll of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(os_err(iface, "bind"));
-    }
+    packet_socket::bind(&fd, iface, ifindex)?;
     Ok(Sock { fd, iface: iface.into() })
-}
-
-fn no_such(iface: &str) -> LiveCaptureError {
-    LiveCaptureError::NoSuchInterface { name: iface.into(), existing: interface_names() }
 }
 
 /// The SCM_TIMESTAMPNS control message of a received packet.

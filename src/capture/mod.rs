@@ -10,6 +10,7 @@ pub mod input;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
 pub mod offline;
+mod packet_socket;
 pub mod ring;
 
 pub use crate::link::LinkType;

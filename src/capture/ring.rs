@@ -18,10 +18,11 @@
 #![allow(unsafe_code)] // the ring is shared memory written by the kernel; each block says why it is sound
 
 use super::bpf::{self, Insn};
-use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
+use super::packet_socket::{self, ARPHRD_LOOPBACK, os_err, packet_statistics, setsockopt};
+use super::{KernelStats, LinkType, LiveCaptureError, Packet};
 use crate::time::Timestamp;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -38,8 +39,6 @@ pub const DEFAULT_RING_SIZE: usize = 32 << 20;
 /// The frame size the kernel's ring set-up checks against (TPACKET_V3 packs frames of any
 /// length into a block; this only has to be aligned and larger than the frame header).
 const FRAME_SIZE: usize = 2048;
-const ETH_P_ALL: u16 = 0x0003;
-const ARPHRD_LOOPBACK: u16 = 772;
 /// Offset of the `sockaddr_ll` after each frame header (`TPACKET_ALIGN(sizeof(tpacket3_hdr))`).
 const SLL_OFFSET: usize =
     (size_of::<libc::tpacket3_hdr>() + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
@@ -115,18 +114,6 @@ pub struct Ring {
     /// another).
     next: usize,
     stats: KernelStats,
-}
-
-fn os_err(iface: &str, what: &'static str) -> LiveCaptureError {
-    LiveCaptureError::Os { iface: iface.to_string(), what, source: io::Error::last_os_error() }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 impl RingSock {
@@ -255,19 +242,9 @@ impl Ring {
     /// Kernel counts since the capture opened (the kernel resets its counters on each read).
     pub fn stats(&mut self) -> KernelStats {
         for s in &self.socks {
-            let mut st = libc::tpacket_stats_v3 { tp_packets: 0, tp_drops: 0, tp_freeze_q_cnt: 0 };
-            let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-            // SAFETY: `st` is a tpacket_stats_v3 and `len` its size.
-            let rc = unsafe {
-                libc::getsockopt(
-                    s.fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_STATISTICS,
-                    (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                    &mut len,
-                )
-            };
-            if rc == 0 {
+            if let Some(st) =
+                packet_statistics(&s.fd, libc::tpacket_stats_v3 { tp_packets: 0, tp_drops: 0, tp_freeze_q_cnt: 0 })
+            {
                 self.stats.received += u64::from(st.tp_packets);
                 self.stats.dropped += u64::from(st.tp_drops);
                 self.stats.freezes += u64::from(st.tp_freeze_q_cnt);
@@ -287,32 +264,8 @@ impl super::LiveSource for Ring {
 }
 
 fn open_one(iface: &str, filter: &[Insn], blocks: usize, fanout: Option<u16>) -> Result<RingSock, LiveCaptureError> {
-    let ifindex = if iface == "any" {
-        0
-    } else {
-        let name = std::ffi::CString::new(iface).map_err(|_| no_such(iface))?;
-        // SAFETY: `name` is a NUL-terminated string.
-        match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-            0 => return Err(no_such(iface)),
-            i => i as libc::c_int,
-        }
-    };
     // Protocol 0: the socket receives nothing until it is bound, after the filter and the ring.
-    // SAFETY: plain socket(2) call.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::PermissionDenied {
-            let exe =
-                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mqtt-keepalive".into());
-            return Err(LiveCaptureError::Permission { iface: iface.into(), exe });
-        }
-        return Err(LiveCaptureError::Os { iface: iface.into(), what: "socket", source: e });
-    }
-    // SAFETY: `raw` is a new descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog).map_err(|_| os_err(iface, "attach BPF filter"))?;
+    let (fd, ifindex) = packet_socket::open(iface, 0, filter)?;
     let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
     setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &version).map_err(|_| os_err(iface, "set TPACKET_V3"))?;
     let too_large = || LiveCaptureError::Os {
@@ -341,32 +294,13 @@ fn open_one(iface: &str, filter: &[Insn], blocks: usize, fanout: Option<u16>) ->
         return Err(os_err(iface, "map the ring"));
     }
     let map = Mapped { base: base.cast(), len };
-    // SAFETY: all-zero is a valid sockaddr_ll.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ALL.to_be();
-    addr.sll_ifindex = ifindex;
-    // SAFETY: `addr` is a sockaddr_ll of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(os_err(iface, "bind"));
-    }
+    packet_socket::bind(&fd, iface, ifindex)?;
     if let Some(id) = fanout {
         let arg = u32::from(id) | ((libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG) << 16);
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
             .map_err(|_| os_err(iface, "join the fanout group"))?;
     }
     Ok(RingSock { map, fd, iface: iface.into(), blocks, block: 0, in_hand: None })
-}
-
-fn no_such(iface: &str) -> LiveCaptureError {
-    LiveCaptureError::NoSuchInterface { name: iface.into(), existing: interface_names() }
 }
 
 #[cfg(test)]
