@@ -145,6 +145,18 @@ impl KeyLog {
         Ok(self.stats().secrets - before)
     }
 
+    /// For a session that just found no line: a followed file ([`KeyLog::follow`]) reads what
+    /// was appended now rather than at the next scheduled `refresh` (a client writes its lines
+    /// during the handshake, just before its first protected record). A key log from `open` or
+    /// `parse` has all its lines already: nothing is read. Errors are left to the scheduled
+    /// `refresh` to report.
+    pub fn catch_up(&self) {
+        let followed = self.file.as_ref().is_some_and(|f| f.lock().unwrap_or_else(|e| e.into_inner()).may_be_missing);
+        if followed {
+            let _ = self.refresh();
+        }
+    }
+
     /// The secrets logged for a client random.
     pub fn lookup(&self, client_random: &[u8; 32]) -> Option<SessionKeys> {
         self.read().by_random.get(client_random).cloned()

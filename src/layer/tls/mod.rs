@@ -34,7 +34,11 @@
 //! write a line during the handshake): a session that found no line at its ServerHello looks
 //! again at each protected record once the key log has new lines, and when it finds them starts
 //! decrypting mid-stream (reporting `Decrypting` after its `Encrypted`), probing sequence numbers
-//! as after a gap; records that went by before stay opaque.
+//! as after a gap; records that went by before stay opaque. So that the first records (the
+//! client's Finished and CONNECT, sent just after it wrote its lines) are not among those, each
+//! side's first [`CATCH_UP_LIMIT`] protected records after a miss also make a followed key log
+//! read its file at once ([`KeyLog::catch_up`]); a session whose line never comes costs at most
+//! that many reads a side.
 //!
 //! Not handled: TLS 1.3 0-RTT early data (records under the early traffic secret are opaque),
 //! renegotiation, CBC and other non-AEAD suites (reported as `Encrypted { UnsupportedSuite }`).
@@ -59,6 +63,8 @@ use crate::flow::Side;
 pub const SEQ_PROBE: u64 = 64;
 /// After this many records that no probed sequence number opens, a side stops decrypting.
 const PROBE_GIVE_UP: u32 = 8;
+/// A side's protected records after a key log miss that make a followed key log read its file.
+pub const CATCH_UP_LIMIT: u8 = 4;
 
 /// TLS 1.2 and 1.3 version numbers.
 pub const TLS12: u16 = 0x0303;
@@ -257,6 +263,8 @@ struct Direction {
     seq_unknown: bool,
     probe_failures: u32,
     switch: Switch,
+    /// Key log reads this side's records asked for after a miss (at most [`CATCH_UP_LIMIT`]).
+    catch_ups: u8,
 }
 
 /// The TLS layer of one connection; see the module doc.
@@ -629,6 +637,11 @@ impl TlsLayer {
     /// installed for `side`.
     fn retry_late_keys(&mut self, side: Side, up: &mut dyn Up) -> bool {
         let (Some(missed), Some(log)) = (self.missed_at, &self.keylog) else { return false };
+        let d = &mut self.sides[idx(side)];
+        if log.generation() == missed && d.catch_ups < CATCH_UP_LIMIT {
+            d.catch_ups += 1;
+            log.catch_up();
+        }
         if log.generation() == missed {
             return false;
         }
@@ -681,7 +694,10 @@ impl TlsLayer {
             let srv = &mut self.sides[1];
             srv.keys = make(&secrets.server_handshake);
             srv.next = make(&secrets.server_traffic);
-            self.sides.iter().all(|d| d.keys.is_some() || d.next.is_some())
+            // The traffic secrets carry the MQTT; a client writes CLIENT_TRAFFIC_SECRET_0 last,
+            // after its Finished may be on the wire: a followed key log can have read the
+            // others only. Handshake secrets alone are not enough (retried on new lines).
+            self.sides.iter().all(|d| d.next.is_some())
         } else {
             match secrets.master.as_ref().map(|m| RecordKeys::tls12(suite, m, &client_random, &server_random)) {
                 Some(Ok((c, s))) => {
@@ -698,6 +714,7 @@ impl TlsLayer {
                 d.keys = None;
                 d.next = None;
             }
+            self.missed_at = Some(generation); // the missing lines may come (`live`)
             let reason = if secrets == SessionKeys::default() {
                 EncryptedReason::NoKeyLogLine
             } else {

@@ -390,6 +390,57 @@ fn keys_that_reach_the_key_log_late_are_picked_up_mid_session() {
     assert_eq!(layer.encrypted_reason(), None);
 }
 
+#[test]
+fn a_followed_key_log_is_read_when_a_session_misses_its_keys() {
+    use std::io::Write;
+    // `live`: the key log is read once a second, but the client writes its lines during the
+    // handshake and sends its Finished and CONNECT right after: the CONNECT must decrypt too.
+    // OpenSSL writes CLIENT_TRAFFIC_SECRET_0 last, after its Finished may be on the wire.
+    let records = rfc8448_records();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.log");
+    let log = Arc::new(KeyLog::follow(&path).unwrap());
+    let mut layer = TlsLayer::new(Some(log.clone()));
+    let mut up = Collect::default();
+    for (side, r) in &records[..3] {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    assert_eq!(layer.encrypted_reason(), Some(EncryptedReason::NoKeyLogLine));
+    let mut f = std::fs::File::create(&path).unwrap();
+    write!(
+        f,
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET {CLIENT_RANDOM} {S_HS}\nSERVER_TRAFFIC_SECRET_0 {CLIENT_RANDOM} {S_AP}\n\
+         CLIENT_HANDSHAKE_TRAFFIC_SECRET {CLIENT_RANDOM} {C_HS}\n"
+    )
+    .unwrap();
+    // No scheduled refresh: the records themselves make the key log read the file; handshake
+    // secrets without the client's traffic secret are not enough to decrypt MQTT.
+    for (side, r) in &records[3..5] {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    assert_eq!(log.stats().secrets, 3, "the client's Finished made the key log read the file");
+    writeln!(f, "CLIENT_TRAFFIC_SECRET_0 {CLIENT_RANDOM} {C_AP}").unwrap();
+    for (side, r) in &records[5..] {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    let payload: Vec<u8> = (0u8..50).collect();
+    assert_eq!(up.data, [payload.clone(), payload], "{up:?}");
+    // The server's flight, the client's Finished and the NewSessionTicket went by.
+    assert_eq!(up.count(|e| matches!(e, TlsEvent::Opaque { .. })), 3, "{up:?}");
+    assert_eq!(layer.encrypted_reason(), None);
+    // A key log from `open` (`analyze`) had all its lines when opened: a miss reads nothing more.
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let opened = Arc::new(KeyLog::open(&empty).unwrap());
+    std::fs::copy(&path, &empty).unwrap();
+    let mut layer = TlsLayer::new(Some(opened));
+    let mut up = Collect::default();
+    for (side, r) in &records {
+        layer.feed(*side, Chunk::Data(r), &mut up);
+    }
+    assert_eq!(up.data, [Vec::<u8>::new(), Vec::new()]);
+}
+
 /// A TLS 1.2 hello pair without extensions: session id `sid` both ways, the server picks `suite`.
 fn tls12_hellos(client_sid: &[u8], server_sid: &[u8], suite: u16) -> [(Side, Vec<u8>); 2] {
     let hello = |msg_type: u8, random: u8, sid: &[u8], suites: &[u8]| {
