@@ -323,13 +323,13 @@ fn live_agent_decrypts_tls_with_a_key_log_written_while_it_runs() {
 
     let metrics = agent.get("/metrics");
     let m = |series: &str| sample(&metrics, series);
-    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\"}"), 4.0, "{metrics}");
-    assert_eq!(m("mqtt_keepalive_expired_total"), 2.0);
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tls\"}"), 4.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_expired_total{transport=\"tls\"}"), 2.0);
     assert_eq!(m("mqtt_keepalive_pings_total{direction=\"request\"}"), 5.0);
     assert_eq!(m("mqtt_keepalive_pings_total{direction=\"response\"}"), 5.0);
     assert_eq!(m("mqtt_keepalive_ping_rtt_seconds_count"), 5.0);
-    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"close_notify\",by=\"broker\"}"), 2.0);
-    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\"}"), 2.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"close_notify\",by=\"broker\",transport=\"tls\"}"), 2.0);
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\",transport=\"tls\"}"), 2.0);
     assert_eq!(m("mqtt_keepalive_effective_keepalive_seconds_count"), 4.0);
     assert_eq!(m("mqtt_keepalive_sessions_open"), 0.0);
 
