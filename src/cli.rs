@@ -287,7 +287,8 @@ impl RuleArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AnalyzeArgs {
-    /// Capture files (pcap or pcapng), read in order as one capture; `-` is standard input.
+    /// Capture files (pcap or pcapng, gzipped or not), read as one capture in the order of their
+    /// first packets (with `-` or a pipe among them, in the order given); `-` is standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Output format.
