@@ -107,8 +107,14 @@ impl Stack {
     /// dispatched for plain MQTT, the hot path), deciding the layers first when undecided.
     #[inline]
     pub fn feed<U: Up>(&mut self, side: Side, chunk: Chunk<'_>, up: &mut U, cfg: &LayerConfig) {
-        if let (Stack::Detect | Stack::DetectMidStream, Chunk::Data([first, ..])) = (&*self, chunk) {
-            self.decide(side, *first, chunk, up, cfg);
+        match (&*self, chunk) {
+            (Stack::Detect | Stack::DetectMidStream, Chunk::Data([first, ..])) => {
+                self.decide(side, *first, chunk, up, cfg);
+            }
+            // The first bytes were lost: what comes next is judged as on a connection joined
+            // mid-stream (a TLS record, WebSocket frames), not as a stream's first bytes.
+            (Stack::Detect, Chunk::Gap(_)) => *self = Stack::DetectMidStream,
+            _ => {}
         }
         match self {
             Stack::Plain | Stack::Detect | Stack::DetectMidStream => match chunk {
@@ -220,6 +226,37 @@ mod tests {
             self.1.push(len);
         }
         fn event(&mut self, _: Side, _: LayerEvent) {}
+    }
+
+    #[derive(Default)]
+    struct Transports(Vec<Transport>);
+    impl Up for Transports {
+        fn data(&mut self, _: Side, _: &[u8]) {}
+        fn gap(&mut self, _: Side, _: u64) {}
+        fn event(&mut self, _: Side, event: LayerEvent) {
+            if let LayerEvent::Transport(t) = event {
+                self.0.push(t);
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_bytes_decide_the_transport() {
+        let cfg = LayerConfig::default();
+        let decide = |chunks: &[Chunk<'_>]| {
+            let (mut stack, mut up) = (Stack::Detect, Transports::default());
+            for c in chunks {
+                stack.feed(Side::Client, *c, &mut up, &cfg);
+            }
+            up.0
+        };
+        assert_eq!(decide(&[Chunk::Data(&[0x10, 0x0c])]), [Transport::Tcp]);
+        assert_eq!(decide(&[Chunk::Data(&[0x16, 0x03, 0x01, 0x00, 0x05])]), [Transport::Tls]);
+        assert_eq!(decide(&[Chunk::Data(b"GET /mqtt HTTP/1.1\r\n")]), [Transport::WebSocket]);
+        // The ClientHello lost to the capture: the next record is application data, still TLS.
+        let record = [0x17, 0x03, 0x03, 0x00, 0x02, 0xaa, 0xbb, 0x17, 0x03, 0x03, 0x00, 0x01, 0xcc];
+        assert_eq!(decide(&[Chunk::Gap(300), Chunk::Data(&record)]), [Transport::Tls]);
+        assert_eq!(decide(&[Chunk::Gap(300), Chunk::Data(&[0xc0, 0x00])]), [Transport::Tcp]);
     }
 
     #[test]

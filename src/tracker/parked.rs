@@ -160,6 +160,8 @@ impl Conn {
             || self.fin_broker
             || self.accounted != 0
             || !self.stack.has_no_layers()
+            // Undecided after losing its first bytes: not what the parked bits can say.
+            || (matches!(self.stack, Stack::DetectMidStream) && !self.mid_stream)
         {
             return None;
         }
