@@ -93,6 +93,16 @@ impl<'a> Cursor<'a> {
         let n = self.u16()? as usize;
         self.take(n)
     }
+    /// A cursor over the next vector with a 2-byte length.
+    fn list16(&mut self) -> Result<Cursor<'a>, HelloError> {
+        let b = self.vec16()?;
+        Ok(self.sub(b))
+    }
+    /// A cursor over the next vector with a 1-byte length.
+    fn list8(&mut self) -> Result<Cursor<'a>, HelloError> {
+        let b = self.vec8()?;
+        Ok(self.sub(b))
+    }
     fn sub(&self, buf: &'a [u8]) -> Cursor<'a> {
         Cursor { buf, what: self.what }
     }
@@ -104,66 +114,60 @@ pub fn parse_client_hello(body: &[u8]) -> Result<ClientHello, HelloError> {
     let legacy = c.u16()?;
     let mut hello = ClientHello { random: c.take(32)?.try_into().unwrap_or([0; 32]), ..Default::default() };
     hello.session_id = c.vec8()?.to_vec();
-    let mut suites = {
-        let b = c.vec16()?;
-        c.sub(b)
-    };
+    let mut suites = c.list16()?;
     while !suites.buf.is_empty() {
         hello.suites.push(suites.u16()?);
     }
     c.vec8()?; // compression methods
-    if !c.buf.is_empty() {
-        let mut exts = {
-            let b = c.vec16()?;
-            c.sub(b)
-        };
-        while !exts.buf.is_empty() {
-            let ty = exts.u16()?;
-            let mut data = {
-                let b = exts.vec16()?;
-                exts.sub(b)
-            };
-            match ty {
-                0 => {
-                    // server_name_list: type 0 = host_name.
-                    let mut list = {
-                        let b = data.vec16()?;
-                        data.sub(b)
-                    };
-                    while !list.buf.is_empty() {
-                        let kind = list.u8()?;
-                        let name = list.vec16()?;
-                        if kind == 0 && hello.sni.is_none() {
-                            hello.sni = Some(String::from_utf8_lossy(name).into_owned());
-                        }
+    each_extension(&mut c, |ty, mut data| {
+        match ty {
+            0 => {
+                // server_name_list: type 0 = host_name.
+                let mut list = data.list16()?;
+                while !list.buf.is_empty() {
+                    let kind = list.u8()?;
+                    let name = list.vec16()?;
+                    if kind == 0 && hello.sni.is_none() {
+                        hello.sni = Some(String::from_utf8_lossy(name).into_owned());
                     }
                 }
-                16 => hello.alpn = alpn_list(&mut data)?,
-                43 => {
-                    let mut list = {
-                        let b = data.vec8()?;
-                        data.sub(b)
-                    };
-                    while !list.buf.is_empty() {
-                        hello.versions.push(list.u16()?);
-                    }
-                }
-                41 => hello.psk = true,
-                _ => {}
             }
+            16 => hello.alpn = alpn_list(&mut data)?,
+            43 => {
+                let mut list = data.list8()?;
+                while !list.buf.is_empty() {
+                    hello.versions.push(list.u16()?);
+                }
+            }
+            41 => hello.psk = true,
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     if hello.versions.is_empty() {
         hello.versions.push(legacy);
     }
     Ok(hello)
 }
 
+/// Calls `f` with each extension of a hello (its type and data), when the hello has any.
+fn each_extension<'a>(
+    c: &mut Cursor<'a>,
+    mut f: impl FnMut(u16, Cursor<'a>) -> Result<(), HelloError>,
+) -> Result<(), HelloError> {
+    if c.buf.is_empty() {
+        return Ok(());
+    }
+    let mut exts = c.list16()?;
+    while !exts.buf.is_empty() {
+        let ty = exts.u16()?;
+        f(ty, exts.list16()?)?;
+    }
+    Ok(())
+}
+
 fn alpn_list(data: &mut Cursor<'_>) -> Result<Vec<String>, HelloError> {
-    let mut list = {
-        let b = data.vec16()?;
-        data.sub(b)
-    };
+    let mut list = data.list16()?;
     let mut out = Vec::new();
     while !list.buf.is_empty() {
         out.push(String::from_utf8_lossy(list.vec8()?).into_owned());
@@ -181,25 +185,15 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, HelloError> {
     hello.suite = c.u16()?;
     c.u8()?; // compression method
     hello.version = legacy;
-    if !c.buf.is_empty() {
-        let mut exts = {
-            let b = c.vec16()?;
-            c.sub(b)
-        };
-        while !exts.buf.is_empty() {
-            let ty = exts.u16()?;
-            let mut data = {
-                let b = exts.vec16()?;
-                exts.sub(b)
-            };
-            match ty {
-                43 => hello.version = data.u16()?,
-                16 => hello.alpn = alpn_list(&mut data)?.into_iter().next(),
-                41 => hello.psk = true,
-                _ => {}
-            }
+    each_extension(&mut c, |ty, mut data| {
+        match ty {
+            43 => hello.version = data.u16()?,
+            16 => hello.alpn = alpn_list(&mut data)?.into_iter().next(),
+            41 => hello.psk = true,
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(hello)
 }
 
