@@ -75,7 +75,7 @@ pub struct CaptureStats {
     /// Files that ended in the middle of a record.
     pub truncated_files: u64,
     /// Frames that yielded no TCP segment, by reason.
-    pub skipped: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<&'static str, u64>,
     /// TCP segments on other ports.
     pub other_tcp_segments: u64,
     /// The ports of those segments with the most of them (at most [`OTHER_PORTS_LISTED`]), by
