@@ -138,12 +138,27 @@ pub enum BackendArg {
     Afpacket,
     /// libpcap (builds with `--features libpcap`); allows --filter.
     Libpcap,
+    /// eBPF probes on the broker's libssl and the kernel's TCP tracepoints: the MQTT inside
+    /// TLS with no keys (root; see README "eBPF on the broker host").
+    Ebpf,
+}
+
+/// How the eBPF backend ties an SSL call to its socket.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingArg {
+    /// The socket tracepoints where the kernel has them (Linux 6.3+), else system calls.
+    Auto,
+    /// sock:sock_recv_length and sock:sock_send_length.
+    Tracepoints,
+    /// The read/write/recvfrom/sendto system-call tracepoints (older kernels).
+    Syscalls,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct LiveArgs {
-    /// Interface to capture on (repeatable; `any` for all).
-    #[arg(short, long = "interface", value_name = "IFACE", required = true)]
+    /// Interface to capture on (repeatable; `any` for all); needed by packet capture, not by
+    /// `--backend ebpf` alone.
+    #[arg(short, long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
     /// Address for /metrics, /healthz, /sessions: IP:PORT, HOST:PORT or :PORT (all interfaces).
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR", value_parser = listen_addr)]
@@ -158,9 +173,25 @@ pub struct LiveArgs {
     /// Closed sessions kept for /sessions.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub keep_closed: usize,
-    /// Capture implementation.
-    #[arg(long, value_enum, default_value_t = BackendArg::Afpacket)]
-    pub backend: BackendArg,
+    /// Capture implementation; two at once as `afpacket,ebpf` (packet capture on the --port
+    /// ports but the --ebpf-port ones, eBPF on those).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "afpacket", value_name = "BACKEND")]
+    pub backend: Vec<BackendArg>,
+    /// eBPF backend: the broker processes' pids (repeatable); with neither this nor --process,
+    /// every process using libssl (filtered by port).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// eBPF backend: the broker processes' name (as /proc/PID/comm or the executable's file
+    /// name), found again when the broker restarts.
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+    /// eBPF backend beside packet capture: its TLS ports (repeatable; default 8883). With
+    /// --backend ebpf alone it watches the --port ports.
+    #[arg(long = "ebpf-port", value_name = "PORT")]
+    pub ebpf_ports: Vec<u16>,
+    /// eBPF backend: how an SSL call is tied to its socket.
+    #[arg(long, value_enum, default_value_t = BindingArg::Auto, value_name = "HOW")]
+    pub ebpf_binding: BindingArg,
     /// A libpcap filter expression instead of the port filter (libpcap backend only).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
@@ -194,17 +225,41 @@ fn parse_size(s: &str) -> Result<usize, String> {
 impl LiveArgs {
     /// The options for `mqtt_keepalive::live::run`.
     pub fn options(&self) -> Result<mqtt_keepalive::live::LiveOptions, KeyLogError> {
+        use mqtt_keepalive::capture::ebpf::{Binding, EbpfOptions};
+        let ebpf = self.backend.contains(&BackendArg::Ebpf);
+        let packet = self.backend.iter().find(|b| **b != BackendArg::Ebpf);
+        let ebpf_ports = match (packet, self.ebpf_ports.is_empty()) {
+            (_, false) => self.ebpf_ports.clone(),
+            (None, true) => self.rules.ports.clone(),
+            (Some(_), true) => vec![8883],
+        };
+        let ports = if ebpf {
+            self.rules.ports.iter().copied().filter(|p| !ebpf_ports.contains(p)).collect()
+        } else {
+            self.rules.ports.clone()
+        };
         Ok(mqtt_keepalive::live::LiveOptions {
             interfaces: self.interfaces.clone(),
-            ports: self.rules.ports.clone(),
+            ports,
+            packets: packet.is_some(),
+            ebpf: ebpf.then(|| EbpfOptions {
+                ports: ebpf_ports,
+                pids: self.pids.clone(),
+                process: self.process.clone(),
+                binding: match self.ebpf_binding {
+                    BindingArg::Auto => Binding::Auto,
+                    BindingArg::Tracepoints => Binding::SockTracepoints,
+                    BindingArg::Syscalls => Binding::Syscalls,
+                },
+            }),
             tracker: self.rules.tracker_config(true)?,
             listen: self.listen,
             events: self.events.clone(),
             client_id_labels: self.client_id_labels,
             keep_closed: self.keep_closed,
-            backend: match self.backend {
-                BackendArg::Afpacket => mqtt_keepalive::live::Backend::AfPacket,
-                BackendArg::Libpcap => mqtt_keepalive::live::Backend::Libpcap,
+            backend: match packet {
+                Some(BackendArg::Libpcap) => mqtt_keepalive::live::Backend::Libpcap,
+                _ => mqtt_keepalive::live::Backend::AfPacket,
             },
             filter: self.filter.clone(),
             ring_size: self.ring_size,

@@ -15,10 +15,13 @@
 //! capture thread: `/sessions` requests are answered there between turns. With
 //! `capture_threads` > 1, each thread has its own ring in one fanout group (the kernel keeps a
 //! connection on one thread) and its own pipeline; the metrics are shared, `/sessions` is
-//! merged from all threads, and the events interleave by whole lines. On a signal it stops the
-//! capture, flushes the events and returns.
+//! merged from all threads, and the events interleave by whole lines. The eBPF source
+//! (`--backend ebpf`, alone or beside packet capture) runs as one more such thread, on its own
+//! ports, fed by the BPF ring buffer instead of frames. On a signal it stops the capture,
+//! flushes the events and returns.
 
 use crate::capture::LiveCaptureError;
+use crate::capture::ebpf::{EbpfError, EbpfOptions, EbpfSource};
 use crate::capture::afpacket::AfPacket;
 use crate::capture::ring::{self, Ring, RingConfig};
 use crate::capture::{KernelStats, LiveSource};
@@ -54,7 +57,12 @@ pub enum Backend {
 /// What `live` needs.
 pub struct LiveOptions {
     pub interfaces: Vec<String>,
+    /// The broker ports packet capture watches.
     pub ports: Vec<u16>,
+    /// Packet capture (`None`: the eBPF source alone).
+    pub packets: bool,
+    /// The eBPF source, with its own ports (not captured as packets).
+    pub ebpf: Option<EbpfOptions>,
     pub tracker: TrackerConfig,
     pub listen: SocketAddr,
     /// JSON-lines events to this file (`-`: standard output).
@@ -86,6 +94,8 @@ pub enum LiveError {
     Unsupported(String),
     #[error(transparent)]
     KeyLog(#[from] crate::layer::tls::KeyLogError),
+    #[error("eBPF: {0}")]
+    Ebpf(#[from] EbpfError),
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
 }
@@ -98,6 +108,7 @@ impl LiveError {
                 true
             }
             LiveError::Capture(e) => !matches!(e, LiveCaptureError::Os { what: "receive" | "poll", .. }),
+            LiveError::Ebpf(e) => e.is_setup(),
             LiveError::Server(_) => false,
         }
     }
@@ -179,7 +190,36 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
                 .map_err(|source| LiveError::Events { path: p.clone(), source })?,
         )),
     };
-    let sources = open_sources(&opts)?;
+    if !opts.packets && opts.ebpf.is_none() {
+        return Err(LiveError::Unsupported("no capture backend chosen".into()));
+    }
+    if opts.packets && opts.interfaces.is_empty() {
+        return Err(LiveError::Unsupported(
+            "packet capture needs an interface (-i IFACE); with --backend ebpf alone none is needed".into(),
+        ));
+    }
+    let mut cfg = opts.tracker.clone();
+    cfg.session.activity_events = true;
+    let mut sources: Vec<(Box<dyn Feed + Send>, TrackerConfig)> = Vec::new();
+    if opts.packets {
+        let packet_sources = open_sources(&opts)?;
+        let n = packet_sources.len();
+        // The table limits are packet capture's: each thread has its share.
+        let mut packet_cfg = cfg.clone();
+        packet_cfg.ports = crate::flow::PortSet::new(&opts.ports);
+        packet_cfg.max_flows = (cfg.max_flows / n).max(1);
+        packet_cfg.max_buffered_total /= n;
+        for source in packet_sources {
+            sources.push((Box::new(source), packet_cfg.clone()));
+        }
+    }
+    if let Some(ebpf) = &opts.ebpf {
+        let mut ebpf_cfg = cfg.clone();
+        ebpf_cfg.ports = crate::flow::PortSet::new(&ebpf.ports);
+        ebpf_cfg.stream_transport = Some(crate::layer::Transport::Tls);
+        let source = EbpfSource::open(ebpf.clone())?;
+        sources.push((Box::new(source), ebpf_cfg));
+    }
     let threads = sources.len();
 
     let mut registry = Registry::default();
@@ -194,22 +234,17 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
     let server = spawn_server(listener, state, stop.clone())?;
     tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
 
-    let mut cfg = opts.tracker.clone();
-    cfg.session.activity_events = true;
-    // The table limits are the agent's: each thread has its share.
-    cfg.max_flows = (cfg.max_flows / threads).max(1);
-    cfg.max_buffered_total /= threads;
     let result = if threads == 1 {
-        let mut source = sources.into_iter().next().expect("one source");
+        let (mut source, cfg) = sources.into_iter().next().expect("one source");
         let lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
         let closed = RecentSessions::new(opts.keep_closed);
         let mut capture = CaptureLoop::new(cfg, LiveSinks { metrics, lines }, closed, Timestamp::now_realtime());
         let result = capture.run(source.as_mut(), &session_requests, &stop);
         capture.finish();
-        result.map_err(LiveError::Capture)
+        result
     } else {
         let events = events.map(|w| Arc::new(std::sync::Mutex::new(w)));
-        run_threads(sources, cfg, metrics, events, session_requests, opts.keep_closed, &stop)
+        run_threads(sources, metrics, events, session_requests, opts.keep_closed, &stop)
     };
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
@@ -217,11 +252,11 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
     result
 }
 
-/// Runs one capture thread per source (each with its own pipeline; metrics shared), and a
-/// thread answering `/sessions` from all of them, until `stop`; the first error stops all.
+/// Runs one capture thread per source (each with its own pipeline and tracker settings;
+/// metrics shared), and a thread answering `/sessions` from all of them, until `stop`; the
+/// first error stops all.
 fn run_threads(
-    sources: Vec<Box<dyn LiveSource + Send>>,
-    cfg: TrackerConfig,
+    sources: Vec<(Box<dyn Feed + Send>, TrackerConfig)>,
     metrics: Metrics,
     events: Option<Arc<std::sync::Mutex<Box<dyn Write + Send>>>>,
     session_requests: SessionRequestRx,
@@ -233,10 +268,9 @@ fn run_threads(
     std::thread::scope(|scope| {
         let mut asks = Vec::new();
         let mut handles = Vec::new();
-        for (i, (mut source, metrics)) in sources.into_iter().zip(shares).enumerate() {
+        for (i, ((mut source, cfg), metrics)) in sources.into_iter().zip(shares).enumerate() {
             let (ask, requests) = std::sync::mpsc::sync_channel(1);
             asks.push(ask);
-            let cfg = cfg.clone();
             let lines = events.clone().map(|out| JsonLines::new(std::io::BufWriter::new(SharedLines::new(out))));
             let thread = std::thread::Builder::new().name(format!("capture-{i}")).spawn_scoped(scope, move || {
                 let sinks = LiveSinks { metrics, lines };
@@ -255,7 +289,7 @@ fn run_threads(
         let mut result = Ok(());
         for h in handles {
             match h.join() {
-                Ok(Err(e)) if result.is_ok() => result = Err(LiveError::Capture(e)),
+                Ok(Err(e)) if result.is_ok() => result = Err(e),
                 Err(panic) => std::panic::resume_unwind(panic),
                 _ => {}
             }
@@ -376,12 +410,7 @@ impl<W: Write> CaptureLoop<W> {
     /// once a second publishes the capture counts, then waits for a packet at most until the
     /// next deadline (rounded up: never a zero timeout) and takes it and the packets already
     /// queued behind it (at most [`BATCH`]). Nothing fired waits for a packet to be handed out.
-    fn turn(
-        &mut self,
-        source: &mut dyn LiveSource,
-        wall: Timestamp,
-        requests: &SessionRequestRx,
-    ) -> Result<(), LiveCaptureError> {
+    fn turn(&mut self, source: &mut dyn Feed, wall: Timestamp, requests: &SessionRequestRx) -> Result<(), LiveError> {
         self.wakeups += 1;
         // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
         // real-time clock, so packets still queued in the socket are not older than it.
@@ -404,12 +433,8 @@ impl<W: Write> CaptureLoop<W> {
                 tracing::warn!("{e}");
             }
         }
-        let mut wait = wait_for(self.pipeline.next_deadline(), poll_at);
-        for _ in 0..BATCH {
-            let Some(p) = source.next_packet(wait, wall)? else { break };
-            self.pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-            wait = Duration::ZERO;
-        }
+        let wait = wait_for(self.pipeline.next_deadline(), poll_at);
+        source.feed(&mut self.pipeline, wait, wall, BATCH)?;
         Ok(())
     }
 
@@ -423,12 +448,7 @@ impl<W: Write> CaptureLoop<W> {
     }
 
     /// Turns until `stop` is set or the capture fails.
-    fn run(
-        &mut self,
-        source: &mut dyn LiveSource,
-        requests: &SessionRequestRx,
-        stop: &AtomicBool,
-    ) -> Result<(), LiveCaptureError> {
+    fn run(&mut self, source: &mut dyn Feed, requests: &SessionRequestRx, stop: &AtomicBool) -> Result<(), LiveError> {
         while !stop.load(Ordering::Relaxed) {
             self.turn(source, Timestamp::now_realtime(), requests)?;
         }
@@ -454,6 +474,54 @@ impl<W: Write> CaptureLoop<W> {
         {
             tracing::error!("writing events failed at shutdown: {err}");
         }
+    }
+}
+
+/// What a capture thread reads: frames of a packet source, or the eBPF source's records.
+trait Feed {
+    /// Hands what arrived to `pipeline`, waiting at most `timeout` for the first item, at most
+    /// `max` items; returns how many. `now` is the loop's real time.
+    fn feed(&mut self, pipeline: &mut Pipeline, timeout: Duration, now: Timestamp, max: usize)
+    -> Result<usize, LiveError>;
+    /// Kernel counts since the source opened.
+    fn stats(&mut self) -> KernelStats;
+}
+
+impl<T: LiveSource + ?Sized> Feed for T {
+    fn feed(
+        &mut self,
+        pipeline: &mut Pipeline,
+        timeout: Duration,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<usize, LiveError> {
+        let mut wait = timeout;
+        for n in 0..max {
+            let Some(p) = self.next_packet(wait, now)? else { return Ok(n) };
+            pipeline.frame(p.ts, p.link, p.data, p.orig_len);
+            wait = Duration::ZERO;
+        }
+        Ok(max)
+    }
+
+    fn stats(&mut self) -> KernelStats {
+        LiveSource::stats(self)
+    }
+}
+
+impl Feed for EbpfSource {
+    fn feed(
+        &mut self,
+        pipeline: &mut Pipeline,
+        timeout: Duration,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<usize, LiveError> {
+        Ok(EbpfSource::feed(self, pipeline, timeout, now, max)?)
+    }
+
+    fn stats(&mut self) -> KernelStats {
+        EbpfSource::stats(self)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod afpacket;
 pub mod bpf;
+pub mod ebpf;
 pub mod input;
 #[cfg(feature = "libpcap")]
 pub mod libpcap;
@@ -106,4 +107,18 @@ pub trait LiveSource {
     ) -> Result<Option<Packet<'_>>, LiveCaptureError>;
     /// Kernel counts since the capture opened.
     fn stats(&mut self) -> KernelStats;
+}
+
+impl<T: LiveSource + ?Sized> LiveSource for Box<T> {
+    fn next_packet(
+        &mut self,
+        timeout: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Option<Packet<'_>>, LiveCaptureError> {
+        (**self).next_packet(timeout, now)
+    }
+
+    fn stats(&mut self) -> KernelStats {
+        (**self).stats()
+    }
 }

@@ -216,11 +216,17 @@ impl Conn {
         tcp_chunk(from, chunk, &mut Stack::Plain, &mut up);
     }
 
+    /// The transport a stream source reports for this connection.
+    pub(super) fn set_transport(&mut self, transport: Transport, ctx: &mut Ctx<'_>) {
+        self.transport = transport;
+        ctx.emit(self.key, self.id, ctx.now, EventKind::Transport { transport });
+    }
+
     /// A TCP state change from a stream source.
     pub(super) fn on_tcp(&mut self, change: TcpChange, ctx: &mut Ctx<'_>) {
         self.last_seen = ctx.now;
         match change {
-            TcpChange::Established => {}
+            TcpChange::Established | TcpChange::Joined => {}
             TcpChange::Fin(by) if !self.done => self.tcp_close(by, false, ctx),
             TcpChange::Rst(by) if !self.done => self.tcp_close(by, true, ctx),
             TcpChange::Fin(_) | TcpChange::Rst(_) => {}

@@ -35,7 +35,7 @@ use table::{Slot, Table};
 use crate::decode::Segment;
 use crate::flow::seq::SeqNumber;
 use crate::flow::{FlowKey, PortSet, Side};
-use crate::layer::LayerConfig;
+use crate::layer::{LayerConfig, Transport};
 use crate::session::record::SessionRecord;
 use crate::session::{Event, EventKind, SessionConfig, SessionId};
 use crate::time::Timestamp;
@@ -72,6 +72,9 @@ pub struct TrackerConfig {
     /// Fold each session's events into its record and hand finished records out through
     /// [`Tracker::finished`] (off where only events are wanted, as `analyze -f jsonl`).
     pub records: bool,
+    /// The transport of every connection a stream source hands over (the eBPF source reads
+    /// the plaintext inside TLS: `tls`); `None`: not reported.
+    pub stream_transport: Option<Transport>,
 }
 
 impl Default for TrackerConfig {
@@ -88,6 +91,7 @@ impl Default for TrackerConfig {
             linger: Duration::from_secs(10),
             active_limit: ACTIVE_LIMIT,
             records: true,
+            stream_transport: None,
         }
     }
 }
@@ -146,6 +150,9 @@ pub enum StreamInput<'a> {
 pub enum TcpChange {
     /// The connection was set up while the source watched (seen from its first byte).
     Established,
+    /// The connection was already established when the source started watching (joined
+    /// mid-stream: what it carries from now on, and how it closes, are still knowable).
+    Joined,
     /// A FIN from this side.
     Fin(Side),
     /// An RST from this side.
@@ -285,8 +292,8 @@ impl Tracker {
         let slot = match self.conns.find(&key) {
             Some(slot) => slot,
             None if matches!(input, StreamInput::Data([]) | StreamInput::Lost(0)) => return,
-            None => match self.open(now, key, true) {
-                Some(conn) => self.conns.insert(conn),
+            None => match self.open_stream(now, key, true) {
+                Some(slot) => slot,
                 None => return,
             },
         };
@@ -295,7 +302,8 @@ impl Tracker {
 
     /// A TCP state change of the connection `key`, from a stream source. `Established` starts
     /// a connection seen from its first byte (a new one replaces an old one on the same
-    /// addresses); a close of a connection never seen is stray.
+    /// addresses), `Joined` one joined mid-stream (nothing if it is known); a close of a
+    /// connection never seen is stray.
     pub fn on_tcp(&mut self, now: Timestamp, key: FlowKey, change: TcpChange) {
         self.poll(now);
         let existing = self.conns.find(&key);
@@ -304,8 +312,9 @@ impl Tracker {
                 self.evict(slot, now); // the addresses were reused: the old connection is over
                 None
             }
+            (Some(_), TcpChange::Joined) => return,
             (Some(slot), _) => Some(slot),
-            (None, TcpChange::Established) => None,
+            (None, TcpChange::Established | TcpChange::Joined) => None,
             (None, _) => {
                 self.counters.stray_segments += 1;
                 return;
@@ -313,12 +322,22 @@ impl Tracker {
         };
         let slot = match slot {
             Some(slot) => slot,
-            None => match self.open(now, key, false) {
-                Some(conn) => self.conns.insert(conn),
+            None => match self.open_stream(now, key, change == TcpChange::Joined) {
+                Some(slot) => slot,
                 None => return,
             },
         };
         self.with_conn(now, slot, |conn, ctx| conn.on_tcp(change, ctx));
+    }
+
+    /// Opens a connection handed over by a stream source, with the source's transport.
+    fn open_stream(&mut self, now: Timestamp, key: FlowKey, mid_stream: bool) -> Option<usize> {
+        let conn = self.open(now, key, mid_stream)?;
+        let slot = self.conns.insert(conn);
+        if let Some(transport) = self.cfg.stream_transport {
+            self.with_conn(now, slot, |conn, ctx| conn.set_transport(transport, ctx));
+        }
+        Some(slot)
     }
 
     /// Runs `f` on the connection in `slot` at `now`, then settles what it did: ends a fully

@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// mqtt-keepalive's eBPF probes on a broker host (see src/capture/ebpf/mod.rs for the user space).
+//
+// What it reports, through the ring buffer `events` (one `struct event` header, then for data
+// events the bytes copied):
+// - the plaintext the broker reads and writes through OpenSSL's libssl (uprobes and uretprobes
+//   on SSL_read, SSL_write, SSL_read_ex, SSL_write_ex), tied to the TCP socket the call used:
+//   while an SSL call is in flight on a thread, the socket the same thread receives from or
+//   sends to (tracepoints sock:sock_recv_length / sock_send_length, or, selectable for older
+//   kernels, syscalls:sys_enter_read/write/recvfrom/sendto with the fd looked up in the task's
+//   file table) is the SSL object's socket. Only sockets whose local port is a broker port
+//   (map `ports`) are bound; calls of processes outside `pids` are ignored when FILTER_PIDS.
+// - TCP state changes of broker-port sockets (sock:inet_sock_set_state) and resets
+//   (tcp:tcp_receive_reset, tcp:tcp_send_reset), for every connection on the port, plaintext
+//   visible or not.
+// Bytes that could not be copied (a call longer than MAX_COPY, or an event the ring buffer had
+// no room for) are counted: per connection in the next event's `lost`, and in `stats`.
+//
+// Build (the compiled object is committed beside this file; `cargo build --features
+// ebpf-rebuild` runs the same command from build.rs):
+//   clang -target bpf -O2 -g -D__TARGET_ARCH_x86 -I/usr/include/x86_64-linux-gnu \
+//         -c ebpf/mqtt_keepalive.bpf.c -o ebpf/mqtt_keepalive.bpf.o
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <asm/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define MAX_COPY 16384u
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+enum kind {
+	EV_READ = 1,     // plaintext the broker read (from the client)
+	EV_WRITE = 2,    // plaintext the broker wrote (to the client)
+	EV_STATE = 3,    // TCP state change of a broker socket
+	EV_RESET_RX = 4, // the broker's socket received an RST (from the client)
+	EV_RESET_TX = 5, // the broker's socket sent an RST
+};
+
+// The connection as the broker's socket sees it: local = broker, remote = client.
+struct tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u16 family;
+	__u16 pad;
+};
+
+struct event {
+	__u64 ts;     // bpf_ktime_get_ns (CLOCK_MONOTONIC)
+	__u64 sk;     // kernel socket address: the connection's identity while it lives
+	struct tuple t;
+	__u32 tgid;
+	__u8 kind;
+	__u8 pad[3];
+	__s32 oldstate;
+	__s32 newstate;
+	__u32 len;    // bytes the call moved
+	__u32 copied; // bytes following this header
+	__u64 lost;   // bytes of this direction lost before this event
+};
+
+// What an SSL object is tied to.
+struct conn {
+	__u64 sk;
+	struct tuple t;
+	__u64 lost[2]; // per direction: [0] read, [1] written
+	__u8 watched; // 1: a broker-port socket; 0: another socket, ignored
+	__u8 pad[7];
+};
+
+// An SSL call in flight on a thread.
+struct call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 len_ptr; // the _ex forms: where the length moved is written
+	__u8 write;
+	__u8 pad[7];
+};
+
+struct scratch {
+	struct event e;
+	__u8 data[MAX_COPY];
+};
+
+enum stat {
+	ST_RING_DROPS = 0,   // events the ring buffer had no room for
+	ST_LOST_BYTES = 1,   // plaintext bytes not copied (too long or dropped)
+	ST_UNBOUND = 2,      // SSL calls whose socket was never seen (connection older than the probes)
+	ST_UNBOUND_BYTES = 3,
+	ST_MAX = 4,
+};
+
+const volatile __u8 FILTER_PIDS = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+// Kernel structures, only the fields read, relocated by CO-RE against the running kernel's BTF.
+struct in6_addr___mk {
+	__u8 bytes[16];
+};
+
+struct sock_common {
+	union {
+		__u64 skc_addrpair;
+		struct {
+			__u32 skc_daddr;
+			__u32 skc_rcv_saddr;
+		};
+	};
+	union {
+		__u32 skc_portpair;
+		struct {
+			__u16 skc_dport;
+			__u16 skc_num;
+		};
+	};
+	unsigned short skc_family;
+	struct in6_addr___mk skc_v6_daddr;
+	struct in6_addr___mk skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+static __always_inline void count(__u32 which, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+	if (v)
+		*v += n;
+}
+
+static __always_inline int pid_watched(__u32 tgid)
+{
+	if (!FILTER_PIDS)
+		return 1;
+	return bpf_map_lookup_elem(&pids, &tgid) != 0;
+}
+
+static __always_inline int port_watched(__u16 port)
+{
+	return bpf_map_lookup_elem(&ports, &port) != 0;
+}
+
+// The broker-side tuple of `sk`; 0 when it is not a TCP/IP socket.
+static __always_inline int read_tuple(struct sock *sk, struct tuple *t)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	t->family = family;
+	t->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->laddr, &l, 4);
+		__builtin_memcpy(t->raddr, &r, 4);
+	} else {
+		bpf_core_read(&t->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(&t->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	return 1;
+}
+
+// Ties the SSL call in flight on this thread (if any, and not yet tied) to `sk`.
+static __always_inline void bind_socket(struct sock *sk)
+{
+	if (!sk)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (!c)
+		return;
+	__u64 ssl = c->ssl;
+	struct conn *known = bpf_map_lookup_elem(&conns, &ssl);
+	if (known && known->sk == (__u64)sk)
+		return;
+	struct conn n = {};
+	n.sk = (__u64)sk;
+	if (read_tuple(sk, &n.t) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && port_watched(n.t.lport))
+		n.watched = 1;
+	bpf_map_update_elem(&conns, &ssl, &n, BPF_ANY);
+}
+
+static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 write)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_watched(id >> 32))
+		return 0;
+	struct call c = {};
+	c.ssl = ssl;
+	c.buf = buf;
+	c.len_ptr = len_ptr;
+	c.write = write;
+	bpf_map_update_elem(&calls, &id, &c, BPF_ANY);
+	return 0;
+}
+
+// The call returned having moved `moved` bytes (<= 0: none): report them.
+static __always_inline int call_exit(long moved, int ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *cp = bpf_map_lookup_elem(&calls, &id);
+	if (!cp)
+		return 0;
+	struct call c = *cp;
+	bpf_map_delete_elem(&calls, &id);
+	if (ex) {
+		// SSL_read_ex / SSL_write_ex return 1 on success and write the length moved.
+		__u64 n = 0;
+		if (moved != 1 || !c.len_ptr || bpf_probe_read_user(&n, sizeof(n), (void *)c.len_ptr))
+			return 0;
+		moved = n;
+	}
+	if (moved <= 0)
+		return 0;
+	struct conn *conn = bpf_map_lookup_elem(&conns, &c.ssl);
+	if (!conn) {
+		count(ST_UNBOUND, 1);
+		count(ST_UNBOUND_BYTES, moved);
+		return 0;
+	}
+	if (!conn->watched)
+		return 0;
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	__u64 len = moved;
+	__u64 copy = len < MAX_COPY ? len : MAX_COPY;
+	s->e.ts = bpf_ktime_get_ns();
+	s->e.sk = conn->sk;
+	s->e.t = conn->t;
+	s->e.tgid = id >> 32;
+	s->e.kind = c.write ? EV_WRITE : EV_READ;
+	s->e.oldstate = 0;
+	s->e.newstate = 0;
+	s->e.len = len;
+	__u32 dir = c.write ? 1 : 0;
+	s->e.lost = conn->lost[dir];
+	if (copy > MAX_COPY)
+		copy = MAX_COPY;
+	if (bpf_probe_read_user(s->data, copy, (void *)c.buf))
+		copy = 0;
+	s->e.copied = copy;
+	if (copy < len)
+		count(ST_LOST_BYTES, len - copy);
+	__u64 size = sizeof(struct event) + copy;
+	if (size > sizeof(struct scratch))
+		size = sizeof(struct scratch);
+	if (bpf_ringbuf_output(&events, s, size, 0)) {
+		count(ST_RING_DROPS, 1);
+		count(ST_LOST_BYTES, len);
+		conn->lost[dir] += len;
+	} else {
+		conn->lost[dir] = 0;
+	}
+	return 0;
+}
+
+SEC("uprobe/SSL_read")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{
+	return call_enter((__u64)ssl, (__u64)buf, 0, 0);
+}
+
+SEC("uretprobe/SSL_read")
+int BPF_KRETPROBE(ssl_read_exit, int ret)
+{
+	return call_exit(ret, 0);
+}
+
+SEC("uprobe/SSL_write")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+{
+	return call_enter((__u64)ssl, (__u64)buf, 0, 1);
+}
+
+SEC("uretprobe/SSL_write")
+int BPF_KRETPROBE(ssl_write_exit, int ret)
+{
+	return call_exit(ret, 0);
+}
+
+SEC("uprobe/SSL_read_ex")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	return call_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, 0);
+}
+
+SEC("uretprobe/SSL_read_ex")
+int BPF_KRETPROBE(ssl_read_ex_exit, int ret)
+{
+	return call_exit(ret, 1);
+}
+
+SEC("uprobe/SSL_write_ex")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	return call_enter((__u64)ssl, (__u64)buf, (__u64)written, 1);
+}
+
+SEC("uretprobe/SSL_write_ex")
+int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
+{
+	return call_exit(ret, 1);
+}
+
+// SSL objects' addresses are reused at once: forget the tie when one is freed.
+SEC("uprobe/SSL_free")
+int BPF_KPROBE(ssl_free, void *ssl)
+{
+	__u64 key = (__u64)ssl;
+	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+// sock:sock_recv_length and sock:sock_send_length (Linux 6.3 and later): `sk` at offset 8.
+struct sock_length_args {
+	__u64 common;
+	struct sock *sk;
+};
+
+SEC("tracepoint/sock/sock_recv_length")
+int sock_recv_length(struct sock_length_args *args)
+{
+	bind_socket(args->sk);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int sock_send_length(struct sock_length_args *args)
+{
+	bind_socket(args->sk);
+	return 0;
+}
+
+// The fallback for kernels without those: the fd a read/write/recvfrom/sendto system call
+// names, on the thread with an SSL call in flight, resolved through the task's file table.
+struct sys_enter_args {
+	__u64 common;
+	long id;
+	unsigned long args[6];
+};
+
+static __always_inline void bind_fd(unsigned long fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!bpf_map_lookup_elem(&calls, &id))
+		return;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xfffff]) || !f)
+		return;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return;
+	bind_socket(BPF_CORE_READ(sock, sk));
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct sys_enter_args *args)
+{
+	bind_fd(args->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct sys_enter_args *args)
+{
+	bind_fd(args->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct sys_enter_args *args)
+{
+	bind_fd(args->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct sys_enter_args *args)
+{
+	bind_fd(args->args[0]);
+	return 0;
+}
+
+static __always_inline void emit_tcp(__u8 kind, struct sock *sk, struct tuple *t, int oldstate, int newstate)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+	if (!e) {
+		count(ST_RING_DROPS, 1);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->sk = (__u64)sk;
+	e->t = *t;
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
+	e->kind = kind;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	bpf_ringbuf_submit(e, 0);
+}
+
+// sock:inet_sock_set_state (Linux 4.16 and later; this layout has not changed since).
+struct set_state_args {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int inet_sock_set_state(struct set_state_args *args)
+{
+	if (args->protocol != IPPROTO_TCP || !port_watched(args->sport))
+		return 0;
+	struct tuple t = {};
+	t.family = args->family;
+	t.lport = args->sport;
+	t.rport = args->dport;
+	if (args->family == AF_INET) {
+		__builtin_memcpy(t.laddr, args->saddr, 4);
+		__builtin_memcpy(t.raddr, args->daddr, 4);
+	} else {
+		__builtin_memcpy(t.laddr, args->saddr_v6, 16);
+		__builtin_memcpy(t.raddr, args->daddr_v6, 16);
+	}
+	emit_tcp(EV_STATE, (struct sock *)args->skaddr, &t, args->oldstate, args->newstate);
+	return 0;
+}
+
+static __always_inline void reset(__u8 kind, struct sock *sk)
+{
+	struct tuple t = {};
+	if (!sk || !read_tuple(sk, &t) || !port_watched(t.lport))
+		return;
+	emit_tcp(kind, sk, &t, 0, 0);
+}
+
+// tcp:tcp_receive_reset: `skaddr` at offset 8.
+struct receive_reset_args {
+	__u64 common;
+	struct sock *skaddr;
+};
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int tcp_receive_reset(struct receive_reset_args *args)
+{
+	reset(EV_RESET_RX, args->skaddr);
+	return 0;
+}
+
+// tcp:tcp_send_reset: `skbaddr` at 8, `skaddr` at 16 (NULL for a reset answering no socket).
+struct send_reset_args {
+	__u64 common;
+	const void *skbaddr;
+	struct sock *skaddr;
+};
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int tcp_send_reset(struct send_reset_args *args)
+{
+	reset(EV_RESET_TX, args->skaddr);
+	return 0;
+}

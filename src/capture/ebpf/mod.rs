@@ -1,0 +1,435 @@
+//! The eBPF source: the MQTT plaintext inside TLS, read on the broker host as the broker reads
+//! and writes it through OpenSSL's libssl, and every TCP open and close on the broker ports,
+//! with no keys and no packet capture.
+//!
+//! Contract: [`EbpfSource::open`] checks the setup first (root or CAP_SYS_ADMIN + CAP_BPF +
+//! CAP_PERFMON, a kernel with BTF and the tracepoints, the broker processes and the libssl they
+//! map) and fails with an [`EbpfError`] that names what is missing. It then loads the BPF
+//! program embedded in the binary (`ebpf/mqtt_keepalive.bpf.o`, compiled from the C beside it),
+//! attaches uprobes and uretprobes on `SSL_read`, `SSL_write`, their `_ex` forms and `SSL_free`
+//! in each libssl file (once per file, for every process mapping it; the kernel keeps only the
+//! watched processes' calls when processes were named), and the tracepoints that tie an SSL
+//! object to its socket and report TCP state changes and resets on the broker ports. The
+//! connections already established on those ports are handed over first, as joined
+//! mid-stream. [`EbpfSource::feed`] then hands the ring buffer's records to a pipeline in the
+//! order the kernel wrote them; once a second it finds the named processes again (a restarted
+//! broker has a new pid, an upgraded one may map a new libssl) and reads the kernel's counts.
+//! Ring-buffer records lost for want of room are counted as drops, like a capture's kernel
+//! drops, and their bytes are gaps in their connections.
+
+#![allow(unsafe_code)] // clock_gettime and poll on the ring buffer's descriptor
+
+pub mod event;
+pub mod sockets;
+pub mod target;
+pub mod translate;
+
+use crate::capture::KernelStats;
+use crate::pipeline::Pipeline;
+use crate::time::Timestamp;
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{TracePoint, UProbe};
+use aya::{Ebpf, EbpfLoader};
+use event::Record;
+use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+use target::{Library, Proc, TargetError};
+use translate::Translator;
+
+/// The compiled BPF program (see `build.rs`: the committed object, or one rebuilt by clang).
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("MQTT_KEEPALIVE_BPF_OBJECT"));
+
+/// How an SSL call is tied to its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// `sock:sock_recv_length` / `sock_send_length` where the kernel has them (Linux 6.3+),
+    /// else the system-call tracepoints.
+    Auto,
+    /// `sock:sock_recv_length` / `sock:sock_send_length`.
+    SockTracepoints,
+    /// `syscalls:sys_enter_read/write/recvfrom/sendto`, the socket found from the fd.
+    Syscalls,
+}
+
+/// What to watch.
+#[derive(Clone, Debug)]
+pub struct EbpfOptions {
+    /// The broker's TLS ports (its sockets' local ports).
+    pub ports: Vec<u16>,
+    /// Broker processes by pid.
+    pub pids: Vec<u32>,
+    /// Broker processes by name (`/proc/PID/comm` or the executable's file name), found again
+    /// once a second.
+    pub process: Option<String>,
+    pub binding: Binding,
+}
+
+/// Why the eBPF source cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("no libssl found on this host (searched the library directories and every process's mappings)")]
+    NoLibssl,
+    #[error("loading the BPF program failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the BPF program {program}: {source}")]
+    Program { program: &'static str, source: aya::programs::ProgramError },
+    #[error("the BPF map {map}: {source}")]
+    Map { map: &'static str, source: aya::maps::MapError },
+    #[error("the BPF map {0} is missing from the program")]
+    MissingMap(&'static str),
+    #[error("cannot attach the uprobe {symbol} to {path}: {source}")]
+    Attach { symbol: &'static str, path: String, source: aya::programs::ProgramError },
+    #[error("waiting on the ring buffer: {0}")]
+    Poll(std::io::Error),
+}
+
+impl EbpfError {
+    /// True for errors of setup (exit status 2) rather than of running (1).
+    pub fn is_setup(&self) -> bool {
+        !matches!(self, EbpfError::Poll(_))
+    }
+}
+
+/// The uprobe pairs: entry program, return program, symbol. Present in OpenSSL 1.1.1 and 3.x
+/// (the `_ex` forms since 1.1.1); a symbol a library lacks is skipped.
+const CALLS: [(&str, &str, &str); 4] = [
+    ("ssl_read_enter", "ssl_read_exit", "SSL_read"),
+    ("ssl_write_enter", "ssl_write_exit", "SSL_write"),
+    ("ssl_read_ex_enter", "ssl_read_ex_exit", "SSL_read_ex"),
+    ("ssl_write_ex_enter", "ssl_write_ex_exit", "SSL_write_ex"),
+];
+
+/// Tracepoints every setup needs: program, category, name.
+const TCP_TRACEPOINTS: [(&str, &str, &str); 3] = [
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset"),
+    ("tcp_send_reset", "tcp", "tcp_send_reset"),
+];
+const SOCK_BINDING: [(&str, &str, &str); 2] =
+    [("sock_recv_length", "sock", "sock_recv_length"), ("sock_send_length", "sock", "sock_send_length")];
+const SYSCALL_BINDING: [(&str, &str, &str); 4] = [
+    ("sys_enter_read", "syscalls", "sys_enter_read"),
+    ("sys_enter_write", "syscalls", "sys_enter_write"),
+    ("sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
+];
+
+/// Indexes of the program's `stats` array.
+mod stat {
+    pub const RING_DROPS: u32 = 0;
+    pub const LOST_BYTES: u32 = 1;
+    pub const UNBOUND: u32 = 2;
+}
+
+/// The kernel's counts of the eBPF source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EbpfStats {
+    /// Records the ring buffer had no room for.
+    pub ring_drops: u64,
+    /// Plaintext bytes not copied (longer than a record holds, or dropped).
+    pub lost_bytes: u64,
+    /// SSL calls on connections whose socket was never seen (older than the probes).
+    pub unbound_calls: u64,
+    /// Records that could not be read.
+    pub bad_records: u64,
+}
+
+/// The loaded, attached program and its ring buffer.
+pub struct EbpfSource {
+    bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    opts: EbpfOptions,
+    proc: Proc,
+    /// Library files attached to, by (dev, ino).
+    attached: HashSet<(u64, u64)>,
+    /// The pids in the kernel's filter.
+    pids: HashSet<u32>,
+    translator: Translator,
+    /// Connections established before the probes, handed over at the first feed.
+    joined: Vec<crate::flow::FlowKey>,
+    last_check: Option<Timestamp>,
+    bad_records: u64,
+    /// Which binding is in use.
+    pub binding: Binding,
+}
+
+/// Real time minus monotonic time now, in nanoseconds (BPF stamps with the monotonic clock).
+fn clock_offset_ns() -> i64 {
+    let read = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    let mono = read(libc::CLOCK_MONOTONIC);
+    let real = read(libc::CLOCK_REALTIME);
+    real - mono
+}
+
+impl EbpfSource {
+    /// Checks the setup, loads the program and attaches it (see the module's contract).
+    pub fn open(opts: EbpfOptions) -> Result<Self, EbpfError> {
+        let proc = Proc::system();
+        let missing = proc.missing_capabilities();
+        if !missing.is_empty() {
+            return Err(TargetError::NotRoot { missing }.into());
+        }
+        let needed: Vec<(&str, &str)> = TCP_TRACEPOINTS.iter().map(|&(_, c, n)| (c, n)).collect();
+        target::check_kernel(Path::new("/"), &needed, true)?;
+        let has = |set: &[(&str, &str, &str)]| {
+            let tps: Vec<(&str, &str)> = set.iter().map(|&(_, c, n)| (c, n)).collect();
+            target::check_kernel(Path::new("/"), &tps, false)
+        };
+        let binding = match opts.binding {
+            Binding::Auto if has(&SOCK_BINDING).is_ok() => Binding::SockTracepoints,
+            Binding::Auto => Binding::Syscalls,
+            b => b,
+        };
+        match binding {
+            Binding::SockTracepoints => has(&SOCK_BINDING)?,
+            _ => has(&SYSCALL_BINDING)?,
+        }
+
+        let filter = !opts.pids.is_empty() || opts.process.is_some();
+        let (pids, libraries) = resolve(&proc, &opts)?;
+        let filter_flag: u8 = filter.into();
+        let mut bpf = EbpfLoader::new().override_global("FILTER_PIDS", &filter_flag, true).load(BPF_OBJECT)?;
+        {
+            let map = bpf.map_mut("ports").ok_or(EbpfError::MissingMap("ports"))?;
+            let mut ports: BpfHashMap<_, u16, u8> =
+                BpfHashMap::try_from(map).map_err(|source| EbpfError::Map { map: "ports", source })?;
+            for &p in &opts.ports {
+                ports.insert(p, 1, 0).map_err(|source| EbpfError::Map { map: "ports", source })?;
+            }
+        }
+        for (program, category, name) in TCP_TRACEPOINTS
+            .iter()
+            .chain(if binding == Binding::SockTracepoints { &SOCK_BINDING[..] } else { &SYSCALL_BINDING[..] })
+        {
+            let tp: &mut TracePoint = program_mut(&mut bpf, program)?;
+            tp.load().map_err(|source| EbpfError::Program { program, source })?;
+            tp.attach(category, name).map_err(|source| EbpfError::Program { program, source })?;
+        }
+        for (enter, exit, _) in CALLS {
+            for program in [enter, exit] {
+                let p: &mut UProbe = program_mut(&mut bpf, program)?;
+                p.load().map_err(|source| EbpfError::Program { program, source })?;
+            }
+        }
+        let p: &mut UProbe = program_mut(&mut bpf, "ssl_free")?;
+        p.load().map_err(|source| EbpfError::Program { program: "ssl_free", source })?;
+
+        let ring = bpf.take_map("events").ok_or(EbpfError::MissingMap("events"))?;
+        let ring = RingBuf::try_from(ring).map_err(|source| EbpfError::Map { map: "events", source })?;
+        let mut source = EbpfSource {
+            bpf,
+            ring,
+            opts,
+            proc,
+            attached: HashSet::new(),
+            pids: HashSet::new(),
+            translator: Translator::new(clock_offset_ns()),
+            joined: Vec::new(),
+            last_check: None,
+            bad_records: 0,
+            binding,
+        };
+        source.set_pids(&pids)?;
+        for lib in &libraries {
+            source.attach(lib)?;
+        }
+        // After the probes: a connection opened in between is in both, and joined once.
+        source.joined = sockets::established(Path::new("/proc/net"), &source.opts.ports);
+        tracing::info!(
+            binding = ?binding,
+            libraries = ?libraries.iter().map(|l| l.path.display().to_string()).collect::<Vec<_>>(),
+            pids = ?pids,
+            joined = source.joined.len(),
+            "eBPF probes attached"
+        );
+        Ok(source)
+    }
+
+    /// Attaches the uprobes to one libssl file (once per file).
+    fn attach(&mut self, lib: &Library) -> Result<(), EbpfError> {
+        if !self.attached.insert((lib.dev, lib.ino)) {
+            return Ok(());
+        }
+        let path = lib.path.display().to_string();
+        for (enter, exit, symbol) in CALLS {
+            for program in [enter, exit] {
+                let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
+                match p.attach(symbol, &lib.path, UProbeScope::AllProcesses) {
+                    Ok(_) => {}
+                    // OpenSSL before 1.1.1 has no _ex forms.
+                    Err(e) if symbol.ends_with("_ex") => {
+                        tracing::debug!("{path}: no {symbol} ({e})");
+                        break;
+                    }
+                    Err(source) => return Err(EbpfError::Attach { symbol, path, source }),
+                }
+            }
+        }
+        let p: &mut UProbe = program_mut(&mut self.bpf, "ssl_free")?;
+        p.attach("SSL_free", &lib.path, UProbeScope::AllProcesses)
+            .map_err(|source| EbpfError::Attach { symbol: "SSL_free", path, source })?;
+        Ok(())
+    }
+
+    /// Puts exactly `pids` in the kernel's filter.
+    fn set_pids(&mut self, pids: &[u32]) -> Result<(), EbpfError> {
+        let map = self.bpf.map_mut("pids").ok_or(EbpfError::MissingMap("pids"))?;
+        let mut map: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|source| EbpfError::Map { map: "pids", source })?;
+        let now: HashSet<u32> = pids.iter().copied().collect();
+        for gone in self.pids.difference(&now) {
+            let _ = map.remove(gone);
+        }
+        for new in now.difference(&self.pids) {
+            map.insert(*new, 1, 0).map_err(|source| EbpfError::Map { map: "pids", source })?;
+        }
+        self.pids = now;
+        Ok(())
+    }
+
+    /// Finds the named processes again: new pids join the filter (their libssl attached if it
+    /// is a new file), gone ones leave it. A broker that is down is not an error: the agent
+    /// waits for it.
+    fn refresh(&mut self) {
+        self.translator.set_offset(clock_offset_ns());
+        if self.opts.process.is_none() {
+            return;
+        }
+        let Ok((pids, libraries)) = resolve(&self.proc, &self.opts) else {
+            return;
+        };
+        let new: Vec<u32> = pids.iter().filter(|p| !self.pids.contains(p)).copied().collect();
+        if !new.is_empty() {
+            tracing::info!(pids = ?new, "broker process found");
+        }
+        for lib in &libraries {
+            if let Err(e) = self.attach(lib) {
+                tracing::warn!("{e}");
+            }
+        }
+        if let Err(e) = self.set_pids(&pids) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Hands the records that arrived to `pipeline`, waiting at most `timeout` for the first;
+    /// at most `max` records; returns how many. `now` is the loop's real time.
+    pub fn feed(
+        &mut self,
+        pipeline: &mut Pipeline,
+        timeout: Duration,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<usize, EbpfError> {
+        for key in self.joined.drain(..) {
+            self.translator.joined(now, key, pipeline);
+        }
+        if self.last_check.is_none_or(|t| now.since(t) >= Duration::from_secs(1)) {
+            self.last_check = Some(now);
+            self.refresh();
+        }
+        let mut n = self.drain(pipeline, max);
+        if n == 0 && !timeout.is_zero() {
+            let mut fd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: `fd` is one valid pollfd.
+            let rc = unsafe { libc::poll(&mut fd, 1, ms) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(EbpfError::Poll(e));
+                }
+            }
+            n = self.drain(pipeline, max);
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, pipeline: &mut Pipeline, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.ring.next() else { break };
+            match Record::parse(&item) {
+                Ok(r) => self.translator.apply(&r, pipeline),
+                Err(e) => {
+                    self.bad_records += 1;
+                    tracing::debug!("{e}");
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// The kernel's counts so far.
+    pub fn ebpf_stats(&self) -> EbpfStats {
+        let read = |i: u32| -> u64 {
+            let Some(map) = self.bpf.map("stats") else { return 0 };
+            let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return 0 };
+            arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        };
+        EbpfStats {
+            ring_drops: read(stat::RING_DROPS),
+            lost_bytes: read(stat::LOST_BYTES),
+            unbound_calls: read(stat::UNBOUND),
+            bad_records: self.bad_records,
+        }
+    }
+
+    /// The counts a capture reports: ring-buffer drops as kernel drops.
+    pub fn stats(&mut self) -> KernelStats {
+        KernelStats { dropped: self.ebpf_stats().ring_drops, ..KernelStats::default() }
+    }
+}
+
+fn program_mut<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, EbpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = bpf.program_mut(name).ok_or(EbpfError::Program {
+        program: name,
+        source: aya::programs::ProgramError::UnexpectedProgramType,
+    })?;
+    p.try_into().map_err(|source| EbpfError::Program { program: name, source })
+}
+
+/// The pids to watch and the libssl files to attach to: the named processes' (an error if one
+/// is gone or maps no libssl), or with none named every libssl on the host.
+fn resolve(proc: &Proc, opts: &EbpfOptions) -> Result<(Vec<u32>, Vec<Library>), EbpfError> {
+    let mut pids = opts.pids.clone();
+    if let Some(name) = &opts.process {
+        let found = proc.pids_named(name);
+        if found.is_empty() {
+            return Err(TargetError::NoProcessNamed { name: name.clone() }.into());
+        }
+        pids.extend(found);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.is_empty() {
+        let libs = proc.system_libraries();
+        if libs.is_empty() {
+            return Err(EbpfError::NoLibssl);
+        }
+        return Ok((pids, libs));
+    }
+    let mut libs: Vec<Library> = Vec::new();
+    for &pid in &pids {
+        for lib in proc.ssl_libraries(pid)? {
+            if !libs.iter().any(|l| (l.dev, l.ino) == (lib.dev, lib.ino)) {
+                libs.push(lib);
+            }
+        }
+    }
+    Ok((pids, libs))
+}

@@ -1,0 +1,176 @@
+//! From the BPF program's records to the pipeline's stream entry points: plaintext as in-order
+//! stream bytes of a direction (what the probe could not copy as a gap), TCP state changes of
+//! the broker's socket as FINs and RSTs by side, kernel time as real time.
+//!
+//! Contract: the broker's socket tells who closed first. ESTABLISHED -> FIN_WAIT1 is the
+//! broker's FIN, ESTABLISHED -> CLOSE_WAIT the client's; CLOSE_WAIT -> LAST_ACK is the broker's
+//! FIN after the client's, and FIN_WAIT1/FIN_WAIT2 -> CLOSING, TIME_WAIT or CLOSE the client's
+//! FIN after the broker's (Linux reports the move to TIME_WAIT as CLOSE). SYN_RECV ->
+//! ESTABLISHED is a connection seen from its start. Resets come from the reset tracepoints,
+//! received (the client's) or sent (the broker's); the CLOSE that follows adds nothing.
+
+use super::event::{Kind, Record};
+use crate::flow::{FlowKey, Side};
+use crate::pipeline::Pipeline;
+use crate::time::Timestamp;
+use crate::tracker::{StreamInput, TcpChange};
+
+/// Linux's TCP states (`include/net/tcp_states.h`).
+mod state {
+    pub const ESTABLISHED: i32 = 1;
+    pub const SYN_RECV: i32 = 3;
+    pub const FIN_WAIT1: i32 = 4;
+    pub const FIN_WAIT2: i32 = 5;
+    pub const TIME_WAIT: i32 = 6;
+    pub const CLOSE: i32 = 7;
+    pub const CLOSE_WAIT: i32 = 8;
+    pub const LAST_ACK: i32 = 9;
+    pub const CLOSING: i32 = 11;
+}
+
+/// What a state change of the broker's socket means, if anything.
+pub fn tcp_change(old: i32, new: i32) -> Option<TcpChange> {
+    use state::*;
+    match (old, new) {
+        (SYN_RECV, ESTABLISHED) => Some(TcpChange::Established),
+        (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) => Some(TcpChange::Fin(Side::Broker)),
+        (ESTABLISHED, CLOSE_WAIT) => Some(TcpChange::Fin(Side::Client)),
+        (FIN_WAIT1 | FIN_WAIT2, CLOSING | TIME_WAIT | CLOSE) => Some(TcpChange::Fin(Side::Client)),
+        _ => None,
+    }
+}
+
+/// Turns records into pipeline input, with kernel monotonic time mapped to real time.
+#[derive(Debug, Default)]
+pub struct Translator {
+    /// Real time minus monotonic time, in nanoseconds (set from the clocks by the caller).
+    offset_ns: i64,
+}
+
+impl Translator {
+    /// A translator mapping monotonic `m` to real time `m + offset_ns`.
+    pub fn new(offset_ns: i64) -> Self {
+        Translator { offset_ns }
+    }
+
+    /// Follows a step of the real-time clock.
+    pub fn set_offset(&mut self, offset_ns: i64) {
+        self.offset_ns = offset_ns;
+    }
+
+    /// The real time of a record.
+    pub fn time(&self, r: &Record<'_>) -> Timestamp {
+        Timestamp::from_nanos((r.monotonic_ns as i64).saturating_add(self.offset_ns))
+    }
+
+    /// Hands one record to `pipeline`.
+    pub fn apply(&self, r: &Record<'_>, pipeline: &mut Pipeline) {
+        let ts = self.time(r);
+        match r.kind {
+            Kind::Data { from_client, len, data, lost } => {
+                let side = if from_client { Side::Client } else { Side::Broker };
+                if lost > 0 {
+                    pipeline.stream(ts, r.key, side, StreamInput::Lost(lost));
+                }
+                pipeline.stream(ts, r.key, side, StreamInput::Data(data));
+                let short = u64::from(len).saturating_sub(data.len() as u64);
+                if short > 0 {
+                    pipeline.stream(ts, r.key, side, StreamInput::Lost(short));
+                }
+            }
+            Kind::State { old, new } => {
+                if let Some(change) = tcp_change(old, new) {
+                    pipeline.tcp(ts, r.key, change);
+                }
+            }
+            Kind::ResetReceived => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
+            Kind::ResetSent => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
+        }
+    }
+
+    /// A connection already established when the probes were attached.
+    pub fn joined(&self, ts: Timestamp, key: FlowKey, pipeline: &mut Pipeline) {
+        pipeline.tcp(ts, key, TcpChange::Joined);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::build;
+    use super::*;
+    use crate::layer::Transport;
+    use crate::synth::mqtt;
+    use crate::session::EventKind;
+    use crate::sink::Sink;
+    use crate::tracker::TrackerConfig;
+    use state::*;
+
+    #[test]
+    fn the_broker_socket_tells_who_closed_first() {
+        assert_eq!(tcp_change(SYN_RECV, ESTABLISHED), Some(TcpChange::Established));
+        assert_eq!(tcp_change(ESTABLISHED, FIN_WAIT1), Some(TcpChange::Fin(Side::Broker)));
+        assert_eq!(tcp_change(FIN_WAIT1, FIN_WAIT2), None, "only the ACK of the broker's FIN");
+        assert_eq!(tcp_change(FIN_WAIT2, CLOSE), Some(TcpChange::Fin(Side::Client)));
+        assert_eq!(tcp_change(ESTABLISHED, CLOSE_WAIT), Some(TcpChange::Fin(Side::Client)));
+        assert_eq!(tcp_change(CLOSE_WAIT, LAST_ACK), Some(TcpChange::Fin(Side::Broker)));
+        assert_eq!(tcp_change(LAST_ACK, CLOSE), None);
+        assert_eq!(tcp_change(ESTABLISHED, CLOSE), None, "a reset: the reset tracepoints say whose");
+        assert_eq!(tcp_change(10, SYN_RECV), None);
+    }
+
+    struct Names(Vec<(String, EventKind)>);
+    impl Sink for Names {
+        fn on_event(&mut self, e: &crate::session::Event) -> std::io::Result<()> {
+            self.0.push((e.kind.as_str().to_string(), e.kind.clone()));
+            Ok(())
+        }
+    }
+
+    /// mosquitto's pattern: byte-by-byte header reads, the silent client closed by the broker.
+    #[test]
+    fn records_become_a_session() {
+        let key = FlowKey { client: "127.0.0.1:40000".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let mut cfg = TrackerConfig::default();
+        cfg.stream_transport = Some(Transport::Tls);
+        let mut p = Pipeline::new(cfg);
+        let t = Translator::new(1_000_000_000_000);
+        let s = 1_000_000_000u64;
+        let connect = mqtt::connect(4, 2, "dev", true, None);
+        let mut recs = vec![build::state(0, 7, key, SYN_RECV, ESTABLISHED)];
+        // The type byte, the length byte, then the rest, as mosquitto reads them.
+        recs.push(build::data(s / 10, 7, key, true, 1, &connect[..1], 0));
+        recs.push(build::data(s / 10, 7, key, true, 1, &connect[1..2], 0));
+        recs.push(build::data(s / 10, 7, key, true, connect.len() as u32 - 2, &connect[2..], 0));
+        recs.push(build::data(s / 5, 7, key, false, 4, &mqtt::connack(0, None), 0));
+        // A write too long to copy whole: the rest is a gap.
+        recs.push(build::data(s / 2, 7, key, false, 100, &[0x30, 98, 0, 1, b't'], 0));
+        recs.push(build::state(5 * s, 7, key, ESTABLISHED, FIN_WAIT1));
+        recs.push(build::state(5 * s + 1000, 7, key, FIN_WAIT1, FIN_WAIT2));
+        recs.push(build::state(5 * s + 2000, 7, key, FIN_WAIT2, CLOSE));
+        for b in &recs {
+            t.apply(&Record::parse(b).unwrap(), &mut p);
+        }
+        let mut names = Names(Vec::new());
+        p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+        let kinds: Vec<&str> = names.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(&kinds[..3], ["session_start", "transport", "connect"], "{kinds:?}");
+        assert!(kinds.contains(&"connack") && kinds.contains(&"gap"), "{kinds:?}");
+        let close = names.0.iter().find(|(n, _)| n == "close").map(|(_, k)| k).expect("a close");
+        assert!(matches!(close, EventKind::Close { by: Side::Broker, .. }), "{close:?}");
+        assert_eq!(p.counters().gap_bytes, 95);
+        assert!(matches!(names.0[1].1, EventKind::Transport { transport: Transport::Tls }));
+    }
+
+    #[test]
+    fn a_connection_joined_before_the_probes_closes_with_its_side() {
+        let key = FlowKey { client: "127.0.0.1:40001".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let mut p = Pipeline::new(TrackerConfig::default());
+        let t = Translator::new(0);
+        t.joined(Timestamp::from_secs_f64(1.0), key, &mut p);
+        t.apply(&Record::parse(&build::reset(2_000_000_000, 9, key, false)).unwrap(), &mut p);
+        let mut names = Names(Vec::new());
+        p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+        let close = names.0.iter().find(|(n, _)| n == "close").map(|(_, k)| k).expect("a close");
+        assert!(matches!(close, EventKind::Close { by: Side::Client, .. }), "{close:?}");
+    }
+}
