@@ -224,10 +224,17 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 impl LiveArgs {
     /// The options for `mqtt_keepalive::live::run`.
-    pub fn options(&self) -> Result<mqtt_keepalive::live::LiveOptions, KeyLogError> {
+    pub fn options(&self) -> Result<mqtt_keepalive::live::LiveOptions, mqtt_keepalive::live::LiveError> {
         use mqtt_keepalive::capture::ebpf::{Binding, EbpfOptions};
+        use mqtt_keepalive::live::LiveError;
         let ebpf = self.backend.contains(&BackendArg::Ebpf);
-        let packet = self.backend.iter().find(|b| **b != BackendArg::Ebpf);
+        let mut packets = self.backend.iter().filter(|b| **b != BackendArg::Ebpf);
+        let packet = packets.next();
+        if packets.any(|b| Some(b) != packet) {
+            return Err(LiveError::Unsupported(
+                "one packet capture backend at a time (afpacket or libpcap), with or without ebpf".into(),
+            ));
+        }
         let ebpf_ports = match (packet, self.ebpf_ports.is_empty()) {
             (_, false) => self.ebpf_ports.clone(),
             (None, true) => self.rules.ports.clone(),
@@ -528,6 +535,8 @@ impl ProbeArgs {
 mod tests {
     use super::*;
 
+    use mqtt_keepalive::capture::ebpf::Binding;
+
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("mqtt-keepalive").chain(args.iter().copied()))
     }
@@ -539,10 +548,50 @@ mod tests {
         };
         assert_eq!(l.interfaces, ["eth0", "lo"]);
         assert_eq!(l.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!((l.client_id_labels, l.backend), (0, BackendArg::Afpacket));
-        assert!(parse(&["live"]).is_err(), "an interface is required");
+        assert_eq!((l.client_id_labels, &l.backend[..]), (0, &[BackendArg::Afpacket][..]));
         assert_eq!((l.ring_size, l.capture_threads), (32 << 20, 1));
         assert!(parse(&["live", "-i", "lo", "--capture-threads", "0"]).is_err());
+        let o = l.options().unwrap();
+        assert!(o.packets && o.ebpf.is_none());
+        assert_eq!(o.ports, [1883, 8883]);
+    }
+
+    #[test]
+    fn ebpf_backends_and_their_ports() {
+        let live = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Live(l) => l.options().unwrap(),
+            _ => panic!(),
+        };
+        // eBPF alone watches the --port ports, needs no interface.
+        let o = live(&["live", "--backend", "ebpf", "--port", "8883", "--process", "mosquitto"]);
+        assert!(!o.packets && o.interfaces.is_empty());
+        let e = o.ebpf.unwrap();
+        assert_eq!((e.ports, e.process.as_deref(), e.binding), (vec![8883], Some("mosquitto"), Binding::Auto));
+        // Beside packet capture it takes 8883 (or --ebpf-port), packet capture the rest.
+        let o = live(&["live", "-i", "lo", "--backend", "afpacket,ebpf", "--pid", "7", "--pid", "9"]);
+        let e = o.ebpf.unwrap();
+        assert_eq!((o.packets, o.ports, e.ports, e.pids), (true, vec![1883], vec![8883], vec![7, 9]));
+        let o = live(&[
+            "live",
+            "-i",
+            "lo",
+            "--backend",
+            "ebpf,afpacket",
+            "--ebpf-port",
+            "9883",
+            "--port",
+            "1883",
+            "--port",
+            "9883",
+        ]);
+        assert_eq!((o.ports, o.ebpf.unwrap().ports), (vec![1883], vec![9883]));
+        let o = live(&["live", "--backend", "ebpf", "--ebpf-binding", "syscalls"]);
+        assert_eq!(o.ebpf.unwrap().binding, Binding::Syscalls);
+        assert!(parse(&["live", "--backend", "ebpf,bogus"]).is_err());
+        let Command::Live(l) = parse(&["live", "-i", "lo", "--backend", "afpacket,libpcap"]).unwrap().command else {
+            panic!()
+        };
+        assert!(l.options().err().unwrap().to_string().contains("one packet capture backend"));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - [`capture`]: frame sources: pcap/pcapng files (gzipped or not; pipes and FIFOs read as
-//!   they come), live AF_PACKET (and libpcap) capture.
+//!   they come), live AF_PACKET (and libpcap) capture, and the eBPF source (the plaintext inside
+//!   TLS from the broker's libssl, and TCP changes, handed to the tracker as streams).
 //! - [`link`]: link-layer types: their names and how their frames start.
 //! - [`decode`]: a frame to a TCP [`decode::Segment`]; stateless.
 //! - [`flow`]: flow keys (client/broker orientation), sequence numbers, reassembly.

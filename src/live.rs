@@ -21,8 +21,8 @@
 //! flushes the events and returns.
 
 use crate::capture::LiveCaptureError;
-use crate::capture::ebpf::{EbpfError, EbpfOptions, EbpfSource};
 use crate::capture::afpacket::AfPacket;
+use crate::capture::ebpf::{EbpfError, EbpfOptions, EbpfSource};
 use crate::capture::ring::{self, Ring, RingConfig};
 use crate::capture::{KernelStats, LiveSource};
 use crate::pipeline::Pipeline;
@@ -481,8 +481,13 @@ impl<W: Write> CaptureLoop<W> {
 trait Feed {
     /// Hands what arrived to `pipeline`, waiting at most `timeout` for the first item, at most
     /// `max` items; returns how many. `now` is the loop's real time.
-    fn feed(&mut self, pipeline: &mut Pipeline, timeout: Duration, now: Timestamp, max: usize)
-    -> Result<usize, LiveError>;
+    fn feed(
+        &mut self,
+        pipeline: &mut Pipeline,
+        timeout: Duration,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<usize, LiveError>;
     /// Kernel counts since the source opened.
     fn stats(&mut self) -> KernelStats;
 }

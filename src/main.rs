@@ -53,12 +53,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Analyze(args) => run_analyze(&args).map(|()| 0),
-        Command::Live(args) => args
-            .options()
-            .map_err(LiveError::from)
-            .and_then(mqtt_keepalive::live::run)
-            .map(|()| 0)
-            .map_err(Failure::from),
+        Command::Live(args) => args.options().and_then(mqtt_keepalive::live::run).map(|()| 0).map_err(Failure::from),
         Command::Probe(args) => run_probe(&args),
     };
     match result {

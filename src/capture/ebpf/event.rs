@@ -105,7 +105,13 @@ impl<'a> Record<'a> {
             5 => Kind::ResetSent,
             other => return Err(RecordError::Kind(other)),
         };
-        Ok(Record { monotonic_ns: u64_at(b, 0), sk: u64_at(b, 8), key: FlowKey { client, broker }, tgid: u32_at(b, 56), kind })
+        Ok(Record {
+            monotonic_ns: u64_at(b, 0),
+            sk: u64_at(b, 8),
+            key: FlowKey { client, broker },
+            tgid: u32_at(b, 56),
+            kind,
+        })
     }
 }
 
@@ -186,7 +192,8 @@ mod tests {
 
     #[test]
     fn v6_and_v4_mapped_addresses() {
-        let v6 = FlowKey { client: "[2001:db8::1]:5000".parse().unwrap(), broker: "[2001:db8::9]:8883".parse().unwrap() };
+        let v6 =
+            FlowKey { client: "[2001:db8::1]:5000".parse().unwrap(), broker: "[2001:db8::9]:8883".parse().unwrap() };
         assert_eq!(Record::parse(&build::state(1, 1, v6, 3, 1)).unwrap().key, v6);
         // A dual-stack listener's v4 client is reported as v4.
         let mut b = build::state(1, 1, v6, 3, 1);

@@ -17,7 +17,7 @@
 //! Ring-buffer records lost for want of room are counted as drops, like a capture's kernel
 //! drops, and their bytes are gaps in their connections.
 
-#![allow(unsafe_code)] // clock_gettime and poll on the ring buffer's descriptor
+#![allow(unsafe_code)] // clock_gettime, setrlimit, and poll on the ring buffer's descriptor
 
 pub mod event;
 pub mod sockets;
@@ -171,6 +171,16 @@ fn clock_offset_ns() -> i64 {
     real - mono
 }
 
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (the ring buffer alone is 8 MiB):
+/// lift it, as bpftrace and libbpf tools do; later kernels ignore it.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: `unlimited` is a valid rlimit for setrlimit to read.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("RLIMIT_MEMLOCK not raised: {}", std::io::Error::last_os_error());
+    }
+}
+
 impl EbpfSource {
     /// Checks the setup, loads the program and attaches it (see the module's contract).
     pub fn open(opts: EbpfOptions) -> Result<Self, EbpfError> {
@@ -195,6 +205,7 @@ impl EbpfSource {
             _ => has(&SYSCALL_BINDING)?,
         }
 
+        raise_memlock_limit();
         let filter = !opts.pids.is_empty() || opts.process.is_some();
         let (pids, libraries) = resolve(&proc, &opts)?;
         let filter_flag: u8 = filter.into();
@@ -207,10 +218,11 @@ impl EbpfSource {
                 ports.insert(p, 1, 0).map_err(|source| EbpfError::Map { map: "ports", source })?;
             }
         }
-        for (program, category, name) in TCP_TRACEPOINTS
-            .iter()
-            .chain(if binding == Binding::SockTracepoints { &SOCK_BINDING[..] } else { &SYSCALL_BINDING[..] })
-        {
+        for (program, category, name) in TCP_TRACEPOINTS.iter().chain(if binding == Binding::SockTracepoints {
+            &SOCK_BINDING[..]
+        } else {
+            &SYSCALL_BINDING[..]
+        }) {
             let tp: &mut TracePoint = program_mut(&mut bpf, program)?;
             tp.load().map_err(|source| EbpfError::Program { program, source })?;
             tp.attach(category, name).map_err(|source| EbpfError::Program { program, source })?;
@@ -276,8 +288,11 @@ impl EbpfSource {
             }
         }
         let p: &mut UProbe = program_mut(&mut self.bpf, "ssl_free")?;
-        p.attach("SSL_free", &lib.path, UProbeScope::AllProcesses)
-            .map_err(|source| EbpfError::Attach { symbol: "SSL_free", path, source })?;
+        p.attach("SSL_free", &lib.path, UProbeScope::AllProcesses).map_err(|source| EbpfError::Attach {
+            symbol: "SSL_free",
+            path,
+            source,
+        })?;
         Ok(())
     }
 
@@ -396,10 +411,9 @@ fn program_mut<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = bpf.program_mut(name).ok_or(EbpfError::Program {
-        program: name,
-        source: aya::programs::ProgramError::UnexpectedProgramType,
-    })?;
+    let p = bpf
+        .program_mut(name)
+        .ok_or(EbpfError::Program { program: name, source: aya::programs::ProgramError::UnexpectedProgramType })?;
     p.try_into().map_err(|source| EbpfError::Program { program: name, source })
 }
 

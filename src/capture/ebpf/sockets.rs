@@ -40,9 +40,8 @@ fn parse_line(line: &str, ports: &[u16]) -> Option<FlowKey> {
 fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (hex, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
-    let words: Vec<u32> = (0..hex.len() / 8)
-        .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
-        .collect::<Option<_>>()?;
+    let words: Vec<u32> =
+        (0..hex.len() / 8).map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()).collect::<Option<_>>()?;
     let ip = match (hex.len(), words.as_slice()) {
         (8, [w]) => IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes())),
         (32, [a, b, c, d]) => {

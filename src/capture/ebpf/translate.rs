@@ -99,9 +99,9 @@ mod tests {
     use super::super::event::build;
     use super::*;
     use crate::layer::Transport;
-    use crate::synth::mqtt;
     use crate::session::EventKind;
     use crate::sink::Sink;
+    use crate::synth::mqtt;
     use crate::tracker::TrackerConfig;
     use state::*;
 
@@ -130,9 +130,7 @@ mod tests {
     #[test]
     fn records_become_a_session() {
         let key = FlowKey { client: "127.0.0.1:40000".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
-        let mut cfg = TrackerConfig::default();
-        cfg.stream_transport = Some(Transport::Tls);
-        let mut p = Pipeline::new(cfg);
+        let mut p = Pipeline::new(TrackerConfig { stream_transport: Some(Transport::Tls), ..Default::default() });
         let t = Translator::new(1_000_000_000_000);
         let s = 1_000_000_000u64;
         let connect = mqtt::connect(4, 2, "dev", true, None);
