@@ -94,7 +94,7 @@ pub enum LiveError {
     Unsupported(String),
     #[error(transparent)]
     KeyLog(#[from] crate::layer::tls::KeyLogError),
-    #[error("eBPF: {0}")]
+    #[error(transparent)]
     Ebpf(#[from] EbpfError),
     #[error("HTTP server: {0}")]
     Server(std::io::Error),

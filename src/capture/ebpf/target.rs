@@ -50,7 +50,7 @@ pub enum TargetError {
         "process {pid} ({comm}) does not map libssl: its TLS is not visible to the eBPF backend. \
          Covered: brokers and TLS proxies linking OpenSSL's libssl dynamically (mosquitto, HAProxy, nginx stream); \
          not covered: Erlang brokers (EMQX, VerneMQ, RabbitMQ), Java brokers (HiveMQ, ActiveMQ Artemis), \
-         Go or rustls binaries and statically linked OpenSSL/BoringSSL; TCP closes are still reported for them"
+         Go or rustls binaries and statically linked OpenSSL/BoringSSL; for those, run without --pid/--process: the TCP tracepoints still report every connection's open and close on the port"
     )]
     NoLibssl { pid: u32, comm: String },
     #[error("cannot read {path}: {source}")]
