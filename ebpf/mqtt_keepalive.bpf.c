@@ -5,12 +5,13 @@
 // What it reports, through the ring buffer `events` (one `struct event` header, then for data
 // events the bytes copied):
 // - the plaintext the broker reads and writes through OpenSSL's libssl (uprobes and uretprobes
-//   on SSL_read, SSL_write, SSL_read_ex, SSL_write_ex), tied to the TCP socket the call used:
+//   on SSL_read, SSL_write, SSL_read_ex, SSL_write_ex; SSL_shutdown; SSL_free), tied to the TCP socket the call used:
 //   while an SSL call is in flight on a thread, the socket the same thread receives from or
 //   sends to (tracepoints sock:sock_recv_length / sock_send_length, or, selectable for older
 //   kernels, syscalls:sys_enter_read/write/recvfrom/sendto with the fd looked up in the task's
 //   file table) is the SSL object's socket. Only sockets whose local port is a broker port
 //   (map `ports`) are bound; calls of processes outside `pids` are ignored when FILTER_PIDS.
+// - TLS closes: SSL_read returning 0 (the client's close_notify) and the broker's SSL_shutdown.
 // - TCP state changes of broker-port sockets (sock:inet_sock_set_state) and resets
 //   (tcp:tcp_receive_reset, tcp:tcp_send_reset), for every connection on the port, plaintext
 //   visible or not.
@@ -43,6 +44,8 @@ enum kind {
 	EV_STATE = 3,    // TCP state change of a broker socket
 	EV_RESET_RX = 4, // the broker's socket received an RST (from the client)
 	EV_RESET_TX = 5, // the broker's socket sent an RST
+	EV_CLOSE_NOTIFY_RX = 6, // the broker's SSL_read returned 0: the client's TLS close_notify
+	EV_CLOSE_NOTIFY_TX = 7, // the broker called SSL_shutdown: its TLS close_notify
 };
 
 // The connection as the broker's socket sees it: local = broker, remote = client.
@@ -274,6 +277,23 @@ static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 
 	return 0;
 }
 
+// A record with no data about the connection an SSL object is tied to.
+static __always_inline void emit_conn(__u8 kind, struct conn *conn, __u32 tgid)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
+	if (!e) {
+		count(ST_RING_DROPS, 1);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->sk = conn->sk;
+	e->t = conn->t;
+	e->tgid = tgid;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+}
+
 // The call returned having moved `moved` bytes (<= 0: none): report them.
 static __always_inline int call_exit(long moved, int ex)
 {
@@ -289,6 +309,13 @@ static __always_inline int call_exit(long moved, int ex)
 		if (moved != 1 || !c.len_ptr || bpf_probe_read_user(&n, sizeof(n), (void *)c.len_ptr))
 			return 0;
 		moved = n;
+	}
+	if (moved == 0 && !ex && !c.write) {
+		// SSL_read returns 0 only for a close_notify (an EOF without one is an error, -1).
+		struct conn *closed = bpf_map_lookup_elem(&conns, &c.ssl);
+		if (closed && closed->watched)
+			emit_conn(EV_CLOSE_NOTIFY_RX, closed, id >> 32);
+		return 0;
 	}
 	if (moved <= 0)
 		return 0;
@@ -382,6 +409,21 @@ SEC("uretprobe/SSL_write_ex")
 int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
 {
 	return call_exit(ret, 1);
+}
+
+// The broker closes TLS: SSL_shutdown sends its close_notify (first call; later calls only
+// wait for the peer's).
+SEC("uprobe/SSL_shutdown")
+int BPF_KPROBE(ssl_shutdown, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_watched(id >> 32))
+		return 0;
+	__u64 key = (__u64)ssl;
+	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
+	if (conn && conn->watched)
+		emit_conn(EV_CLOSE_NOTIFY_TX, conn, id >> 32);
+	return 0;
 }
 
 // SSL objects' addresses are reused at once: forget the tie when one is freed.

@@ -229,7 +229,12 @@ impl Conn {
             TcpChange::Established | TcpChange::Joined => {}
             TcpChange::Fin(by) if !self.done => self.tcp_close(by, false, ctx),
             TcpChange::Rst(by) if !self.done => self.tcp_close(by, true, ctx),
-            TcpChange::Fin(_) | TcpChange::Rst(_) => {}
+            TcpChange::CloseNotify(by) if !self.done => {
+                let (key, id, now, cfg) = (self.key, self.id, ctx.now, ctx.cfg);
+                let mut emit = |ts, kind| ctx.emit(key, id, ts, kind);
+                self.session.on_transport_close(now, CloseKind::CloseNotify, by, None, cfg, &mut emit);
+            }
+            TcpChange::Fin(_) | TcpChange::Rst(_) | TcpChange::CloseNotify(_) => {}
         }
     }
 

@@ -157,6 +157,8 @@ pub enum TcpChange {
     Fin(Side),
     /// An RST from this side.
     Rst(Side),
+    /// A TLS close_notify from this side (a source above TLS learns it from the TLS library).
+    CloseNotify(Side),
 }
 
 /// The sessions still to be ended at the end of a capture (see [`Tracker::start_finish`]).

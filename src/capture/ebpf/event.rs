@@ -28,6 +28,9 @@ pub enum Kind<'a> {
     ResetReceived,
     /// The broker's socket sent an RST.
     ResetSent,
+    /// A TLS close_notify: the client's (the broker's `SSL_read` returned 0) or the broker's
+    /// (it called `SSL_shutdown`).
+    CloseNotify { from_client: bool },
 }
 
 /// One ring-buffer record.
@@ -103,6 +106,7 @@ impl<'a> Record<'a> {
             3 => Kind::State { old: u32_at(b, 64) as i32, new: u32_at(b, 68) as i32 },
             4 => Kind::ResetReceived,
             5 => Kind::ResetSent,
+            k @ (6 | 7) => Kind::CloseNotify { from_client: k == 6 },
             other => return Err(RecordError::Kind(other)),
         };
         Ok(Record {
@@ -168,6 +172,11 @@ pub mod build {
     pub fn reset(ns: u64, sk: u64, key: FlowKey, sent: bool) -> Vec<u8> {
         header(ns, sk, key, if sent { 5 } else { 4 })
     }
+
+    /// A TLS close_notify record.
+    pub fn close_notify(ns: u64, sk: u64, key: FlowKey, from_client: bool) -> Vec<u8> {
+        header(ns, sk, key, if from_client { 6 } else { 7 })
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +197,10 @@ mod tests {
         assert_eq!(Record::parse(&b).unwrap().kind, Kind::State { old: 1, new: 4 });
         assert_eq!(Record::parse(&build::reset(7, 1, key(), true)).unwrap().kind, Kind::ResetSent);
         assert_eq!(Record::parse(&build::reset(7, 1, key(), false)).unwrap().kind, Kind::ResetReceived);
+        let b = build::close_notify(8, 1, key(), true);
+        assert_eq!(Record::parse(&b).unwrap().kind, Kind::CloseNotify { from_client: true });
+        let b = build::close_notify(8, 1, key(), false);
+        assert_eq!(Record::parse(&b).unwrap().kind, Kind::CloseNotify { from_client: false });
     }
 
     #[test]
@@ -205,8 +218,8 @@ mod tests {
     fn bad_records_are_errors_not_panics() {
         assert_eq!(Record::parse(&[0; 10]), Err(RecordError::Short(10)));
         let mut b = build::state(1, 1, key(), 3, 1);
-        b[60] = 9;
-        assert_eq!(Record::parse(&b), Err(RecordError::Kind(9)));
+        b[60] = 8;
+        assert_eq!(Record::parse(&b), Err(RecordError::Kind(8)));
         b[60] = 3;
         b[52] = 7;
         assert_eq!(Record::parse(&b), Err(RecordError::Family(7)));

@@ -6,7 +6,8 @@
 //! CAP_PERFMON, a kernel with BTF and the tracepoints, the broker processes and the libssl they
 //! map) and fails with an [`EbpfError`] that names what is missing. It then loads the BPF
 //! program embedded in the binary (`ebpf/mqtt_keepalive.bpf.o`, compiled from the C beside it),
-//! attaches uprobes and uretprobes on `SSL_read`, `SSL_write`, their `_ex` forms and `SSL_free`
+//! attaches uprobes and uretprobes on `SSL_read`, `SSL_write`, their `_ex` forms, and uprobes on
+//! `SSL_shutdown` and `SSL_free`
 //! in each libssl file (once per file, for every process mapping it; the kernel keeps only the
 //! watched processes' calls when processes were named), and the tracepoints that tie an SSL
 //! object to its socket and report TCP state changes and resets on the broker ports. The
@@ -103,6 +104,9 @@ const CALLS: [(&str, &str, &str); 4] = [
     ("ssl_read_ex_enter", "ssl_read_ex_exit", "SSL_read_ex"),
     ("ssl_write_ex_enter", "ssl_write_ex_exit", "SSL_write_ex"),
 ];
+
+/// Entry-only uprobes: program, symbol.
+const SINGLE_PROBES: [(&str, &str); 2] = [("ssl_shutdown", "SSL_shutdown"), ("ssl_free", "SSL_free")];
 
 /// Tracepoints every setup needs: program, category, name.
 const TCP_TRACEPOINTS: [(&str, &str, &str); 3] = [
@@ -233,8 +237,10 @@ impl EbpfSource {
                 p.load().map_err(|source| EbpfError::Program { program, source })?;
             }
         }
-        let p: &mut UProbe = program_mut(&mut bpf, "ssl_free")?;
-        p.load().map_err(|source| EbpfError::Program { program: "ssl_free", source })?;
+        for (program, _) in SINGLE_PROBES {
+            let p: &mut UProbe = program_mut(&mut bpf, program)?;
+            p.load().map_err(|source| EbpfError::Program { program, source })?;
+        }
 
         let ring = bpf.take_map("events").ok_or(EbpfError::MissingMap("events"))?;
         let ring = RingBuf::try_from(ring).map_err(|source| EbpfError::Map { map: "events", source })?;
@@ -287,12 +293,14 @@ impl EbpfSource {
                 }
             }
         }
-        let p: &mut UProbe = program_mut(&mut self.bpf, "ssl_free")?;
-        p.attach("SSL_free", &lib.path, UProbeScope::AllProcesses).map_err(|source| EbpfError::Attach {
-            symbol: "SSL_free",
-            path,
-            source,
-        })?;
+        for (program, symbol) in SINGLE_PROBES {
+            let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
+            p.attach(symbol, &lib.path, UProbeScope::AllProcesses).map_err(|source| EbpfError::Attach {
+                symbol,
+                path: path.clone(),
+                source,
+            })?;
+        }
         Ok(())
     }
 

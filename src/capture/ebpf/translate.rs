@@ -7,7 +7,9 @@
 //! FIN after the client's, and FIN_WAIT1/FIN_WAIT2 -> CLOSING, TIME_WAIT or CLOSE the client's
 //! FIN after the broker's (Linux reports the move to TIME_WAIT as CLOSE). SYN_RECV ->
 //! ESTABLISHED is a connection seen from its start. Resets come from the reset tracepoints,
-//! received (the client's) or sent (the broker's); the CLOSE that follows adds nothing.
+//! received (the client's) or sent (the broker's); the CLOSE that follows adds nothing. TLS
+//! close_notify alerts come from libssl (the broker's `SSL_shutdown`, or its `SSL_read`
+//! returning 0), as the TLS layer reports them in a decrypted capture.
 
 use super::event::{Kind, Record};
 use crate::flow::{FlowKey, Side};
@@ -85,6 +87,10 @@ impl Translator {
             }
             Kind::ResetReceived => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
             Kind::ResetSent => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
+            Kind::CloseNotify { from_client } => {
+                let side = if from_client { Side::Client } else { Side::Broker };
+                pipeline.tcp(ts, r.key, TcpChange::CloseNotify(side));
+            }
         }
     }
 
@@ -157,6 +163,26 @@ mod tests {
         assert!(matches!(close, EventKind::Close { by: Side::Broker, .. }), "{close:?}");
         assert_eq!(p.counters().gap_bytes, 95);
         assert!(matches!(names.0[1].1, EventKind::Transport { transport: Transport::Tls }));
+    }
+
+    #[test]
+    fn a_close_notify_closes_the_session_as_in_a_decrypted_capture() {
+        let key = FlowKey { client: "127.0.0.1:40002".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        for from_client in [true, false] {
+            let mut p = Pipeline::new(TrackerConfig::default());
+            let t = Translator::new(0);
+            t.apply(&Record::parse(&build::state(0, 3, key, SYN_RECV, ESTABLISHED)).unwrap(), &mut p);
+            t.apply(&Record::parse(&build::close_notify(1_000, 3, key, from_client)).unwrap(), &mut p);
+            t.apply(&Record::parse(&build::state(2_000, 3, key, ESTABLISHED, FIN_WAIT1)).unwrap(), &mut p);
+            let mut names = Names(Vec::new());
+            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            let closes: Vec<&EventKind> = names.0.iter().filter(|(n, _)| n == "close").map(|(_, k)| k).collect();
+            let by = if from_client { Side::Client } else { Side::Broker };
+            assert!(
+                matches!(closes[..], [EventKind::Close { close: crate::session::CloseKind::CloseNotify, by: b, .. }] if *b == by),
+                "the first close only: {closes:?}"
+            );
+        }
     }
 
     #[test]
