@@ -14,7 +14,8 @@
 //! connections already established on those ports are handed over first, as joined
 //! mid-stream. [`EbpfSource::feed`] then hands the ring buffer's records to a pipeline in the
 //! order the kernel wrote them; once a second it finds the named processes again (a restarted
-//! broker has a new pid, an upgraded one may map a new libssl) and reads the kernel's counts.
+//! broker has a new pid, an upgraded one may map a new libssl; system-wide, new libssl files
+//! every ten seconds).
 //! Ring-buffer records lost for want of room are counted as drops, like a capture's kernel
 //! drops, and their bytes are gaps in their connections.
 
@@ -105,6 +106,9 @@ const CALLS: [(&str, &str, &str); 4] = [
     ("ssl_write_ex_enter", "ssl_write_ex_exit", "SSL_write_ex"),
 ];
 
+/// System-wide, the libssl files are looked for again every this many refreshes (seconds).
+const SYSTEM_RESCAN: u64 = 10;
+
 /// Entry-only uprobes: program, symbol.
 const SINGLE_PROBES: [(&str, &str); 2] = [("ssl_shutdown", "SSL_shutdown"), ("ssl_free", "SSL_free")];
 
@@ -157,6 +161,8 @@ pub struct EbpfSource {
     /// Connections established before the probes, handed over at the first feed.
     joined: Vec<crate::flow::FlowKey>,
     last_check: Option<Timestamp>,
+    /// Refreshes so far (one a second).
+    refreshes: u64,
     bad_records: u64,
     /// Which binding is in use.
     pub binding: Binding,
@@ -254,6 +260,7 @@ impl EbpfSource {
             translator: Translator::new(clock_offset_ns()),
             joined: Vec::new(),
             last_check: None,
+            refreshes: 0,
             bad_records: 0,
             binding,
         };
@@ -325,6 +332,15 @@ impl EbpfSource {
     /// waits for it.
     fn refresh(&mut self) {
         self.translator.set_offset(clock_offset_ns());
+        self.refreshes += 1;
+        if self.opts.process.is_none() && self.opts.pids.is_empty() && self.refreshes % SYSTEM_RESCAN == 0 {
+            // System-wide: a libssl file new since the start (a broker started in a container).
+            for lib in self.proc.system_libraries() {
+                if let Err(e) = self.attach(&lib) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
         if self.opts.process.is_none() {
             return;
         }
