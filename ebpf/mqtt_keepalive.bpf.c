@@ -277,6 +277,18 @@ static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 
 	return 0;
 }
 
+// Data records do not wake the agent, which reads the ring buffer at least every
+// 20 ms (READ_INTERVAL in src/capture/ebpf/mod.rs; a wake-up per record is an interrupt per SSL call: on a VM, an exit each);
+// past WAKEUP_BYTES waiting it is woken at once. Close records always wake it.
+#define WAKEUP_BYTES (256u << 10)
+
+static __always_inline __u64 data_wakeup(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 // A record with no data about the connection an SSL object is tied to.
 static __always_inline void emit_conn(__u8 kind, struct conn *conn, __u32 tgid)
 {
@@ -353,7 +365,7 @@ static __always_inline int call_exit(long moved, int ex)
 	__u64 size = sizeof(struct event) + copy;
 	if (size > sizeof(struct scratch))
 		size = sizeof(struct scratch);
-	if (bpf_ringbuf_output(&events, s, size, 0)) {
+	if (bpf_ringbuf_output(&events, s, size, data_wakeup())) {
 		count(ST_RING_DROPS, 1);
 		count(ST_LOST_BYTES, len);
 		conn->lost[dir] += len;

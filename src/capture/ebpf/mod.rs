@@ -106,6 +106,10 @@ const CALLS: [(&str, &str, &str); 4] = [
     ("ssl_write_ex_enter", "ssl_write_ex_exit", "SSL_write_ex"),
 ];
 
+/// The longest the ring buffer is left unread (data records do not wake the reader: a
+/// wake-up per SSL call cost the broker more than the probes' own work).
+pub const READ_INTERVAL: Duration = Duration::from_millis(20);
+
 /// System-wide, the libssl files are looked for again every this many refreshes (seconds).
 const SYSTEM_RESCAN: u64 = 10;
 
@@ -333,7 +337,7 @@ impl EbpfSource {
     fn refresh(&mut self) {
         self.translator.set_offset(clock_offset_ns());
         self.refreshes += 1;
-        if self.opts.process.is_none() && self.opts.pids.is_empty() && self.refreshes % SYSTEM_RESCAN == 0 {
+        if self.opts.process.is_none() && self.opts.pids.is_empty() && self.refreshes.is_multiple_of(SYSTEM_RESCAN) {
             // System-wide: a libssl file new since the start (a broker started in a container).
             for lib in self.proc.system_libraries() {
                 if let Err(e) = self.attach(&lib) {
@@ -378,6 +382,9 @@ impl EbpfSource {
             self.refresh();
         }
         let mut n = self.drain(pipeline, max);
+        // Data records do not wake this thread (see the BPF program): it looks at least this
+        // often, well within the tracker's grace behind the clock.
+        let timeout = timeout.min(READ_INTERVAL);
         if n == 0 && !timeout.is_zero() {
             let mut fd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
