@@ -427,6 +427,7 @@ impl<W: Write> CaptureLoop<W> {
         if wall.since(self.housekeeping) >= Duration::from_secs(1) {
             self.housekeeping = wall;
             self.publish_counts(source.stats());
+            source.publish(&mut self.sinks.metrics);
             self.sinks.flush();
             // Clients append their TLS secrets as they connect: read the new lines.
             if let Some(Err(e)) = self.keylog.as_ref().map(|k| k.refresh()) {
@@ -490,6 +491,8 @@ trait Feed {
     ) -> Result<usize, LiveError>;
     /// Kernel counts since the source opened.
     fn stats(&mut self) -> KernelStats;
+    /// Publishes the source's own counts, if it has any beyond [`Feed::stats`].
+    fn publish(&mut self, _metrics: &mut Metrics) {}
 }
 
 impl<T: LiveSource + ?Sized> Feed for T {
@@ -527,6 +530,10 @@ impl Feed for EbpfSource {
 
     fn stats(&mut self) -> KernelStats {
         EbpfSource::stats(self)
+    }
+
+    fn publish(&mut self, metrics: &mut Metrics) {
+        metrics.set_ebpf(self.ebpf_stats());
     }
 }
 

@@ -33,7 +33,7 @@ fn readme_metrics_table_lists_every_exposed_metric() {
     let exposed = mqtt_keepalive::sink::metrics::openmetrics_to_prometheus(&text);
     let names: Vec<&str> =
         exposed.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
-    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(names.len(), 23, "{names:?}");
     assert!(readme.contains("| `mqtt_keepalive_client_expired_total` |"), "the opt-in per-client metric");
     for name in names {
         assert!(readme.contains(&format!("| `{name}` |")), "README metrics table misses {name}");

@@ -93,6 +93,9 @@ struct Handles {
     capture_packets: Counter,
     capture_dropped: Counter,
     capture_ring_freezes: Counter,
+    ebpf_records: Counter,
+    ebpf_lost_bytes: Counter,
+    ebpf_unbound_calls: Counter,
     flows_tracked: Gauge,
     client_expired: Family<ClientLabels, Counter>,
 }
@@ -114,6 +117,8 @@ pub struct Metrics {
     client_expiries: HashMap<String, u64>,
     kernel_dropped_seen: u64,
     kernel_freezes_seen: u64,
+    /// The eBPF source's counts already added.
+    ebpf_seen: crate::capture::ebpf::EbpfStats,
     /// This sink's share of the tracked-connections gauge.
     flows_tracked_seen: i64,
 }
@@ -180,13 +185,24 @@ impl Metrics {
         r.register("capture_packets", "Packets received from the capture", h.capture_packets.clone());
         r.register(
             "capture_dropped_packets",
-            "Packets the kernel dropped before the agent read them",
+            "Packets the kernel dropped before the agent read them (eBPF: ring-buffer records)",
             h.capture_dropped.clone(),
         );
         r.register(
             "capture_ring_freezes",
             "Times the kernel found the capture ring full (it drops until the agent returns a block)",
             h.capture_ring_freezes.clone(),
+        );
+        r.register("ebpf_records", "Records read from the eBPF probes' ring buffer", h.ebpf_records.clone());
+        r.register(
+            "ebpf_lost_bytes",
+            "TLS plaintext bytes the eBPF probes could not copy (a call over 16 KiB, a full ring buffer): stream gaps",
+            h.ebpf_lost_bytes.clone(),
+        );
+        r.register(
+            "ebpf_unbound_calls",
+            "SSL calls the eBPF probes could not tie to a socket (a connection older than the probes, before its next socket call)",
+            h.ebpf_unbound_calls.clone(),
         );
         r.register("stream_gaps", "Holes in TCP streams (bytes the capture never saw)", h.stream_gaps.clone());
         r.register("malformed_packets", "Bytes on MQTT ports that are not valid MQTT", h.malformed.clone());
@@ -240,6 +256,7 @@ impl Metrics {
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
             kernel_freezes_seen: 0,
+            ebpf_seen: Default::default(),
             flows_tracked_seen: 0,
         }
     }
@@ -263,6 +280,7 @@ impl Metrics {
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
             kernel_freezes_seen: 0,
+            ebpf_seen: Default::default(),
             flows_tracked_seen: 0,
         }
     }
@@ -277,6 +295,22 @@ impl Metrics {
         if total > self.kernel_dropped_seen {
             self.h.capture_dropped.inc_by(total - self.kernel_dropped_seen);
             self.kernel_dropped_seen = total;
+        }
+    }
+
+    /// The eBPF source's cumulative counts (its ring-buffer drops go through
+    /// [`Metrics::set_kernel_dropped`], as a capture's kernel drops).
+    pub fn set_ebpf(&mut self, total: crate::capture::ebpf::EbpfStats) {
+        let seen = &mut self.ebpf_seen;
+        for (counter, now, before) in [
+            (&self.h.ebpf_records, total.records, &mut seen.records),
+            (&self.h.ebpf_lost_bytes, total.lost_bytes, &mut seen.lost_bytes),
+            (&self.h.ebpf_unbound_calls, total.unbound_calls, &mut seen.unbound_calls),
+        ] {
+            if now > *before {
+                counter.inc_by(now - *before);
+                *before = now;
+            }
         }
     }
 
@@ -532,6 +566,23 @@ mod tests {
             text.lines().any(|l| l == "mqtt_keepalive_enforcement_total{verdict=\"on_time\"} 0"),
             "initialised to 0"
         );
+    }
+
+    #[test]
+    fn ebpf_counts_are_added_as_they_grow() {
+        use crate::capture::ebpf::EbpfStats;
+        let mut registry = Registry::default();
+        let mut m = Metrics::new(&mut registry, 0);
+        m.set_ebpf(EbpfStats { records: 10, lost_bytes: 3, unbound_calls: 1, ..Default::default() });
+        m.set_ebpf(EbpfStats { records: 25, lost_bytes: 3, unbound_calls: 2, ..Default::default() });
+        let text = exposition(&registry);
+        for line in [
+            "mqtt_keepalive_ebpf_records_total 25",
+            "mqtt_keepalive_ebpf_lost_bytes_total 3",
+            "mqtt_keepalive_ebpf_unbound_calls_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

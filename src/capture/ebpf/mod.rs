@@ -141,6 +141,8 @@ mod stat {
 /// The kernel's counts of the eBPF source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EbpfStats {
+    /// Records read from the ring buffer.
+    pub records: u64,
     /// Records the ring buffer had no room for.
     pub ring_drops: u64,
     /// Plaintext bytes not copied (longer than a record holds, or dropped).
@@ -165,6 +167,7 @@ pub struct EbpfSource {
     /// Connections established before the probes, handed over at the first feed.
     joined: Vec<crate::flow::FlowKey>,
     last_check: Option<Timestamp>,
+    records: u64,
     /// Refreshes so far (one a second).
     refreshes: u64,
     bad_records: u64,
@@ -264,6 +267,7 @@ impl EbpfSource {
             translator: Translator::new(clock_offset_ns()),
             joined: Vec::new(),
             last_check: None,
+            records: 0,
             refreshes: 0,
             bad_records: 0,
             binding,
@@ -414,6 +418,7 @@ impl EbpfSource {
             }
             n += 1;
         }
+        self.records += n as u64;
         n
     }
 
@@ -425,6 +430,7 @@ impl EbpfSource {
             arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)
         };
         EbpfStats {
+            records: self.records,
             ring_drops: read(stat::RING_DROPS),
             lost_bytes: read(stat::LOST_BYTES),
             unbound_calls: read(stat::UNBOUND),
