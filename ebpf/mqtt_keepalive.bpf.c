@@ -138,6 +138,15 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+// Broker-port sockets seen changing state, by address: a socket that is reset as it closes
+// has already lost its port (Linux unhashes it before sending the RST of an abortive close).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct tuple);
+} socks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -572,14 +581,22 @@ int inet_sock_set_state(struct set_state_args *args)
 		__builtin_memcpy(t.laddr, args->saddr_v6, 16);
 		__builtin_memcpy(t.raddr, args->daddr_v6, 16);
 	}
+	__u64 sk = (__u64)args->skaddr;
+	bpf_map_update_elem(&socks, &sk, &t, BPF_ANY);
 	emit_tcp(EV_STATE, (struct sock *)args->skaddr, &t, args->oldstate, args->newstate);
 	return 0;
 }
 
 static __always_inline void reset(__u8 kind, struct sock *sk)
 {
+	if (!sk)
+		return;
+	__u64 key = (__u64)sk;
+	struct tuple *known = bpf_map_lookup_elem(&socks, &key);
 	struct tuple t = {};
-	if (!sk || !read_tuple(sk, &t) || !port_watched(t.lport))
+	if (known)
+		t = *known;
+	else if (!read_tuple(sk, &t) || !port_watched(t.lport))
 		return;
 	emit_tcp(kind, sk, &t, 0, 0);
 }

@@ -261,3 +261,133 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() ->
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Runs openssl with `args` in `dir`, panicking with its stderr if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate for localhost / 127.0.0.1 in `dir` (as `fixtures/record.sh`
+/// makes them); returns the CA certificate's path.
+pub fn make_certificates(dir: &Path) -> PathBuf {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tls_live test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    // mosquitto started as root drops to its own user: it must read the directory and the key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    dir.join("ca.crt")
+}
+
+/// Whether a TCP socket listens on `port` (IPv4), from `/proc/net/tcp`.
+pub fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let local_port = fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+        local_port == Some(port) && fields.get(3) == Some(&"0A")
+    })
+}
+
+/// mosquitto with a TLS listener on a loopback port (certificates from [`make_certificates`]
+/// in `dir`), killed on drop.
+pub struct TlsBroker {
+    pub port: u16,
+    pub child: Reaped,
+}
+
+impl TlsBroker {
+    /// `mosquitto` with only a TLS listener on a free port.
+    pub fn start(dir: &Path) -> TlsBroker {
+        TlsBroker::start_with(dir, Path::new("mosquitto"), free_port(), "")
+    }
+
+    /// `program` (mosquitto or a copy of it) with a TLS listener on `port` and `extra_config`
+    /// after it (its own `listener` lines add listeners without TLS); the configuration is
+    /// `dir/mosquitto-PORT.conf`, the same for a broker started again on the same port.
+    pub fn start_with(dir: &Path, program: &Path, port: u16, extra_config: &str) -> TlsBroker {
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        let d = dir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n\
+                 keyfile {d}/server.key\n{extra_config}\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed");
+        let broker = TlsBroker { port, child: Reaped(child) };
+        // Not by connecting: a bare TCP connection would show in a capture or to an agent.
+        wait_for("mosquitto's TLS listener", std::time::Duration::from_secs(5), || listening(port));
+        broker
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child process (still running: it is reaped only on drop).
+        unsafe { libc::kill(self.child.0.id() as i32, signal) };
+    }
+}

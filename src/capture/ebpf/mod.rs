@@ -386,6 +386,7 @@ impl EbpfSource {
             self.refresh();
         }
         let mut n = self.drain(pipeline, max);
+        self.translator.release_due(now, pipeline);
         // Data records do not wake this thread (see the BPF program): it looks at least this
         // often, well within the tracker's grace behind the clock.
         let timeout = timeout.min(READ_INTERVAL);

@@ -42,17 +42,30 @@ pub fn tcp_change(old: i32, new: i32) -> Option<TcpChange> {
     }
 }
 
+/// How long a client's FIN waits for the broker to read what came before it.
+pub const FIN_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Turns records into pipeline input, with kernel monotonic time mapped to real time.
+///
+/// The kernel reports a client's FIN when it arrives, but the broker reads the bytes sent
+/// before it (a DISCONNECT, typically sent a few microseconds before the FIN) only later, and
+/// the plaintext is seen as the broker reads it. So a client's FIN is held until the broker
+/// closes (its FIN, a reset, its close_notify) or [`FIN_HOLD`] passes, and the plaintext read
+/// meanwhile goes first, in the order a capture of the wire has them.
 #[derive(Debug, Default)]
 pub struct Translator {
     /// Real time minus monotonic time, in nanoseconds (set from the clocks by the caller).
     offset_ns: i64,
+    /// Client FINs held, with their times.
+    held: std::collections::HashMap<FlowKey, Timestamp>,
+    /// The latest time handed to the pipeline (a held FIN is not handed over before it).
+    last: Timestamp,
 }
 
 impl Translator {
     /// A translator mapping monotonic `m` to real time `m + offset_ns`.
     pub fn new(offset_ns: i64) -> Self {
-        Translator { offset_ns }
+        Translator { offset_ns, ..Default::default() }
     }
 
     /// Follows a step of the real-time clock.
@@ -65,9 +78,18 @@ impl Translator {
         Timestamp::from_nanos((r.monotonic_ns as i64).saturating_add(self.offset_ns))
     }
 
-    /// Hands one record to `pipeline`.
-    pub fn apply(&self, r: &Record<'_>, pipeline: &mut Pipeline) {
+    /// Hands one record to `pipeline` (a client's FIN is held: see the type's doc).
+    pub fn apply(&mut self, r: &Record<'_>, pipeline: &mut Pipeline) {
         let ts = self.time(r);
+        self.last = self.last.max(ts);
+        let broker_closes = match r.kind {
+            Kind::State { old, new } => matches!(tcp_change(old, new), Some(c) if c != TcpChange::Fin(Side::Client)),
+            Kind::ResetReceived | Kind::ResetSent | Kind::CloseNotify { from_client: false } => true,
+            Kind::Data { .. } | Kind::CloseNotify { from_client: true } => false,
+        };
+        if broker_closes {
+            self.release(r.key, pipeline);
+        }
         match r.kind {
             Kind::Data { from_client, len, data, lost } => {
                 let side = if from_client { Side::Client } else { Side::Broker };
@@ -80,17 +102,38 @@ impl Translator {
                     pipeline.stream(ts, r.key, side, StreamInput::Lost(short));
                 }
             }
-            Kind::State { old, new } => {
-                if let Some(change) = tcp_change(old, new) {
-                    pipeline.tcp(ts, r.key, change);
+            Kind::State { old, new } => match tcp_change(old, new) {
+                Some(TcpChange::Fin(Side::Client)) if (old, new) == (state::ESTABLISHED, state::CLOSE_WAIT) => {
+                    self.held.insert(r.key, ts);
                 }
-            }
+                Some(change) => pipeline.tcp(ts, r.key, change),
+                None => {}
+            },
             Kind::ResetReceived => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
             Kind::ResetSent => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
             Kind::CloseNotify { from_client } => {
                 let side = if from_client { Side::Client } else { Side::Broker };
                 pipeline.tcp(ts, r.key, TcpChange::CloseNotify(side));
             }
+        }
+    }
+
+    /// Hands over the FIN held for `key`, if any.
+    fn release(&mut self, key: FlowKey, pipeline: &mut Pipeline) {
+        if let Some(ts) = self.held.remove(&key) {
+            pipeline.tcp(ts.max(self.last), key, TcpChange::Fin(Side::Client));
+        }
+    }
+
+    /// Hands over the FINs held longer than [`FIN_HOLD`] at real time `now`.
+    pub fn release_due(&mut self, now: Timestamp, pipeline: &mut Pipeline) {
+        if self.held.is_empty() {
+            return;
+        }
+        let due: Vec<FlowKey> =
+            self.held.iter().filter(|(_, ts)| now.since(**ts) >= FIN_HOLD).map(|(key, _)| *key).collect();
+        for key in due {
+            self.release(key, pipeline);
         }
     }
 
@@ -137,7 +180,7 @@ mod tests {
     fn records_become_a_session() {
         let key = FlowKey { client: "127.0.0.1:40000".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
         let mut p = Pipeline::new(TrackerConfig { stream_transport: Some(Transport::Tls), ..Default::default() });
-        let t = Translator::new(1_000_000_000_000);
+        let mut t = Translator::new(1_000_000_000_000);
         let s = 1_000_000_000u64;
         let connect = mqtt::connect(4, 2, "dev", true, None);
         let mut recs = vec![build::state(0, 7, key, SYN_RECV, ESTABLISHED)];
@@ -170,7 +213,7 @@ mod tests {
         let key = FlowKey { client: "127.0.0.1:40002".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
         for from_client in [true, false] {
             let mut p = Pipeline::new(TrackerConfig::default());
-            let t = Translator::new(0);
+            let mut t = Translator::new(0);
             t.apply(&Record::parse(&build::state(0, 3, key, SYN_RECV, ESTABLISHED)).unwrap(), &mut p);
             t.apply(&Record::parse(&build::close_notify(1_000, 3, key, from_client)).unwrap(), &mut p);
             t.apply(&Record::parse(&build::state(2_000, 3, key, ESTABLISHED, FIN_WAIT1)).unwrap(), &mut p);
@@ -185,11 +228,58 @@ mod tests {
         }
     }
 
+    /// mosquitto_sub sends DISCONNECT and FIN 13 us apart: the kernel reports the FIN before
+    /// the broker reads the DISCONNECT.
+    #[test]
+    fn a_disconnect_read_after_the_fin_arrived_is_still_the_close() {
+        let key = FlowKey { client: "127.0.0.1:40003".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let ms = 1_000_000u64;
+        let run = |records: Vec<Vec<u8>>, release_at: Option<f64>| {
+            let mut p = Pipeline::new(TrackerConfig::default());
+            let mut t = Translator::new(0);
+            for b in &records {
+                t.apply(&Record::parse(b).unwrap(), &mut p);
+            }
+            if let Some(at) = release_at {
+                t.release_due(Timestamp::from_secs_f64(at), &mut p);
+            }
+            let mut names = Names(Vec::new());
+            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            names.0
+        };
+        let connect = mqtt::connect(4, 30, "dev", true, None);
+        let mut records = vec![
+            build::state(0, 3, key, SYN_RECV, ESTABLISHED),
+            build::data(ms, 3, key, true, connect.len() as u32, &connect, 0),
+            build::data(2 * ms, 3, key, false, 4, &mqtt::connack(0, None), 0),
+            build::state(100 * ms, 3, key, ESTABLISHED, CLOSE_WAIT),
+            build::data(101 * ms, 3, key, true, 2, &[0xe0, 0], 0),
+        ];
+        // The broker closes at once: its FIN releases the client's.
+        records.push(build::state(102 * ms, 3, key, CLOSE_WAIT, LAST_ACK));
+        let events = run(records.clone(), None);
+        let close = events.iter().find(|(n, _)| n == "close").map(|(_, k)| k).unwrap();
+        assert!(matches!(
+            close,
+            EventKind::Close { close: crate::session::CloseKind::Disconnect, by: Side::Client, .. }
+        ));
+        assert!(!events.iter().any(|(n, _)| n == "close_without_disconnect"), "{events:?}");
+        assert!(events.iter().any(|(n, _)| n == "session_end"));
+        // A broker that does not close: the FIN is handed over after the hold.
+        records.truncate(3);
+        records.push(build::state(100 * ms, 3, key, ESTABLISHED, CLOSE_WAIT));
+        let events = run(records.clone(), Some(0.3));
+        assert!(!events.iter().any(|(n, _)| n == "close"), "held: {events:?}");
+        let events = run(records, Some(0.7));
+        let close = events.iter().find(|(n, _)| n == "close").map(|(_, k)| k).unwrap();
+        assert!(matches!(close, EventKind::Close { close: crate::session::CloseKind::Fin, by: Side::Client, .. }));
+    }
+
     #[test]
     fn a_connection_joined_before_the_probes_closes_with_its_side() {
         let key = FlowKey { client: "127.0.0.1:40001".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
         let mut p = Pipeline::new(TrackerConfig::default());
-        let t = Translator::new(0);
+        let mut t = Translator::new(0);
         t.joined(Timestamp::from_secs_f64(1.0), key, &mut p);
         t.apply(&Record::parse(&build::reset(2_000_000_000, 9, key, false)).unwrap(), &mut p);
         let mut names = Names(Vec::new());
