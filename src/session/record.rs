@@ -150,7 +150,8 @@ pub struct TlsRecord {
     pub suite: Option<String>,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
-    /// The records were decrypted with the key log: the session's fields come from its MQTT.
+    /// The records were decrypted with the key log, or the eBPF probes read the plaintext: the
+    /// session's fields come from its MQTT.
     /// When false, the pings were inferred from record sizes (a 2-byte MQTT packet) and any
     /// client record counted as activity.
     pub decrypted: bool,

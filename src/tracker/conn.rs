@@ -210,6 +210,10 @@ impl Conn {
         if !carries {
             return;
         }
+        if !self.saw_payload && self.transport.is_tls() && matches!(chunk, Chunk::Data(_)) {
+            // A source above TLS (the eBPF probes) reads the plaintext: as decrypted.
+            ctx.emit(self.key, self.id, ctx.now, EventKind::TlsKeys { decrypted: true, reason: None });
+        }
         self.saw_payload = true;
         let Conn { key, id, session, decoders, saw_mqtt, transport, .. } = self;
         let mut up = ToMqtt { decoders, session, saw_mqtt, transport, key: *key, id: *id, ctx };

@@ -200,7 +200,7 @@ mod tests {
         let mut names = Names(Vec::new());
         p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
         let kinds: Vec<&str> = names.0.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(&kinds[..3], ["session_start", "transport", "connect"], "{kinds:?}");
+        assert_eq!(&kinds[..4], ["session_start", "transport", "tls_keys", "connect"], "{kinds:?}");
         assert!(kinds.contains(&"connack") && kinds.contains(&"gap"), "{kinds:?}");
         let close = names.0.iter().find(|(n, _)| n == "close").map(|(_, k)| k).expect("a close");
         assert!(matches!(close, EventKind::Close { by: Side::Broker, .. }), "{close:?}");
