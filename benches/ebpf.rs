@@ -122,9 +122,11 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
     let mut loads: Vec<(String, Phase)> = Vec::new();
     let idle = Duration::from_secs(2);
     loads.push(("idle (no clients)".into(), load(client, port, 0, None, idle, Some(mosq), Some(agent.pid()))));
-    for (name, conns, rate) in
-        [("1,000 publishes/s, 4 connections", 4, Some(1000)), ("10,000 publishes/s, 4 connections", 4, Some(10_000))]
-    {
+    for (name, conns, rate) in [
+        ("1,000 publishes/s, 4 connections", 4, Some(1000)),
+        ("3,000 publishes/s, 4 connections", 4, Some(3000)),
+        ("10,000 publishes/s, 4 connections", 4, Some(10_000)),
+    ] {
         let before = agent.metrics();
         let p = load(client, port, conns, rate, phase, Some(mosq), Some(agent.pid()));
         checks.push(Check::new(name, &before, &agent.metrics(), &p));
@@ -146,8 +148,8 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
     println!();
     println!("(a) broker throughput, 4 TLS connections, QoS 1, as fast as possible (alternating)");
     println!(
-        "{:<26} {:>12} {:>11} {:>14} {:>11} {:>12} {:>12}",
-        "phase", "publishes/s", "broker CPU", "broker us/pub", "client CPU", "agent CPU", "agent us/rec"
+        "{:<26} {:>12} {:>11} {:>11} {:>14} {:>11} {:>10} {:>12}",
+        "phase", "publishes/s", "broker CPU", "of it sys", "broker us/pub", "client CPU", "agent CPU", "agent us/rec"
     );
     for (name, p) in &rows {
         print_row(name, p, per_pub);
@@ -225,10 +227,11 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
 fn print_row(name: &str, p: &Phase, per_pub: f64) {
     let agent = |v: f64| if p.agent.is_some() { format!("{v:.3}") } else { "-".into() };
     println!(
-        "{:<26} {:>12.0} {:>11.3} {:>14.2} {:>11.3} {:>12} {:>12}",
+        "{:<26} {:>12.0} {:>11.3} {:>11.3} {:>14.2} {:>11.3} {:>10} {:>12}",
         name,
         p.rate(),
         p.broker_cpu(),
+        p.broker_sys / p.wall,
         p.broker_us_per_pub(),
         p.client_cpu(),
         agent(p.agent_cpu()),
@@ -256,6 +259,8 @@ struct Phase {
     pings: u64,
     connects: u64,
     broker: f64,
+    /// Of `broker`, system time (where uprobes, their traps and the BPF programs are counted).
+    broker_sys: f64,
     client: f64,
     agent: Option<f64>,
 }
@@ -308,10 +313,10 @@ fn load(
         .collect();
     start.wait();
     let t0 = Instant::now();
-    let cpu0 = (broker.map(proc_cpu), agent.map(proc_cpu), self_cpu());
+    let cpu0 = (broker.map(proc_cpu), agent.map(proc_cpu), self_cpu(), broker.map(|b| proc_times(b).1));
     std::thread::sleep(dur);
     let done = acked.load(Ordering::Relaxed);
-    let cpu1 = (broker.map(proc_cpu), agent.map(proc_cpu), self_cpu());
+    let cpu1 = (broker.map(proc_cpu), agent.map(proc_cpu), self_cpu(), broker.map(|b| proc_times(b).1));
     let wall = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let mut p = Phase { wall, acked: done, ..Phase::default() };
@@ -324,6 +329,7 @@ fn load(
     let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
     p.broker = diff(cpu0.0, cpu1.0).unwrap_or(0.0);
     p.agent = diff(cpu0.1, cpu1.1);
+    p.broker_sys = diff(cpu0.3, cpu1.3).unwrap_or(0.0);
     p.client = cpu1.2 - cpu0.2;
     p
 }
@@ -496,18 +502,38 @@ fn tls_config(ca: &Path) -> ClientConfig {
 
 /// CPU seconds (user + system) of process `pid` so far, from /proc/PID/stat.
 fn proc_cpu(pid: u32) -> f64 {
+    let (user, sys) = proc_times(pid);
+    user + sys
+}
+
+/// CPU seconds (user, system) of process `pid` so far, from /proc/PID/stat.
+fn proc_times(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(end) = stat.rfind(')') else { return 0.0 };
+    let Some(end) = stat.rfind(')') else { return (0.0, 0.0) };
     let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
     // After the command: field 3 (state) is index 0; utime is field 14, stime 15.
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) as f64 / hz
+    (ticks(11) as f64 / hz, ticks(12) as f64 / hz)
 }
 
 fn self_cpu() -> f64 {
     proc_cpu(std::process::id())
+}
+
+/// `cmd`, set to get SIGTERM when this process dies (an interrupted bench leaves no broker or
+/// agent behind).
+fn dies_with_us(mut cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
+    };
+    cmd
 }
 
 fn free_port() -> u16 {
@@ -592,7 +618,7 @@ impl Broker {
         )
         .map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("mosquitto.log")).map_err(|e| e.to_string())?;
-        let mut child = Command::new("mosquitto")
+        let mut child = dies_with_us(Command::new("mosquitto"))
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -632,7 +658,7 @@ impl Agent {
         let listen = format!("127.0.0.1:{}", free_port());
         let log: PathBuf = dir.join("agent.log");
         let err = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+        let mut child = dies_with_us(Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive")))
             .args(["live", "--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.to_string()])
             .args(["--listen", &listen])
             .stdout(Stdio::null())
@@ -680,7 +706,7 @@ fn get_metrics(listen: &str) -> Option<String> {
     s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {listen}\r\n\r\n").as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    if !text.starts_with("HTTP/1.") || !text.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    if !text.starts_with("HTTP/1.") || text.split_whitespace().nth(1).is_none_or(|c| c != "200") {
         return None;
     }
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
