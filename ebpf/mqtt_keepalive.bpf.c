@@ -55,8 +55,10 @@ struct tuple {
 	__u16 lport;
 	__u16 rport;
 	__u16 family;
-	__u16 pad;
+	__u16 flags; // CARRIED: bytes passed on the connection (the broker read or wrote some)
 };
+
+#define CARRIED 1
 
 struct event {
 	__u64 ts;     // bpf_ktime_get_ns (CLOCK_MONOTONIC)
@@ -195,6 +197,7 @@ struct socket {
 	struct sock *sk;
 } __attribute__((preserve_access_index));
 
+
 struct file {
 	void *private_data;
 } __attribute__((preserve_access_index));
@@ -252,6 +255,15 @@ static __always_inline int read_tuple(struct sock *sk, struct tuple *t)
 	return 1;
 }
 
+// Notes that a broker-port socket carried bytes (a connection that carried none, a load
+// balancer's port check, is not a session), whatever the broker's TLS library.
+static __always_inline void mark_carried(__u64 sk)
+{
+	struct tuple *t = bpf_map_lookup_elem(&socks, &sk);
+	if (t)
+		t->flags |= CARRIED;
+}
+
 // Ties the SSL call in flight on this thread (if any, and not yet tied) to `sk`.
 static __always_inline void bind_socket(struct sock *sk)
 {
@@ -267,8 +279,10 @@ static __always_inline void bind_socket(struct sock *sk)
 		return;
 	struct conn n = {};
 	n.sk = (__u64)sk;
-	if (read_tuple(sk, &n.t) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && port_watched(n.t.lport))
+	if (read_tuple(sk, &n.t) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && port_watched(n.t.lport)) {
 		n.watched = 1;
+		mark_carried((__u64)sk); // the TLS handshake passed on it
+	}
 	bpf_map_update_elem(&conns, &ssl, &n, BPF_ANY);
 }
 
@@ -456,15 +470,22 @@ int BPF_KPROBE(ssl_free, void *ssl)
 	return 0;
 }
 
-// sock:sock_recv_length and sock:sock_send_length (Linux 6.3 and later): `sk` at offset 8.
+// sock:sock_recv_length and sock:sock_send_length (Linux 6.3 and later): `sk` at offset 8,
+// `ret` (bytes moved, or an error) at 20.
 struct sock_length_args {
 	__u64 common;
 	struct sock *sk;
+	__u16 family;
+	__u16 protocol;
+	int ret;
 };
+
 
 SEC("tracepoint/sock/sock_recv_length")
 int sock_recv_length(struct sock_length_args *args)
 {
+	if (args->ret > 0)
+		mark_carried((__u64)args->sk);
 	bind_socket(args->sk);
 	return 0;
 }
@@ -472,6 +493,8 @@ int sock_recv_length(struct sock_length_args *args)
 SEC("tracepoint/sock/sock_send_length")
 int sock_send_length(struct sock_length_args *args)
 {
+	if (args->ret > 0)
+		mark_carried((__u64)args->sk);
 	bind_socket(args->sk);
 	return 0;
 }
@@ -582,6 +605,9 @@ int inet_sock_set_state(struct set_state_args *args)
 		__builtin_memcpy(t.raddr, args->daddr_v6, 16);
 	}
 	__u64 sk = (__u64)args->skaddr;
+	struct tuple *known = bpf_map_lookup_elem(&socks, &sk);
+	if (known)
+		t.flags = known->flags;
 	bpf_map_update_elem(&socks, &sk, &t, BPF_ANY);
 	emit_tcp(EV_STATE, (struct sock *)args->skaddr, &t, args->oldstate, args->newstate);
 	return 0;

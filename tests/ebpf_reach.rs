@@ -1,7 +1,8 @@
 //! The eBPF backend's reach beyond libssl: a "broker" whose TLS is not visible (here a plain
 //! TCP server in this test, standing for an Erlang, Java or Go broker) still has every
 //! connection on its port reported from the kernel's TCP tracepoints: its open, the close kind
-//! and who closed, also for a connection opened before the agent started. Needs root (eBPF);
+//! and who closed, also for a connection opened before the agent started; a port check that
+//! carried no byte is a connection without payload, as in a capture. Needs root (eBPF);
 //! CI runs it as root.
 #![allow(clippy::disallowed_methods)] // waits on a real agent
 
@@ -66,24 +67,33 @@ fn tcp_closes_are_reported_for_a_broker_whose_tls_is_not_visible() {
     drop(server);
     let _ = by_broker.read(&mut buf); // the broker's FIN
     // The client closes.
-    let by_client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (_server2, _) = listener.accept().unwrap();
+    let mut by_client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut server2, _) = listener.accept().unwrap();
+    by_client.write_all(b"\x16\x03\x01").unwrap();
+    server2.read_exact(&mut buf[..3]).unwrap(); // a broker reads what comes
     let client_port = by_client.local_addr().unwrap().port();
     std::thread::sleep(Duration::from_millis(100));
     drop(by_client);
     // The client resets.
-    let reset = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (_server3, _) = listener.accept().unwrap();
+    let mut reset = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut server3, _) = listener.accept().unwrap();
+    reset.write_all(b"\x16\x03\x01").unwrap();
+    server3.read_exact(&mut buf[..3]).unwrap();
     let reset_port = reset.local_addr().unwrap().port();
     std::thread::sleep(Duration::from_millis(100));
     abort(reset);
+    // A port check (a load balancer's): connected and closed, not a byte.
+    let check = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_server4, _) = listener.accept().unwrap();
+    let check_port = check.local_addr().unwrap().port();
+    drop(check);
     // The one from before the agent ends, by the client.
     before.write_all(b"x").unwrap();
     drop(before);
 
     let broker_port = by_broker.local_addr().unwrap().port();
-    wait_for("four closes", Duration::from_secs(10), || {
-        events(&events_path).iter().filter(|e| e["kind"] == "close").count() >= 4
+    wait_for("five closes", Duration::from_secs(10), || {
+        events(&events_path).iter().filter(|e| e["kind"] == "close").count() >= 5
     });
     assert!(agent.stop().success());
     drop(before_server);
@@ -105,4 +115,10 @@ fn tcp_closes_are_reported_for_a_broker_whose_tls_is_not_visible() {
         assert!(s.iter().all(|e| e["client_id"].is_null()), "{client}: {s:?}");
         assert!(!s.iter().any(|e| e["kind"] == "connect"), "{client}: {s:?}");
     }
+    // The port check carried nothing: a connection without payload, as in a capture, not a
+    // TLS session (its close is still reported, as a capture reports it).
+    let s = session_of(&all, check_port);
+    assert!(!s.is_empty() && !s.iter().any(|e| e["kind"] == "transport"), "{s:?}");
+    let c = close_of(&s);
+    assert_eq!((c["close"].as_str(), c["by"].as_str()), (Some("fin"), Some("client")), "{s:?}");
 }

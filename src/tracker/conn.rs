@@ -199,6 +199,10 @@ impl Conn {
         let chunk = match input {
             StreamInput::Data(bytes) => Chunk::Data(bytes),
             StreamInput::Lost(n) => Chunk::Gap(n),
+            StreamInput::Hidden(n) => {
+                self.saw_payload |= n > 0;
+                return;
+            }
         };
         let carries = !matches!(chunk, Chunk::Data([]) | Chunk::Gap(0));
         if self.done {
@@ -220,10 +224,12 @@ impl Conn {
         tcp_chunk(from, chunk, &mut Stack::Plain, &mut up);
     }
 
-    /// The transport a stream source reports for this connection.
-    pub(super) fn set_transport(&mut self, transport: Transport, ctx: &mut Ctx<'_>) {
-        self.transport = transport;
-        ctx.emit(self.key, self.id, ctx.now, EventKind::Transport { transport });
+    /// The transport a stream source reports for this connection, once.
+    pub(super) fn adopt_transport(&mut self, transport: Transport, ctx: &mut Ctx<'_>) {
+        if self.transport == Transport::Unknown && !self.done {
+            self.transport = transport;
+            ctx.emit(self.key, self.id, ctx.now, EventKind::Transport { transport });
+        }
     }
 
     /// A TCP state change from a stream source.

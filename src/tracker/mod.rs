@@ -143,6 +143,9 @@ pub enum StreamInput<'a> {
     Data(&'a [u8]),
     /// Bytes of the stream the source lost (a gap).
     Lost(u64),
+    /// Bytes that passed on the connection that the source cannot read (TLS whose plaintext it
+    /// does not see): the connection carried payload; nothing is missing from the MQTT stream.
+    Hidden(u64),
 }
 
 /// A TCP state change seen by a stream source.
@@ -293,13 +296,20 @@ impl Tracker {
         self.poll(now);
         let slot = match self.conns.find(&key) {
             Some(slot) => slot,
-            None if matches!(input, StreamInput::Data([]) | StreamInput::Lost(0)) => return,
+            None if matches!(input, StreamInput::Data([]) | StreamInput::Lost(0) | StreamInput::Hidden(_)) => return,
             None => match self.open_stream(now, key, true) {
                 Some(slot) => slot,
                 None => return,
             },
         };
-        self.with_conn(now, slot, |conn, ctx| conn.on_stream(from, input, ctx));
+        let carries = !matches!(input, StreamInput::Data([]) | StreamInput::Lost(0) | StreamInput::Hidden(0));
+        let transport = self.cfg.stream_transport.filter(|_| carries);
+        self.with_conn(now, slot, |conn, ctx| {
+            if let Some(t) = transport {
+                conn.adopt_transport(t, ctx);
+            }
+            conn.on_stream(from, input, ctx)
+        });
     }
 
     /// A TCP state change of the connection `key`, from a stream source. `Established` starts
@@ -332,12 +342,15 @@ impl Tracker {
         self.with_conn(now, slot, |conn, ctx| conn.on_tcp(change, ctx));
     }
 
-    /// Opens a connection handed over by a stream source, with the source's transport.
+    /// Opens a connection handed over by a stream source. One joined mid-stream has the
+    /// source's transport at once (it carried bytes before); one seen from its start when its
+    /// first bytes pass (one that carries none, a port check, is a connection without payload,
+    /// as in a capture).
     fn open_stream(&mut self, now: Timestamp, key: FlowKey, mid_stream: bool) -> Option<usize> {
         let conn = self.open(now, key, mid_stream)?;
         let slot = self.conns.insert(conn);
-        if let Some(transport) = self.cfg.stream_transport {
-            self.with_conn(now, slot, |conn, ctx| conn.set_transport(transport, ctx));
+        if let Some(transport) = self.cfg.stream_transport.filter(|_| mid_stream) {
+            self.with_conn(now, slot, |conn, ctx| conn.adopt_transport(transport, ctx));
         }
         Some(slot)
     }

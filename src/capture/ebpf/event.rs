@@ -22,12 +22,13 @@ pub enum Kind<'a> {
     /// Plaintext the broker read (sent by the client) or wrote (to it): `len` bytes moved by
     /// the call, of which `data` was copied; `lost` bytes of this direction were lost before.
     Data { from_client: bool, len: u32, data: &'a [u8], lost: u64 },
-    /// The broker's socket went from one TCP state to another (Linux's `TCP_*` numbers).
-    State { old: i32, new: i32 },
+    /// The broker's socket went from one TCP state to another (Linux's `TCP_*` numbers);
+    /// `carried`: bytes have passed on it.
+    State { old: i32, new: i32, carried: bool },
     /// The broker's socket received an RST.
-    ResetReceived,
+    ResetReceived { carried: bool },
     /// The broker's socket sent an RST.
-    ResetSent,
+    ResetSent { carried: bool },
     /// A TLS close_notify: the client's (the broker's `SSL_read` returned 0) or the broker's
     /// (it called `SSL_shutdown`).
     CloseNotify { from_client: bool },
@@ -93,6 +94,8 @@ impl<'a> Record<'a> {
         let family = u16_at(b, 52);
         let broker = addr(family, &b[16..32], u16_at(b, 48))?;
         let client = addr(family, &b[32..48], u16_at(b, 50))?;
+        // The tuple's flags: bit 0, bytes passed on the connection.
+        let carried = u16_at(b, 54) & 1 == 1;
         let kind = match b[60] {
             k @ (1 | 2) => {
                 let copied = (u32_at(b, 76) as usize).min(b.len() - HEADER_LEN).min(MAX_COPY);
@@ -103,9 +106,9 @@ impl<'a> Record<'a> {
                     lost: u64_at(b, 80),
                 }
             }
-            3 => Kind::State { old: u32_at(b, 64) as i32, new: u32_at(b, 68) as i32 },
-            4 => Kind::ResetReceived,
-            5 => Kind::ResetSent,
+            3 => Kind::State { old: u32_at(b, 64) as i32, new: u32_at(b, 68) as i32, carried },
+            4 => Kind::ResetReceived { carried },
+            5 => Kind::ResetSent { carried },
             k @ (6 | 7) => Kind::CloseNotify { from_client: k == 6 },
             other => return Err(RecordError::Kind(other)),
         };
@@ -160,17 +163,25 @@ pub mod build {
         b
     }
 
-    /// A state-change record.
+    /// A state-change record of a socket that carried bytes.
     pub fn state(ns: u64, sk: u64, key: FlowKey, old: i32, new: i32) -> Vec<u8> {
+        state_after(ns, sk, key, old, new, true)
+    }
+
+    /// A state-change record; `carried`: bytes passed on the socket.
+    pub fn state_after(ns: u64, sk: u64, key: FlowKey, old: i32, new: i32, carried: bool) -> Vec<u8> {
         let mut b = header(ns, sk, key, 3);
         b[64..68].copy_from_slice(&old.to_le_bytes());
         b[68..72].copy_from_slice(&new.to_le_bytes());
+        b[54] = u8::from(carried);
         b
     }
 
-    /// A reset record (`sent`: by the broker's socket).
+    /// A reset record (`sent`: by the broker's socket) of a socket that carried bytes.
     pub fn reset(ns: u64, sk: u64, key: FlowKey, sent: bool) -> Vec<u8> {
-        header(ns, sk, key, if sent { 5 } else { 4 })
+        let mut b = header(ns, sk, key, if sent { 5 } else { 4 });
+        b[54] = 1;
+        b
     }
 
     /// A TLS close_notify record.
@@ -194,9 +205,12 @@ mod tests {
         assert_eq!((r.monotonic_ns, r.sk, r.key), (5, 0xffff_8888, key()));
         assert_eq!(r.kind, Kind::Data { from_client: true, len: 20, data: b"\xc0\x00", lost: 3 });
         let b = build::state(6, 1, key(), 1, 4);
-        assert_eq!(Record::parse(&b).unwrap().kind, Kind::State { old: 1, new: 4 });
-        assert_eq!(Record::parse(&build::reset(7, 1, key(), true)).unwrap().kind, Kind::ResetSent);
-        assert_eq!(Record::parse(&build::reset(7, 1, key(), false)).unwrap().kind, Kind::ResetReceived);
+        assert_eq!(Record::parse(&b).unwrap().kind, Kind::State { old: 1, new: 4, carried: true });
+        let b = build::state_after(6, 1, key(), 1, 4, false);
+        assert_eq!(Record::parse(&b).unwrap().kind, Kind::State { old: 1, new: 4, carried: false });
+        assert_eq!(Record::parse(&build::reset(7, 1, key(), true)).unwrap().kind, Kind::ResetSent { carried: true });
+        let b = build::reset(7, 1, key(), false);
+        assert_eq!(Record::parse(&b).unwrap().kind, Kind::ResetReceived { carried: true });
         let b = build::close_notify(8, 1, key(), true);
         assert_eq!(Record::parse(&b).unwrap().kind, Kind::CloseNotify { from_client: true });
         let b = build::close_notify(8, 1, key(), false);

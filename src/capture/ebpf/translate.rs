@@ -82,11 +82,18 @@ impl Translator {
     pub fn apply(&mut self, r: &Record<'_>, pipeline: &mut Pipeline) {
         let ts = self.time(r);
         self.last = self.last.max(ts);
-        let broker_closes = match r.kind {
-            Kind::State { old, new } => matches!(tcp_change(old, new), Some(c) if c != TcpChange::Fin(Side::Client)),
-            Kind::ResetReceived | Kind::ResetSent | Kind::CloseNotify { from_client: false } => true,
-            Kind::Data { .. } | Kind::CloseNotify { from_client: true } => false,
+        let (broker_closes, carried) = match r.kind {
+            Kind::State { old, new, carried } => {
+                (matches!(tcp_change(old, new), Some(c) if c != TcpChange::Fin(Side::Client)), carried)
+            }
+            Kind::ResetReceived { carried } | Kind::ResetSent { carried } => (true, carried),
+            Kind::CloseNotify { from_client } => (!from_client, false),
+            Kind::Data { .. } => (false, false),
         };
+        if carried {
+            // Bytes passed (TLS the probes may not read): the connection carried payload.
+            pipeline.stream(ts, r.key, Side::Client, StreamInput::Hidden(1));
+        }
         if broker_closes {
             self.release(r.key, pipeline);
         }
@@ -102,15 +109,15 @@ impl Translator {
                     pipeline.stream(ts, r.key, side, StreamInput::Lost(short));
                 }
             }
-            Kind::State { old, new } => match tcp_change(old, new) {
+            Kind::State { old, new, .. } => match tcp_change(old, new) {
                 Some(TcpChange::Fin(Side::Client)) if (old, new) == (state::ESTABLISHED, state::CLOSE_WAIT) => {
                     self.held.insert(r.key, ts);
                 }
                 Some(change) => pipeline.tcp(ts, r.key, change),
                 None => {}
             },
-            Kind::ResetReceived => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
-            Kind::ResetSent => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
+            Kind::ResetReceived { .. } => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
+            Kind::ResetSent { .. } => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
             Kind::CloseNotify { from_client } => {
                 let side = if from_client { Side::Client } else { Side::Broker };
                 pipeline.tcp(ts, r.key, TcpChange::CloseNotify(side));
@@ -273,6 +280,30 @@ mod tests {
         let events = run(records, Some(0.7));
         let close = events.iter().find(|(n, _)| n == "close").map(|(_, k)| k).unwrap();
         assert!(matches!(close, EventKind::Close { close: crate::session::CloseKind::Fin, by: Side::Client, .. }));
+    }
+
+    /// A connection that carried no byte (a load balancer's port check) is not a TLS session,
+    /// as in a capture; one whose bytes the probes could not read is.
+    #[test]
+    fn only_connections_that_carried_bytes_are_tls_sessions() {
+        let key = FlowKey { client: "127.0.0.1:40004".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        for carried in [false, true] {
+            let mut p = Pipeline::new(TrackerConfig { stream_transport: Some(Transport::Tls), ..Default::default() });
+            let mut t = Translator::new(0);
+            for b in [
+                build::state_after(0, 3, key, SYN_RECV, ESTABLISHED, false),
+                build::state_after(1_000, 3, key, ESTABLISHED, FIN_WAIT1, carried),
+                build::state_after(2_000, 3, key, FIN_WAIT2, CLOSE, carried),
+            ] {
+                t.apply(&Record::parse(&b).unwrap(), &mut p);
+            }
+            let mut names = Names(Vec::new());
+            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            let tls = names.0.iter().any(|(_, k)| matches!(k, EventKind::Transport { transport: Transport::Tls }));
+            let mqtt = names.0.iter().any(|(_, k)| matches!(k, EventKind::SessionEnd { mqtt: true, .. }));
+            assert_eq!((tls, mqtt), (carried, carried), "carried {carried}: {:?}", names.0);
+            assert_eq!(p.counters().flows_without_payload, u64::from(!carried));
+        }
     }
 
     #[test]
