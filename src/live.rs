@@ -221,6 +221,10 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
         sources.push((Box::new(source), ebpf_cfg));
     }
     let threads = sources.len();
+    // Each thread's tracker numbers its sessions apart from the others': i, i + n, i + 2n, ...
+    for (i, (_, cfg)) in sources.iter_mut().enumerate() {
+        cfg.session_ids = crate::tracker::SessionIds { first: i as u64, step: threads as u64 };
+    }
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, opts.client_id_labels);

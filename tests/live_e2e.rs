@@ -218,6 +218,10 @@ fn capture_threads_count_every_session_once_and_answer_sessions_together() {
     let ids: std::collections::BTreeSet<String> =
         doc["sessions"].as_array().unwrap().iter().map(|s| s["client_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 19, "{ids:?}");
+    // Session ids are unique across threads.
+    let session_ids: std::collections::BTreeSet<u64> =
+        doc["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect();
+    assert_eq!(session_ids.len(), 19, "{session_ids:?}");
     let one: serde_json::Value = serde_json::from_str(&agent.get("/sessions?limit=1")).unwrap();
     let listed = one["sessions"].as_array().unwrap().iter().filter(|s| s["close"]["kind"] == "open").count();
     assert_eq!((one["open"].clone(), listed), (doc["open"].clone(), 1));

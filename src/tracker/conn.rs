@@ -355,7 +355,7 @@ fn tcp_chunk(side: Side, chunk: Chunk<'_>, stack: &mut Stack, up: &mut ToMqtt<'_
     let layers = up.ctx.layers;
     let Chunk::Gap(bytes) = chunk else { return stack.feed(side, chunk, up, layers) };
     up.ctx.counters.gaps += 1;
-    up.ctx.counters.gap_bytes += bytes;
+    up.ctx.counters.gap_bytes = up.ctx.counters.gap_bytes.saturating_add(bytes);
     up.emit(up.ctx.now, EventKind::Gap { side, bytes });
     stack.feed(side, chunk, up, layers);
     if side == Side::Client {

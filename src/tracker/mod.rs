@@ -75,6 +75,22 @@ pub struct TrackerConfig {
     /// The transport of every connection a stream source hands over (the eBPF source reads
     /// the plaintext inside TLS: `tls`); `None`: not reported.
     pub stream_transport: Option<Transport>,
+    /// Session ids are `first`, `first + step`, `first + 2 step`, ...: several trackers in
+    /// one agent (capture threads, the eBPF source) number their sessions apart.
+    pub session_ids: SessionIds,
+}
+
+/// How a tracker numbers its sessions (see [`TrackerConfig::session_ids`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionIds {
+    pub first: SessionId,
+    pub step: SessionId,
+}
+
+impl Default for SessionIds {
+    fn default() -> Self {
+        SessionIds { first: 0, step: 1 }
+    }
 }
 
 impl Default for TrackerConfig {
@@ -92,6 +108,7 @@ impl Default for TrackerConfig {
             active_limit: ACTIVE_LIMIT,
             records: true,
             stream_transport: None,
+            session_ids: SessionIds::default(),
         }
     }
 }
@@ -220,10 +237,10 @@ pub const REJECTED_REMEMBERED: usize = 1 << 16;
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
+            next_id: cfg.session_ids.first,
             cfg,
             conns: Table::default(),
             heap: BinaryHeap::new(),
-            next_id: 0,
             counters: TrackerCounters::default(),
             events: Vec::new(),
             finished: Vec::new(),
@@ -515,7 +532,7 @@ impl Tracker {
         }
         let mut conn = self.conns.blank(&self.cfg);
         conn.reset(key, self.next_id, now, mid_stream);
-        self.next_id += 1;
+        self.next_id += self.cfg.session_ids.step.max(1);
         self.counters.flows += 1;
         self.events.push(Event {
             ts: now,
@@ -669,6 +686,21 @@ mod tests {
         assert_eq!(records[0].client, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(records[1].client, "[2001:db8::1]:40001".parse().unwrap(), "IPv6 address survives parking");
         assert_eq!((records[0].pingreq, records[0].expired), (2, true), "woken for its expiry and its ping");
+    }
+
+    #[test]
+    fn trackers_number_their_sessions_apart() {
+        let mut t = Tracker::new(TrackerConfig { session_ids: SessionIds { first: 1, step: 3 }, ..Default::default() });
+        for port in [40000, 40001, 40002] {
+            let key = FlowKey {
+                client: format!("10.0.0.1:{port}").parse().unwrap(),
+                broker: "10.0.0.9:1883".parse().unwrap(),
+            };
+            t.on_tcp(Timestamp::from_secs_f64(1.0), key, TcpChange::Established);
+        }
+        let mut ids: Vec<SessionId> = t.events().iter().map(|e| e.session).collect();
+        ids.dedup();
+        assert_eq!(ids, [1, 4, 7]);
     }
 
     /// The same conversation as TCP segments and as a stream source would hand it over.
