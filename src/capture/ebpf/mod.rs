@@ -88,6 +88,11 @@ pub enum EbpfError {
     Attach { symbol: &'static str, path: String, source: aya::programs::ProgramError },
     #[error("waiting on the ring buffer: {0}")]
     Poll(std::io::Error),
+    #[error(
+        "this build embeds a BPF program compiled for {built}, not {running}: build with \
+         `--features ebpf-rebuild` (needs clang and libbpf-dev) to compile it for this CPU"
+    )]
+    Arch { built: &'static str, running: &'static str },
 }
 
 impl EbpfError {
@@ -201,6 +206,10 @@ fn raise_memlock_limit() {
 impl EbpfSource {
     /// Checks the setup, loads the program and attaches it (see the module's contract).
     pub fn open(opts: EbpfOptions) -> Result<Self, EbpfError> {
+        let built = env!("MQTT_KEEPALIVE_BPF_ARCH");
+        if built != std::env::consts::ARCH {
+            return Err(EbpfError::Arch { built, running: std::env::consts::ARCH });
+        }
         let proc = Proc::system();
         let missing = proc.missing_capabilities();
         if !missing.is_empty() {
