@@ -312,8 +312,8 @@ static __always_inline __u64 data_wakeup(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-// A record with no data about the connection an SSL object is tied to.
-static __always_inline void emit_conn(__u8 kind, struct conn *conn, __u32 tgid)
+// A record without data: a TCP change or a TLS close of the connection on socket `sk`.
+static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldstate, int newstate)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
 	if (!e) {
@@ -322,10 +322,12 @@ static __always_inline void emit_conn(__u8 kind, struct conn *conn, __u32 tgid)
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts = bpf_ktime_get_ns();
-	e->sk = conn->sk;
-	e->t = conn->t;
-	e->tgid = tgid;
+	e->sk = sk;
+	e->t = *t;
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
 	e->kind = kind;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -349,7 +351,7 @@ static __always_inline int call_exit(long moved, int ex)
 		// SSL_read returns 0 only for a close_notify (an EOF without one is an error, -1).
 		struct conn *closed = bpf_map_lookup_elem(&conns, &c.ssl);
 		if (closed && closed->watched)
-			emit_conn(EV_CLOSE_NOTIFY_RX, closed, id >> 32);
+			emit(EV_CLOSE_NOTIFY_RX, closed->sk, &closed->t, 0, 0);
 		return 0;
 	}
 	if (moved <= 0)
@@ -457,7 +459,7 @@ int BPF_KPROBE(ssl_shutdown, void *ssl)
 	__u64 key = (__u64)ssl;
 	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
 	if (conn && conn->watched)
-		emit_conn(EV_CLOSE_NOTIFY_TX, conn, id >> 32);
+		emit(EV_CLOSE_NOTIFY_TX, conn->sk, &conn->t, 0, 0);
 	return 0;
 }
 
@@ -481,8 +483,8 @@ struct sock_length_args {
 };
 
 
-SEC("tracepoint/sock/sock_recv_length")
-int sock_recv_length(struct sock_length_args *args)
+// The broker (or anything) received or sent on `sk`: it carried bytes, and ties an SSL call.
+static __always_inline int sock_length(struct sock_length_args *args)
 {
 	if (args->ret > 0)
 		mark_carried((__u64)args->sk);
@@ -490,13 +492,16 @@ int sock_recv_length(struct sock_length_args *args)
 	return 0;
 }
 
+SEC("tracepoint/sock/sock_recv_length")
+int sock_recv_length(struct sock_length_args *args)
+{
+	return sock_length(args);
+}
+
 SEC("tracepoint/sock/sock_send_length")
 int sock_send_length(struct sock_length_args *args)
 {
-	if (args->ret > 0)
-		mark_carried((__u64)args->sk);
-	bind_socket(args->sk);
-	return 0;
+	return sock_length(args);
 }
 
 // The fallback for kernels without those: the fd a read/write/recvfrom/sendto system call
@@ -526,51 +531,19 @@ static __always_inline void bind_fd(unsigned long fd)
 	bind_socket(BPF_CORE_READ(sock, sk));
 }
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct sys_enter_args *args)
-{
-	bind_fd(args->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct sys_enter_args *args)
-{
-	bind_fd(args->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct sys_enter_args *args)
-{
-	bind_fd(args->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct sys_enter_args *args)
-{
-	bind_fd(args->args[0]);
-	return 0;
-}
-
-static __always_inline void emit_tcp(__u8 kind, struct sock *sk, struct tuple *t, int oldstate, int newstate)
-{
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
-	if (!e) {
-		count(ST_RING_DROPS, 1);
-		return;
+#define SYS_ENTER(call)                                          \
+	SEC("tracepoint/syscalls/sys_enter_" #call)              \
+	int sys_enter_##call(struct sys_enter_args *args)        \
+	{                                                        \
+		bind_fd(args->args[0]);                          \
+		return 0;                                        \
 	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
-	e->sk = (__u64)sk;
-	e->t = *t;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->kind = kind;
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	bpf_ringbuf_submit(e, 0);
-}
+
+SYS_ENTER(read)
+SYS_ENTER(write)
+SYS_ENTER(recvfrom)
+SYS_ENTER(sendto)
+
 
 // sock:inet_sock_set_state (Linux 4.16 and later; this layout has not changed since).
 struct set_state_args {
@@ -609,7 +582,7 @@ int inet_sock_set_state(struct set_state_args *args)
 	if (known)
 		t.flags = known->flags;
 	bpf_map_update_elem(&socks, &sk, &t, BPF_ANY);
-	emit_tcp(EV_STATE, (struct sock *)args->skaddr, &t, args->oldstate, args->newstate);
+	emit(EV_STATE, sk, &t, args->oldstate, args->newstate);
 	return 0;
 }
 
@@ -624,7 +597,7 @@ static __always_inline void reset(__u8 kind, struct sock *sk)
 		t = *known;
 	else if (!read_tuple(sk, &t) || !port_watched(t.lport))
 		return;
-	emit_tcp(kind, sk, &t, 0, 0);
+	emit(kind, key, &t, 0, 0);
 }
 
 // tcp:tcp_receive_reset: `skaddr` at offset 8.

@@ -84,6 +84,8 @@ pub enum EbpfError {
     Map { map: &'static str, source: aya::maps::MapError },
     #[error("the BPF map {0} is missing from the program")]
     MissingMap(&'static str),
+    #[error("the BPF program {0} is missing from the object")]
+    MissingProgram(&'static str),
     #[error("cannot attach the uprobe {symbol} to {path}: {source}")]
     Attach { symbol: &'static str, path: String, source: aya::programs::ProgramError },
     #[error("waiting on the ring buffer: {0}")]
@@ -176,8 +178,6 @@ pub struct EbpfSource {
     /// Refreshes so far (one a second).
     refreshes: u64,
     bad_records: u64,
-    /// Which binding is in use.
-    pub binding: Binding,
 }
 
 /// Real time minus monotonic time now, in nanoseconds (BPF stamps with the monotonic clock).
@@ -215,12 +215,12 @@ impl EbpfSource {
         if !missing.is_empty() {
             return Err(TargetError::NotRoot { missing }.into());
         }
-        let needed: Vec<(&str, &str)> = TCP_TRACEPOINTS.iter().map(|&(_, c, n)| (c, n)).collect();
-        target::check_kernel(Path::new("/"), &needed, true)?;
-        let has = |set: &[(&str, &str, &str)]| {
-            let tps: Vec<(&str, &str)> = set.iter().map(|&(_, c, n)| (c, n)).collect();
-            target::check_kernel(Path::new("/"), &tps, false)
+        let check = |set: &[(&str, &str, &str)], mount_if_missing| {
+            let tracepoints: Vec<(&str, &str)> = set.iter().map(|&(_, c, n)| (c, n)).collect();
+            target::check_kernel(Path::new("/"), &tracepoints, mount_if_missing)
         };
+        check(&TCP_TRACEPOINTS, true)?;
+        let has = |set| check(set, false);
         let binding = match opts.binding {
             Binding::Auto if has(&SOCK_BINDING).is_ok() => Binding::SockTracepoints,
             Binding::Auto => Binding::Syscalls,
@@ -232,9 +232,9 @@ impl EbpfSource {
         }
 
         raise_memlock_limit();
-        let filter = !opts.pids.is_empty() || opts.process.is_some();
         let (pids, libraries) = resolve(&proc, &opts)?;
-        let filter_flag: u8 = filter.into();
+        // Keep only the named processes' calls in the kernel (none named: every process's).
+        let filter_flag = u8::from(!opts.pids.is_empty() || opts.process.is_some());
         let mut bpf = EbpfLoader::new().override_global("FILTER_PIDS", &filter_flag, true).load(BPF_OBJECT)?;
         {
             let map = bpf.map_mut("ports").ok_or(EbpfError::MissingMap("ports"))?;
@@ -253,13 +253,8 @@ impl EbpfSource {
             tp.load().map_err(|source| EbpfError::Program { program, source })?;
             tp.attach(category, name).map_err(|source| EbpfError::Program { program, source })?;
         }
-        for (enter, exit, _) in CALLS {
-            for program in [enter, exit] {
-                let p: &mut UProbe = program_mut(&mut bpf, program)?;
-                p.load().map_err(|source| EbpfError::Program { program, source })?;
-            }
-        }
-        for (program, _) in SINGLE_PROBES {
+        let uprobes = CALLS.iter().flat_map(|&(enter, exit, _)| [enter, exit]);
+        for program in uprobes.chain(SINGLE_PROBES.iter().map(|&(program, _)| program)) {
             let p: &mut UProbe = program_mut(&mut bpf, program)?;
             p.load().map_err(|source| EbpfError::Program { program, source })?;
         }
@@ -279,7 +274,6 @@ impl EbpfSource {
             records: 0,
             refreshes: 0,
             bad_records: 0,
-            binding,
         };
         source.set_pids(&pids)?;
         for lib in &libraries {
@@ -434,10 +428,9 @@ impl EbpfSource {
 
     /// The kernel's counts so far.
     pub fn ebpf_stats(&self) -> EbpfStats {
+        let stats = self.bpf.map("stats").and_then(|map| PerCpuArray::<_, u64>::try_from(map).ok());
         let read = |i: u32| -> u64 {
-            let Some(map) = self.bpf.map("stats") else { return 0 };
-            let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return 0 };
-            arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)
+            stats.as_ref().and_then(|arr| arr.get(&i, 0).ok()).map_or(0, |per_cpu| per_cpu.iter().sum())
         };
         EbpfStats {
             records: self.records,
@@ -458,9 +451,7 @@ fn program_mut<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = bpf
-        .program_mut(name)
-        .ok_or(EbpfError::Program { program: name, source: aya::programs::ProgramError::UnexpectedProgramType })?;
+    let p = bpf.program_mut(name).ok_or(EbpfError::MissingProgram(name))?;
     p.try_into().map_err(|source| EbpfError::Program { program: name, source })
 }
 
