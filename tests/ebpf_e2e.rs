@@ -97,18 +97,9 @@ impl EbpfAgent {
     }
 }
 
-/// fixtures/mqtt_client.py over TLS to `port`, trusting `ca`, its secrets appended to `keylog`.
-fn tls_client(port: u16, ca: &Path, keylog: &Path, args: &[&str]) -> Reaped {
-    let child = Command::new("python3")
-        .arg(fixture("mqtt_client.py"))
-        .args(["--port", &port.to_string(), "--tls"])
-        .arg(ca)
-        .arg("--keylog")
-        .arg(keylog)
-        .args(args)
-        .spawn()
-        .expect("python3 runs the scripted client");
-    Reaped(child)
+/// [`tls_client`], killed and reaped on drop.
+fn tls_reaped(port: u16, ca: &Path, keylog: &Path, args: &[&str]) -> Reaped {
+    Reaped(tls_client(port, ca, keylog, args))
 }
 
 fn wait_success(client: &mut Reaped, what: &str) {
@@ -176,26 +167,26 @@ fn ebpf_agent_reports_tls_sessions_as_a_decrypted_capture_does() {
         std::fs::read_to_string(&tcpdump_err).unwrap_or_default().contains("listening on")
     });
 
-    let mut silent = tls_client(
+    let mut silent = tls_reaped(
         broker.port,
         &ca,
         &keylog,
         &["--keepalive", "5", "--client-id", "silent", "--will", "wait-close:40"],
     );
-    let mut healthy = tls_client(
+    let mut healthy = tls_reaped(
         broker.port,
         &ca,
         &keylog,
         &["--keepalive", "5", "--client-id", "healthy", "pings:3:1", "sleep:0.5", "disconnect"],
     );
-    let mut capped = tls_client(
+    let mut capped = tls_reaped(
         broker.port,
         &ca,
         &keylog,
         &["--version", "5", "--keepalive", "60", "--client-id", "capped", "ping", "sleep:0.5", "disconnect"],
     );
     let mut killed =
-        tls_client(broker.port, &ca, &keylog, &["--keepalive", "5", "--client-id", "killed", "--will", "sleep:60"]);
+        tls_reaped(broker.port, &ca, &keylog, &["--keepalive", "5", "--client-id", "killed", "--will", "sleep:60"]);
 
     // The killed client: SIGKILL once mosquitto has answered its CONNECT.
     wait_for("the CONNACKs of killed and silent", Duration::from_secs(10), || {
@@ -405,7 +396,7 @@ fn ebpf_agents_join_an_older_connection_and_both_bindings_agree() {
     let broker = TlsBroker::start(dir.path());
     let port = broker.port.to_string();
     let keylog = dir.path().join("keys.log");
-    let mut early = tls_client(
+    let mut early = tls_reaped(
         broker.port,
         &ca,
         &keylog,
@@ -431,7 +422,7 @@ fn ebpf_agents_join_an_older_connection_and_both_bindings_agree() {
         assert!(agent.stderr().contains("joined=1"), "the early connection is handed over: {}", agent.stderr());
     }
 
-    let mut healthy = tls_client(
+    let mut healthy = tls_reaped(
         broker.port,
         &ca,
         &keylog,
@@ -528,8 +519,8 @@ fn ebpf_agent_follows_a_restarted_broker_by_name() {
     assert!(agent.stderr().contains(&format!("pids=[{old_pid}]")), "{}", agent.stderr());
     let keylog = dir.path().join("keys.log");
     let mut old = [
-        tls_client(port, &ca, &keylog, &["--keepalive", "60", "--client-id", "before-1", "--will", "wait-close:30"]),
-        tls_client(port, &ca, &keylog, &["--keepalive", "60", "--client-id", "before-2", "wait-close:30"]),
+        tls_reaped(port, &ca, &keylog, &["--keepalive", "60", "--client-id", "before-1", "--will", "wait-close:30"]),
+        tls_reaped(port, &ca, &keylog, &["--keepalive", "60", "--client-id", "before-2", "wait-close:30"]),
     ];
     wait_for("the old clients' CONNACKs", Duration::from_secs(10), || {
         let s = agent.sessions();
@@ -558,7 +549,7 @@ fn ebpf_agent_follows_a_restarted_broker_by_name() {
         agent.stderr().lines().any(|l| l.contains("broker process found") && l.contains(&broker.pid().to_string()))
     });
     assert!(restarted.elapsed() < Duration::from_secs(4), "found again within a second or so");
-    let mut after = tls_client(
+    let mut after = tls_reaped(
         port,
         &ca,
         &keylog,
@@ -623,7 +614,7 @@ fn afpacket_and_ebpf_backends_in_one_agent() {
     let steps = ["--keepalive", "5", "ping", "sleep:0.3", "disconnect"];
     let mut clients = [
         Reaped(mqtt_client(plain, &[&["--client-id", "plain-client"], &steps[..]].concat())),
-        tls_client(
+        tls_reaped(
             broker.port,
             &ca,
             &dir.path().join("keys.log"),

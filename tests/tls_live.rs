@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The agent on `lo` following `keylog`, its stderr (at trace level) kept in `stderr`.
@@ -62,19 +62,6 @@ impl TlsAgent {
         unsafe { libc::kill(self.child.0.id() as i32, libc::SIGTERM) };
         self.child.0.wait().unwrap()
     }
-}
-
-/// fixtures/mqtt_client.py over TLS to `port`, trusting `ca`, in the background.
-fn tls_client(port: u16, ca: &Path, keylog: &Path, args: &[&str]) -> Child {
-    Command::new("python3")
-        .arg(fixture("mqtt_client.py"))
-        .args(["--port", &port.to_string(), "--tls"])
-        .arg(ca)
-        .arg("--keylog")
-        .arg(keylog)
-        .args(args)
-        .spawn()
-        .expect("python3 runs the scripted client")
 }
 
 fn by_id<'a>(sessions: &'a [Value], id: &str) -> &'a Value {

@@ -174,6 +174,20 @@ pub fn mqtt_client(port: u16, args: &[&str]) -> std::process::Child {
         .expect("python3 runs the scripted client")
 }
 
+/// fixtures/mqtt_client.py over TLS to `port`, trusting `ca`, its secrets appended to
+/// `keylog`, in the background.
+pub fn tls_client(port: u16, ca: &std::path::Path, keylog: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("python3")
+        .arg(fixture("mqtt_client.py"))
+        .args(["--port", &port.to_string(), "--tls"])
+        .arg(ca)
+        .arg("--keylog")
+        .arg(keylog)
+        .args(args)
+        .spawn()
+        .expect("python3 runs the scripted client")
+}
+
 /// A child process killed and reaped when dropped (also when a test panics).
 pub struct Reaped(pub std::process::Child);
 
