@@ -82,22 +82,7 @@ impl Translator {
     pub fn apply(&mut self, r: &Record<'_>, pipeline: &mut Pipeline) {
         let ts = self.time(r);
         self.last = self.last.max(ts);
-        let (broker_closes, carried) = match r.kind {
-            Kind::State { old, new, carried } => {
-                (matches!(tcp_change(old, new), Some(c) if c != TcpChange::Fin(Side::Client)), carried)
-            }
-            Kind::ResetReceived { carried } | Kind::ResetSent { carried } => (true, carried),
-            Kind::CloseNotify { from_client } => (!from_client, false),
-            Kind::Data { .. } => (false, false),
-        };
-        if carried {
-            // Bytes passed (TLS the probes may not read): the connection carried payload.
-            pipeline.stream(ts, r.key, Side::Client, StreamInput::Hidden(1));
-        }
-        if broker_closes {
-            self.release(r.key, pipeline);
-        }
-        match r.kind {
+        let (change, carried) = match r.kind {
             Kind::Data { from_client, len, data, lost } => {
                 let side = if from_client { Side::Client } else { Side::Broker };
                 if lost > 0 {
@@ -108,21 +93,33 @@ impl Translator {
                 if short > 0 {
                     pipeline.stream(ts, r.key, side, StreamInput::Lost(short));
                 }
+                return;
             }
-            Kind::State { old, new, .. } => match tcp_change(old, new) {
-                Some(TcpChange::Fin(Side::Client)) if (old, new) == (state::ESTABLISHED, state::CLOSE_WAIT) => {
+            Kind::State { old, new, carried } => {
+                if (old, new) == (state::ESTABLISHED, state::CLOSE_WAIT) {
+                    // The client's FIN, before the broker has read what came before it.
                     self.held.insert(r.key, ts);
+                    (None, carried)
+                } else {
+                    (tcp_change(old, new), carried)
                 }
-                Some(change) => pipeline.tcp(ts, r.key, change),
-                None => {}
-            },
-            Kind::ResetReceived { .. } => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Client)),
-            Kind::ResetSent { .. } => pipeline.tcp(ts, r.key, TcpChange::Rst(Side::Broker)),
-            Kind::CloseNotify { from_client } => {
-                let side = if from_client { Side::Client } else { Side::Broker };
-                pipeline.tcp(ts, r.key, TcpChange::CloseNotify(side));
             }
+            Kind::ResetReceived { carried } => (Some(TcpChange::Rst(Side::Client)), carried),
+            Kind::ResetSent { carried } => (Some(TcpChange::Rst(Side::Broker)), carried),
+            Kind::CloseNotify { from_client: true } => (Some(TcpChange::CloseNotify(Side::Client)), false),
+            Kind::CloseNotify { from_client: false } => (Some(TcpChange::CloseNotify(Side::Broker)), false),
+        };
+        if carried {
+            // Bytes passed (TLS the probes may not read): the connection carried payload.
+            pipeline.stream(ts, r.key, Side::Client, StreamInput::Hidden(1));
         }
+        let Some(change) = change else { return };
+        // Anything but the client's own close comes after what the broker read: the held FIN
+        // goes first.
+        if !matches!(change, TcpChange::Fin(Side::Client) | TcpChange::CloseNotify(Side::Client)) {
+            self.release(r.key, pipeline);
+        }
+        pipeline.tcp(ts, r.key, change);
     }
 
     /// Hands over the FIN held for `key`, if any.
