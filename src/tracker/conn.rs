@@ -196,15 +196,15 @@ impl Conn {
     /// they skip reassembly and the stack).
     pub(super) fn on_stream(&mut self, from: Side, input: StreamInput<'_>, ctx: &mut Ctx<'_>) {
         self.last_seen = ctx.now;
+        let carries = input.carries();
         let chunk = match input {
             StreamInput::Data(bytes) => Chunk::Data(bytes),
             StreamInput::Lost(n) => Chunk::Gap(n),
-            StreamInput::Hidden(n) => {
-                self.saw_payload |= n > 0;
+            StreamInput::Hidden(_) => {
+                self.saw_payload |= carries;
                 return;
             }
         };
-        let carries = !matches!(chunk, Chunk::Data([]) | Chunk::Gap(0));
         if self.done {
             if carries {
                 ctx.counters.stray_segments += 1;

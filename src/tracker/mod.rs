@@ -165,6 +165,13 @@ pub enum StreamInput<'a> {
     Hidden(u64),
 }
 
+impl StreamInput<'_> {
+    /// Whether this says anything (some bytes, seen, lost or hidden).
+    pub fn carries(&self) -> bool {
+        !matches!(self, StreamInput::Data([]) | StreamInput::Lost(0) | StreamInput::Hidden(0))
+    }
+}
+
 /// A TCP state change seen by a stream source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpChange {
@@ -313,14 +320,14 @@ impl Tracker {
         self.poll(now);
         let slot = match self.conns.find(&key) {
             Some(slot) => slot,
-            None if matches!(input, StreamInput::Data([]) | StreamInput::Lost(0) | StreamInput::Hidden(_)) => return,
+            // Hidden bytes of a connection never seen: nothing to tie them to.
+            None if !input.carries() || matches!(input, StreamInput::Hidden(_)) => return,
             None => match self.open_stream(now, key, true) {
                 Some(slot) => slot,
                 None => return,
             },
         };
-        let carries = !matches!(input, StreamInput::Data([]) | StreamInput::Lost(0) | StreamInput::Hidden(0));
-        let transport = self.cfg.stream_transport.filter(|_| carries);
+        let transport = self.cfg.stream_transport.filter(|_| input.carries());
         self.with_conn(now, slot, |conn, ctx| {
             if let Some(t) = transport {
                 conn.adopt_transport(t, ctx);
