@@ -59,7 +59,7 @@ pub struct LiveOptions {
     pub interfaces: Vec<String>,
     /// The broker ports packet capture watches.
     pub ports: Vec<u16>,
-    /// Packet capture (`None`: the eBPF source alone).
+    /// Packet capture (false: the eBPF source alone).
     pub packets: bool,
     /// The eBPF source, with its own ports (not captured as packets).
     pub ebpf: Option<EbpfOptions>,
@@ -236,7 +236,13 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
         signal_hook::flag::register(signal, stop.clone()).map_err(LiveError::Server)?;
     }
     let server = spawn_server(listener, state, stop.clone())?;
-    tracing::info!(interfaces = ?opts.interfaces, ports = ?opts.ports, listen = %opts.listen, "capturing");
+    tracing::info!(
+        interfaces = ?opts.interfaces,
+        ports = ?opts.ports,
+        ebpf_ports = ?opts.ebpf.as_ref().map(|e| &e.ports),
+        listen = %opts.listen,
+        "capturing"
+    );
 
     let result = if threads == 1 {
         let (mut source, cfg) = sources.into_iter().next().expect("one source");
