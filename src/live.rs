@@ -425,6 +425,9 @@ impl<W: Write> CaptureLoop<W> {
         // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
         // real-time clock, so packets still queued in the socket are not older than it.
         let poll_at = Timestamp::from_nanos(wall.as_nanos().saturating_sub(GRACE.as_nanos() as i64));
+        // What a source already holds goes first (after a stall of this thread it may be older
+        // than the grace: polled first, its times would be clamped to the clock's).
+        source.take_held(&mut self.pipeline);
         self.pipeline.poll(poll_at);
         // Everything so far is handed out before waiting: the expiries just fired, and the
         // events of the previous turn's packets.
@@ -503,6 +506,10 @@ trait Feed {
     fn stats(&mut self) -> KernelStats;
     /// Publishes the source's own counts, if it has any beyond [`Feed::stats`].
     fn publish(&mut self, _metrics: &mut Metrics) {}
+    /// Hands over, with no wait, what the source already holds in memory it reads without a
+    /// system call (the eBPF ring buffer: its data records do not wake the reader). Packet
+    /// sources hand theirs over in [`Feed::feed`].
+    fn take_held(&mut self, _pipeline: &mut Pipeline) {}
 }
 
 impl<T: LiveSource + ?Sized> Feed for T {
@@ -544,6 +551,10 @@ impl Feed for EbpfSource {
 
     fn publish(&mut self, metrics: &mut Metrics) {
         metrics.set_ebpf(self.ebpf_stats());
+    }
+
+    fn take_held(&mut self, pipeline: &mut Pipeline) {
+        EbpfSource::take_held(self, pipeline);
     }
 }
 

@@ -180,7 +180,9 @@ pub struct EbpfSource {
     bad_records: u64,
 }
 
-/// Real time minus monotonic time now, in nanoseconds (BPF stamps with the monotonic clock).
+/// Real time minus monotonic time now, in nanoseconds (BPF stamps with the monotonic clock):
+/// of a few readings of real time between two of monotonic time, the one read closest together
+/// (a preemption between the reads would skew it).
 fn clock_offset_ns() -> i64 {
     let read = |clock| {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -188,9 +190,15 @@ fn clock_offset_ns() -> i64 {
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     };
-    let mono = read(libc::CLOCK_MONOTONIC);
-    let real = read(libc::CLOCK_REALTIME);
-    real - mono
+    (0..5)
+        .map(|_| {
+            let before = read(libc::CLOCK_MONOTONIC);
+            let real = read(libc::CLOCK_REALTIME);
+            let after = read(libc::CLOCK_MONOTONIC);
+            (after - before, real - (before + (after - before) / 2))
+        })
+        .min_by_key(|&(spread, _)| spread)
+        .map_or(0, |(_, offset)| offset)
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (the ring buffer alone is 8 MiB):
@@ -407,6 +415,11 @@ impl EbpfSource {
             n = self.drain(pipeline, max);
         }
         Ok(n)
+    }
+
+    /// Hands every record already in the ring buffer to `pipeline` (no system call).
+    pub fn take_held(&mut self, pipeline: &mut Pipeline) {
+        self.drain(pipeline, usize::MAX);
     }
 
     fn drain(&mut self, pipeline: &mut Pipeline, max: usize) -> usize {

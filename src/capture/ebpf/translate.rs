@@ -42,6 +42,9 @@ pub fn tcp_change(old: i32, new: i32) -> Option<TcpChange> {
     }
 }
 
+/// The smallest change of the real-time clock against the monotonic one that is followed.
+pub const CLOCK_STEP: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How long a client's FIN waits for the broker to read what came before it.
 pub const FIN_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -68,9 +71,13 @@ impl Translator {
         Translator { offset_ns, ..Default::default() }
     }
 
-    /// Follows a step of the real-time clock.
+    /// Follows a step of the real-time clock: a new offset over [`CLOCK_STEP`] away. Smaller
+    /// differences are the jitter of measuring it, and following them would move the records
+    /// of one connection against each other (a PINGRESP stamped before its PINGREQ).
     pub fn set_offset(&mut self, offset_ns: i64) {
-        self.offset_ns = offset_ns;
+        if offset_ns.abs_diff(self.offset_ns) > CLOCK_STEP.as_nanos() as u64 {
+            self.offset_ns = offset_ns;
+        }
     }
 
     /// The real time of a record.
@@ -157,6 +164,18 @@ mod tests {
     use crate::synth::mqtt;
     use crate::tracker::TrackerConfig;
     use state::*;
+
+    #[test]
+    fn the_clock_offset_follows_steps_not_jitter() {
+        let key = FlowKey { client: "127.0.0.1:40005".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let rec = build::state(5_000, 3, key, SYN_RECV, ESTABLISHED);
+        let r = Record::parse(&rec).unwrap();
+        let mut t = Translator::new(1_000_000_000);
+        t.set_offset(1_000_400_000); // 0.4 ms: measuring noise
+        assert_eq!(t.time(&r), Timestamp::from_nanos(1_000_005_000));
+        t.set_offset(3_000_000_000); // a step of the real-time clock
+        assert_eq!(t.time(&r), Timestamp::from_nanos(3_000_005_000));
+    }
 
     #[test]
     fn the_broker_socket_tells_who_closed_first() {
