@@ -16,7 +16,7 @@ use mqtt_keepalive::probe::ProbeError;
 use mqtt_keepalive::sink::Sink;
 use mqtt_keepalive::sink::html::HtmlReport;
 use mqtt_keepalive::sink::jsonl::JsonLines;
-use mqtt_keepalive::sink::openmetrics::{Backfill, PacketSteps};
+use mqtt_keepalive::sink::openmetrics::Backfill;
 use mqtt_keepalive::sink::report::filter::SessionFilter;
 use mqtt_keepalive::sink::report::timeline::Timeline;
 use mqtt_keepalive::sink::report::totals::capture_warnings;
@@ -156,7 +156,7 @@ fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -
             let mut opts = args.options().map_err(AppError::from)?;
             opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
             opts.tracker.records = false;
-            let packets = PacketSteps::count(&args.files, args.step).map_err(AppError::from)?;
+            let packets = mqtt_keepalive::output::packet_steps(&args.files, args.step).map_err(AppError::from)?;
             let instance = args.instance.clone().unwrap_or_else(|| {
                 let first = &args.files[0];
                 first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())

@@ -20,9 +20,9 @@
 use crate::decode::{self, Segment, Skip};
 use crate::flow::{FlowKey, Side};
 use crate::link::LinkType;
+use crate::model::stats::{CaptureStats, OTHER_PORTS_LISTED, PortSegments};
+use crate::session::record::SessionRecord;
 use crate::sink::Sink;
-use crate::sink::report::totals::{OTHER_PORTS_LISTED, PortSegments};
-use crate::sink::report::{CaptureStats, SessionRecord};
 use crate::time::{PacketClock, Timestamp};
 use crate::tracker::{StreamInput, TcpChange, Tracker, TrackerConfig, TrackerCounters};
 use std::collections::HashSet;

@@ -15,6 +15,7 @@ mod packet_socket;
 pub mod ring;
 
 pub use crate::link::LinkType;
+pub use crate::model::stats::KernelStats;
 use crate::time::Timestamp;
 use std::path::PathBuf;
 
@@ -72,16 +73,6 @@ pub enum LiveCaptureError {
     Permission { iface: String, exe: String },
     #[error("capture on {iface}: {what}: {source}")]
     Os { iface: String, what: &'static str, source: std::io::Error },
-}
-
-/// Packets received and dropped by the kernel since the capture opened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    pub received: u64,
-    pub dropped: u64,
-    /// Times a TPACKET_V3 ring was full (the kernel "froze" its queue and dropped until a block
-    /// was returned); 0 for sources without a ring.
-    pub freezes: u64,
 }
 
 /// Names of the network interfaces on this host.

@@ -250,18 +250,8 @@ impl EventKind {
     }
 }
 
-/// Rounds to microseconds so JSON output is stable across float formatting.
-pub fn round_us(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
-pub(crate) fn secs<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_us(t.as_secs_f64()))
-}
-
-pub(crate) fn dur_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round_us(d.as_secs_f64()))
-}
+pub use crate::model::times::round_us;
+pub(crate) use crate::model::times::{dur_secs, secs};
 
 fn opt_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {

@@ -15,12 +15,13 @@ use super::event::{dur_secs, round_us, secs};
 use super::{CloseKind, Event, EventKind, SessionId, Verdict};
 use crate::flow::Side;
 use crate::layer::Transport;
+pub(crate) use crate::model::times::opt_secs;
+use crate::model::times::{Rfc3339, opt_rfc3339};
 use crate::mqtt::Protocol;
 use crate::session::event::FlowKeyJson;
-use crate::sink::report::times::{Rfc3339, opt_rfc3339};
 use crate::time::{Timestamp, expiry_span};
 use compact_str::CompactString;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -189,13 +190,6 @@ impl SessionRecord {
             _ if self.close.without_disconnect() => 1,
             _ => 0,
         }
-    }
-}
-
-pub(crate) fn opt_secs<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => secs(t, s),
-        None => s.serialize_none(),
     }
 }
 

@@ -118,7 +118,7 @@ pub struct Metrics {
     kernel_dropped_seen: u64,
     kernel_freezes_seen: u64,
     /// The eBPF source's counts already added.
-    ebpf_seen: crate::capture::ebpf::EbpfStats,
+    ebpf_seen: crate::model::EbpfStats,
     /// This sink's share of the tracked-connections gauge.
     flows_tracked_seen: i64,
 }
@@ -300,7 +300,7 @@ impl Metrics {
 
     /// The eBPF source's cumulative counts (its ring-buffer drops go through
     /// [`Metrics::set_kernel_dropped`], as a capture's kernel drops).
-    pub fn set_ebpf(&mut self, total: crate::capture::ebpf::EbpfStats) {
+    pub fn set_ebpf(&mut self, total: crate::model::EbpfStats) {
         let seen = &mut self.ebpf_seen;
         for (counter, now, before) in [
             (&self.h.ebpf_records, total.records, &mut seen.records),
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn ebpf_counts_are_added_as_they_grow() {
-        use crate::capture::ebpf::EbpfStats;
+        use crate::model::EbpfStats;
         let mut registry = Registry::default();
         let mut m = Metrics::new(&mut registry, 0);
         m.set_ebpf(EbpfStats { records: 10, lost_bytes: 3, unbound_calls: 1, ..Default::default() });

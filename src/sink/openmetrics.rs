@@ -13,20 +13,18 @@
 //!
 //! What differs from a live agent, by necessity: sessions still open at the end of the capture
 //! stay open (their offline `session_end` is not counted); `capture_packets_total` comes from
-//! [`PacketSteps`], counted in a first pass over the files (absent for standard input: then the
+//! [`PacketSteps`], counted in a first pass over the files ([`crate::output`] reads them) (absent for standard input: then the
 //! total is known only at the last sample); `flows_tracked` counts the connections between their
 //! `session_start` and `session_end` (the tracker's table, as live, but without connections it
 //! refused beyond `--max-flows`); `capture_dropped_packets_total` stays 0, as it is for a file.
 
 use super::Sink;
 use super::metrics::Metrics;
-use crate::capture::{CaptureError, OfflineReader, PacketSource};
 use crate::session::{Event, EventKind};
 use crate::time::Timestamp;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The shortest step (shorter ones are taken as this).
@@ -41,33 +39,27 @@ pub struct PacketSteps {
     /// `counts[k]`: packets with `first + (k-1) * step < ts <= first + k * step` (`counts[0]`:
     /// those at `first`).
     pub counts: Vec<u64>,
+    step: Duration,
+    last: Option<Timestamp>,
 }
 
 impl PacketSteps {
-    /// Counts the packets of `files` (read in order as one capture, time kept monotonic as the
-    /// analysis does). `None` when a file is standard input, which cannot be read twice.
-    pub fn count(files: &[PathBuf], step: Duration) -> Result<Option<Self>, CaptureError> {
-        if files.iter().any(|f| f.as_os_str() == "-") {
-            return Ok(None);
+    /// Counts per `step` (at least [`MIN_STEP`]); the packets' times are given by [`PacketSteps::add`]
+    /// (the caller reads the capture: [`crate::output`] does, in a first pass over the files).
+    pub fn new(step: Duration) -> Self {
+        PacketSteps { step: step.max(MIN_STEP), ..Default::default() }
+    }
+
+    /// Counts one packet stamped `ts`, in read order (time kept monotonic as the analysis does).
+    pub fn add(&mut self, ts: Timestamp) {
+        let ts = self.last.map_or(ts, |l| l.max(ts));
+        self.last = Some(ts);
+        let first = *self.first.get_or_insert(ts);
+        let k = step_index(first, ts, self.step);
+        if self.counts.len() <= k {
+            self.counts.resize(k + 1, 0);
         }
-        let step = step.max(MIN_STEP);
-        let mut steps = PacketSteps::default();
-        let mut last: Option<Timestamp> = None;
-        for f in files {
-            let mut reader = OfflineReader::open(f)?;
-            // Damage ends a file; the analysis reports it. Count what it would read.
-            while let Ok(Some(p)) = reader.next_packet() {
-                let ts = last.map_or(p.ts, |l| l.max(p.ts));
-                last = Some(ts);
-                let first = *steps.first.get_or_insert(ts);
-                let k = step_index(first, ts, step);
-                if steps.counts.len() <= k {
-                    steps.counts.resize(k + 1, 0);
-                }
-                steps.counts[k] += 1;
-            }
-        }
-        Ok(Some(steps))
+        self.counts[k] += 1;
     }
 
     /// Packets with `ts <= first + k * step`.
@@ -365,7 +357,11 @@ mod tests {
 
     #[test]
     fn packets_are_counted_per_step() {
-        let steps = PacketSteps { first: Some(Timestamp::from_secs_f64(100.0)), counts: vec![1, 4, 0, 2] };
+        let steps = PacketSteps {
+            first: Some(Timestamp::from_secs_f64(100.0)),
+            counts: vec![1, 4, 0, 2],
+            ..PacketSteps::new(Duration::from_secs(10))
+        };
         let d = doc(&[ev(100.0, 1, connect())], 127.0, Some(steps));
         let s = samples(&d, "mqtt_keepalive_capture_packets_total{instance=\"node \\\"1\\\"\",job=\"mqtt-keepalive\"}");
         assert_eq!(s, [("100.000", "1"), ("110.000", "5"), ("120.000", "5"), ("127.000", "7")]);
@@ -377,19 +373,13 @@ mod tests {
         assert_eq!(step_index(t(100.0), t(100.0), Duration::from_secs(15)), 0);
         assert_eq!(step_index(t(100.0), t(100.001), Duration::from_secs(15)), 1);
         assert_eq!(step_index(t(100.0), t(115.0), Duration::from_secs(15)), 1);
-        // A zero step counts as the shortest one, not as one bin per nanosecond.
-        let dir = std::env::temp_dir().join(format!("om-step-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("c.pcap");
-        let mut cap = crate::synth::Capture::new(crate::synth::Encap::Ethernet);
-        let mut conn =
-            crate::synth::Conn::new("10.0.0.1:5000".parse().unwrap(), "10.0.0.2:1883".parse().unwrap(), 1, 1);
-        conn.handshake(&mut cap, t(100.0)); // 3 packets
-        conn.fin(&mut cap, t(101.0), Side::Client);
-        std::fs::write(&f, cap.to_pcap()).unwrap();
-        let steps = PacketSteps::count(&[f], Duration::ZERO).unwrap().unwrap();
+        // A zero step counts as the shortest one, not as one bin per nanosecond; time is kept
+        // monotonic.
+        let mut steps = PacketSteps::new(Duration::ZERO);
+        for ts in [100.0, 100.0, 99.0, 101.0] {
+            steps.add(t(ts));
+        }
         assert_eq!((steps.counts.len(), steps.counts[0], steps.counts[1000], steps.total()), (1001, 3, 1, 4));
-        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(om_ts(t(1_764_160_000.123_456)), "1764160000.123");
         assert_eq!(with_labels("x_total", "a=\"b\""), "x_total{a=\"b\"}");
         assert_eq!(with_labels("x_total{k=\"v\"}", "a=\"b\""), "x_total{k=\"v\",a=\"b\"}");

@@ -145,20 +145,7 @@ mod stat {
     pub const UNBOUND: u32 = 2;
 }
 
-/// The kernel's counts of the eBPF source.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EbpfStats {
-    /// Records read from the ring buffer.
-    pub records: u64,
-    /// Records the ring buffer had no room for.
-    pub ring_drops: u64,
-    /// Plaintext bytes not copied (longer than a record holds, or dropped).
-    pub lost_bytes: u64,
-    /// SSL calls on connections whose socket was never seen (older than the probes).
-    pub unbound_calls: u64,
-    /// Records that could not be read.
-    pub bad_records: u64,
-}
+pub use crate::model::stats::EbpfStats;
 
 /// The loaded, attached program and its ring buffer.
 pub struct EbpfSource {

@@ -17,7 +17,8 @@ pub mod sessions;
 pub mod terminal;
 pub mod text;
 pub mod timeline;
-pub mod times;
+/// Times as people read them (below the core and the sinks: [`crate::model::times`]).
+pub use crate::model::times;
 pub mod totals;
 
 pub use crate::session::record::{

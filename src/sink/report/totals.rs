@@ -4,11 +4,10 @@
 //! Contract: [`Report::add`] counts each finished session once; [`Report::totals`] adds the
 //! capture's figures and the tracker's counters and gives the [`Totals`] every output prints.
 
+pub use crate::model::stats::{CaptureStats, OTHER_PORTS_LISTED, PortSegments};
 use crate::mqtt::PacketType;
 use crate::session::event::round_us;
 use crate::session::record::SessionRecord;
-use crate::session::record::opt_secs;
-use crate::time::Timestamp;
 use crate::tracker::TrackerCounters;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,43 +57,6 @@ pub struct Settings {
     /// `null` means "the effective keepalive (30 s when unknown)".
     pub ping_timeout_s: Option<f64>,
     pub enforcement_tolerance_s: f64,
-}
-
-/// Figures about the capture itself, gathered by the app loop.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CaptureStats {
-    pub files: Vec<String>,
-    pub packets: u64,
-    pub bytes: u64,
-    #[serde(serialize_with = "opt_secs")]
-    pub first_ts: Option<Timestamp>,
-    #[serde(serialize_with = "opt_secs")]
-    pub last_ts: Option<Timestamp>,
-    /// Frames cut short by the capture's snaplen.
-    pub truncated_packets: u64,
-    /// Files that ended in the middle of a record.
-    pub truncated_files: u64,
-    /// Frames that yielded no TCP segment, by reason.
-    pub skipped: BTreeMap<&'static str, u64>,
-    /// TCP segments on other ports.
-    pub other_tcp_segments: u64,
-    /// The ports of those segments with the most of them (at most [`OTHER_PORTS_LISTED`]), by
-    /// the server's port (a SYN's destination; else the lower port), busiest first.
-    pub other_tcp_ports: Vec<PortSegments>,
-    /// Records whose timestamp was earlier than the one before (clock kept monotonic).
-    pub timestamps_out_of_order: u64,
-    /// Problems met while reading: damaged files, unsupported interfaces.
-    pub warnings: Vec<String>,
-}
-
-/// Ports listed in `capture.other_tcp_ports`.
-pub const OTHER_PORTS_LISTED: usize = 10;
-
-/// Segments seen on one port that is not a broker port.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-pub struct PortSegments {
-    pub port: u16,
-    pub segments: u64,
 }
 
 /// Warnings about the whole capture that a person must not miss, for the text report and

@@ -13,6 +13,7 @@
 use crate::time::Timestamp;
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use std::time::Duration;
 
 const NANOS: i64 = 1_000_000_000;
 
@@ -115,6 +116,27 @@ pub fn parse_instant(s: &str) -> Result<Timestamp, InstantError> {
         .or_else(|_| DateTime::parse_from_rfc3339(&t.replacen(' ', "T", 1)))
         .map_err(|_| err())?;
     dt.timestamp_nanos_opt().map(Timestamp::from_nanos).ok_or_else(err)
+}
+
+/// Serialisation of times as Unix seconds (the `ts` fields), rounded to the microsecond.
+/// Rounds to microseconds so JSON output is stable across float formatting.
+pub fn round_us(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+pub fn secs<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_us(t.as_secs_f64()))
+}
+
+pub fn dur_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_us(d.as_secs_f64()))
+}
+
+pub fn opt_secs<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => secs(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
