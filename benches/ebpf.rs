@@ -786,7 +786,7 @@ fn calibrate(client: &Arc<ClientConfig>, port: u16, broker: u32, dur: Duration) 
                     .feed(&mut pipeline, Duration::from_millis(50), Timestamp::now_realtime(), 4096)
                     .expect("reading the ring buffer");
                 records += n as u64;
-                let _ = pipeline.drain(&mut [], &mut |_| Ok(()));
+                let _ = pipeline.drain(&mut []);
                 if stop.load(Ordering::Relaxed) && n == 0 {
                     idle_after_stop += 1;
                 }

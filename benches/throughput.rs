@@ -11,6 +11,8 @@ mod common;
 use common::*;
 use mqtt_keepalive::capture::{OfflineReader, PacketSource};
 use mqtt_keepalive::pipeline::Pipeline;
+use mqtt_keepalive::session::record::SessionRecord;
+use mqtt_keepalive::sink::RecordSink;
 use mqtt_keepalive::synth::workload::{self, Workload};
 use mqtt_keepalive::tracker::TrackerConfig;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -111,15 +113,12 @@ fn main() {
             let mut reader = OfflineReader::open(&file).unwrap();
             let mut pipeline = Pipeline::new(TrackerConfig::default());
             let mut report = mqtt_keepalive::sink::report::Report::new();
-            let mut records = |r| {
-                report.add(&r);
-                Ok(())
-            };
+            let mut records = RecordSink(|r: &SessionRecord| report.add(r));
             while let Some(p) = reader.next_packet().unwrap() {
                 pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-                pipeline.drain(&mut [], &mut records).unwrap();
+                pipeline.drain(&mut [&mut records]).unwrap();
             }
-            pipeline.finish(&mut [], &mut records).unwrap();
+            pipeline.finish(&mut [&mut records]).unwrap();
             t.elapsed()
         })
         .min()
@@ -140,13 +139,12 @@ fn main() {
         let (mut at_half, mut ended) = (0, 0);
         while let Some(p) = reader.next_packet().unwrap() {
             pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-            let mut count = |_| {
+            let mut count = RecordSink(|_: &SessionRecord| {
                 if n > half {
                     ended += 1;
                 }
-                Ok(())
-            };
-            pipeline.drain(&mut [], &mut count).unwrap();
+            });
+            pipeline.drain(&mut [&mut count]).unwrap();
             n += 1;
             if n == half {
                 at_half = ALLOCS.load(Ordering::Relaxed);

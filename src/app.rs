@@ -19,9 +19,11 @@
 use crate::capture::offline::Next;
 use crate::capture::{CaptureError, OfflineReader};
 use crate::decode::{self, Skip};
-use crate::pipeline::{Pipeline, Records};
-use crate::sink::Sink;
-use crate::sink::report::{AnalysisReport, CaptureStats, Report, SessionRecord, Settings, Totals};
+use crate::model::stats::CaptureStats;
+use crate::pipeline::Pipeline;
+use crate::session::record::SessionRecord;
+use crate::sink::report::{AnalysisReport, Report, Settings, Totals};
+use crate::sink::{RecordSink, Sink};
 use crate::time::{StreamClock, Timestamp, monotonic_now};
 use crate::tracker::TrackerConfig;
 use std::path::{Path, PathBuf};
@@ -114,37 +116,34 @@ const IN_FLIGHT: usize = 8;
 /// with every session record in memory (in the order the sessions ended).
 pub fn analyze(opts: AnalyzeOptions, sinks: &mut [&mut dyn Sink]) -> Result<AnalysisReport, AppError> {
     let mut sessions = Vec::new();
-    let totals = analyze_streaming(opts, sinks, &mut |r| {
-        sessions.push(r);
-        Ok(())
-    })?;
+    let mut collect = RecordSink(|r: &SessionRecord| sessions.push(r.clone()));
+    let mut all: Vec<&mut dyn Sink> = vec![&mut collect];
+    for s in sinks.iter_mut() {
+        all.push(&mut **s);
+    }
+    let totals = analyze_until(opts, None, &mut all)?;
     Ok(AnalysisReport::new(totals, sessions))
 }
 
-/// Analyses the files, feeding every event to `sinks` and every MQTT session's record to
-/// `records` as the session ends (sessions still open at the end of the capture last, in the
-/// order they began), and returns the capture's figures. Memory holds open sessions only.
+/// Analyses the files, feeding every event to `sinks`, and every MQTT session's record as the
+/// session ends (sessions still open at the end of the capture last, in the order they began),
+/// and returns the capture's figures; records are made when a sink [`Sink::wants`] them, and the
+/// `client_activity` events when one wants those. Memory holds open sessions only. Stops
+/// reading when `stop` is raised (by a signal handler), and still settles every session,
+/// drains, and returns the figures, with a warning that the input was cut short. The sinks'
+/// [`Sink::finish`] is the caller's to call (after it has shown the warnings).
 ///
 /// Two threads, one per stage: a reader thread parses the capture files and decodes frames into
 /// batches; this thread runs the [`Pipeline`] over them in order. The pipeline sees the same
 /// segments in the same order as a single thread would, so the output is identical.
-pub fn analyze_streaming(
-    opts: AnalyzeOptions,
-    sinks: &mut [&mut dyn Sink],
-    records: &mut Records<'_>,
-) -> Result<Totals, AppError> {
-    analyze_until(opts, None, sinks, records)
-}
-
-/// [`analyze_streaming`] that stops reading when `stop` is raised (by a signal handler), and
-/// still settles every session, drains, and returns the figures, with a warning that the input
-/// was cut short.
 pub fn analyze_until(
-    opts: AnalyzeOptions,
+    mut opts: AnalyzeOptions,
     stop: Option<&AtomicBool>,
     sinks: &mut [&mut dyn Sink],
-    records: &mut Records<'_>,
 ) -> Result<Totals, AppError> {
+    let wants = sinks.wants();
+    opts.tracker.records = wants.records;
+    opts.tracker.session.activity_events |= wants.activity;
     let mut warnings = Vec::new();
     let inputs = open_in_order(&opts.files, &mut warnings)?;
     let files: Vec<String> = inputs.iter().map(|(name, _)| name.clone()).collect();
@@ -155,11 +154,12 @@ pub fn analyze_until(
         pipeline.warn(w);
     }
     show_warnings(&mut pipeline);
-    let mut report = Report::new();
-    let mut records = |r: SessionRecord| {
-        report.add(&r);
-        records(r)
-    };
+    let mut report = Summing(Report::new());
+    let mut all: Vec<&mut dyn Sink> = vec![&mut report];
+    for s in sinks.iter_mut() {
+        all.push(&mut **s);
+    }
+    let sinks = &mut all[..];
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT + 2);
     let progress = opts.progress;
@@ -188,7 +188,7 @@ pub fn analyze_until(
                 // Live input fell silent: its deadlines fire on the clock.
                 if let Some(now) = clock.and_then(|c| c.at(monotonic_now())) {
                     pipeline.poll(now);
-                    pipeline.drain(sinks, &mut records)?;
+                    pipeline.drain(sinks)?;
                     flush(sinks)?;
                 }
                 continue;
@@ -211,7 +211,7 @@ pub fn analyze_until(
             order.packet(item.ts);
             latest = latest.max(Some(item.ts));
             pipeline.segment(item.ts, item.captured, item.orig_len, segment);
-            pipeline.drain(sinks, &mut records)?;
+            pipeline.drain(sinks)?;
         }
         if batch.live {
             if let Some(ts) = latest {
@@ -257,15 +257,29 @@ pub fn analyze_until(
         );
         show_warnings(&mut pipeline);
     }
-    pipeline.finish(sinks, &mut records)?;
+    pipeline.finish(sinks)?;
     flush(sinks)?;
     let stats = CaptureStats { files, ..pipeline.stats() };
     let counters = pipeline.counters().clone();
-    Ok(report.totals(stats, counters, settings))
+    Ok(report.0.totals(stats, counters, settings))
 }
 
 fn flush(sinks: &mut [&mut dyn Sink]) -> std::io::Result<()> {
     sinks.iter_mut().try_for_each(|s| s.flush())
+}
+
+/// The summary of the records, as a sink beside the others.
+struct Summing(Report);
+
+impl Sink for Summing {
+    fn on_event(&mut self, _event: &crate::session::Event) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn on_record(&mut self, record: &SessionRecord) -> std::io::Result<()> {
+        self.0.add(record);
+        Ok(())
+    }
 }
 
 /// Opens every input (all before any is read, so a bad one fails the run at once). A file
@@ -484,11 +498,8 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut sink = StopAtFirst(&stop, 0);
         let mut sessions = 0;
-        let cut = analyze_until(opts(), Some(&stop), &mut [&mut sink], &mut |_| {
-            sessions += 1;
-            Ok(())
-        })
-        .unwrap();
+        let mut count = RecordSink(|_: &SessionRecord| sessions += 1);
+        let cut = analyze_until(opts(), Some(&stop), &mut [&mut sink, &mut count]).unwrap();
         assert!(
             cut.capture.packets < whole.capture.packets,
             "{} of {} packets",

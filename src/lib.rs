@@ -45,7 +45,7 @@
 //! ```
 //! use mqtt_keepalive::flow::Side;
 //! use mqtt_keepalive::pipeline::Pipeline;
-//! use mqtt_keepalive::sink::FnSink;
+//! use mqtt_keepalive::sink::{FnSink, RecordSink};
 //! use mqtt_keepalive::synth::{mqtt, Capture, Conn, Encap};
 //! use mqtt_keepalive::time::Timestamp;
 //! use mqtt_keepalive::tracker::TrackerConfig;
@@ -65,7 +65,8 @@
 //! let mut timeline = Vec::new();
 //! let mut sink = FnSink(|e: &mqtt_keepalive::session::Event| timeline.push(format!("{:?} {}", e.ts, e.kind.as_str())));
 //! let mut sessions = Vec::new();
-//! pipeline.finish(&mut [&mut sink], &mut |r| Ok(sessions.push(r))).unwrap();
+//! let mut records = RecordSink(|r: &mqtt_keepalive::session::record::SessionRecord| sessions.push(r.clone()));
+//! pipeline.finish(&mut [&mut sink, &mut records]).unwrap();
 //!
 //! assert_eq!(timeline, [
 //!     "0.000000 session_start",

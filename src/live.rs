@@ -25,11 +25,14 @@ use crate::capture::afpacket::AfPacket;
 use crate::capture::ebpf::{EbpfError, EbpfOptions, EbpfSource};
 use crate::capture::ring::{self, Ring, RingConfig};
 use crate::capture::{KernelStats, LiveSource};
+use crate::model::stats::{EbpfStats, SourceStats};
+use crate::output::Outputs;
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
+use crate::session::record::SessionRecord;
 use crate::sink::Sink;
-use crate::sink::jsonl::JsonLines;
 use crate::sink::metrics::Metrics;
+use crate::sink::report::filter::SessionFilter;
 use crate::sink::report::{RecentSessions, SessionsDocument, SessionsSelection};
 use crate::time::Timestamp;
 use crate::tracker::TrackerConfig;
@@ -246,11 +249,11 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
 
     let result = if threads == 1 {
         let (mut source, cfg) = sources.into_iter().next().expect("one source");
-        let lines = events.as_mut().map(|w| JsonLines::new(std::io::BufWriter::new(w)));
         let closed = RecentSessions::new(opts.keep_closed);
-        let mut capture = CaptureLoop::new(cfg, LiveSinks { metrics, lines }, closed, Timestamp::now_realtime());
+        let mut capture =
+            CaptureLoop::new(cfg, live_outputs(metrics, events.as_mut()), closed, Timestamp::now_realtime());
         let result = capture.run(source.as_mut(), &session_requests, &stop);
-        capture.finish();
+        capture.finish(source.as_mut());
         result
     } else {
         let events = events.map(|w| Arc::new(std::sync::Mutex::new(w)));
@@ -281,13 +284,13 @@ fn run_threads(
         for (i, ((mut source, cfg), metrics)) in sources.into_iter().zip(shares).enumerate() {
             let (ask, requests) = std::sync::mpsc::sync_channel(1);
             asks.push(ask);
-            let lines = events.clone().map(|out| JsonLines::new(std::io::BufWriter::new(SharedLines::new(out))));
+            let lines = events.clone().map(SharedLines::new);
             let thread = std::thread::Builder::new().name(format!("capture-{i}")).spawn_scoped(scope, move || {
-                let sinks = LiveSinks { metrics, lines };
+                let sinks = live_outputs(metrics, lines);
                 let closed = RecentSessions::new(keep_closed);
                 let mut capture = CaptureLoop::new(cfg, sinks, closed, Timestamp::now_realtime());
                 let result = capture.run(source.as_mut(), &requests, stop);
-                capture.finish();
+                capture.finish(source.as_mut());
                 if result.is_err() {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -307,6 +310,17 @@ fn run_threads(
         stop.store(true, Ordering::Relaxed);
         result
     })
+}
+
+/// A live loop's outputs, built as `analyze` builds its own: the metrics always; the events as
+/// JSON lines while writing them works (a failure, such as a full disk, is logged once and the
+/// agent goes on without them: metrics and `/sessions` are unaffected).
+fn live_outputs<'w>(metrics: Metrics, events: Option<impl Write + 'w>) -> Outputs<'w> {
+    let outputs = Outputs::new().metrics(metrics);
+    match events {
+        Some(w) => outputs.jsonl(std::io::BufWriter::new(w), SessionFilter::default()).lenient("events"),
+        None => outputs,
+    }
 }
 
 /// One capture thread's side of a shared events output: writes whole lines only, so the
@@ -396,23 +410,21 @@ type SessionRequestRx = std::sync::mpsc::Receiver<SessionRequest>;
 
 /// One capture thread's loop state: its pipeline, sinks, the recently closed sessions, and the
 /// counts the housekeeping publishes.
-struct CaptureLoop<W: Write> {
+struct CaptureLoop<'w> {
     pipeline: Pipeline,
-    sinks: LiveSinks<W>,
+    sinks: Outputs<'w>,
     closed: RecentSessions,
     housekeeping: Timestamp,
-    /// Packets already added to the captured-packets counter.
-    counted: u64,
     /// Turns of the loop, each at most one wait: how often the thread woke up.
     wakeups: u64,
     /// The TLS key log clients append to (`--tls-keylog`), read again once a second.
     keylog: Option<Arc<crate::layer::tls::KeyLog>>,
 }
 
-impl<W: Write> CaptureLoop<W> {
-    fn new(cfg: TrackerConfig, sinks: LiveSinks<W>, closed: RecentSessions, now: Timestamp) -> Self {
+impl<'w> CaptureLoop<'w> {
+    fn new(cfg: TrackerConfig, sinks: Outputs<'w>, closed: RecentSessions, now: Timestamp) -> Self {
         let keylog = cfg.layers.keylog.clone();
-        CaptureLoop { pipeline: Pipeline::new(cfg), sinks, closed, housekeeping: now, counted: 0, wakeups: 0, keylog }
+        CaptureLoop { pipeline: Pipeline::new(cfg), sinks, closed, housekeeping: now, wakeups: 0, keylog }
     }
 
     /// One turn at real time `wall`: fires the deadlines up to `wall - GRACE`, hands out the
@@ -439,9 +451,8 @@ impl<W: Write> CaptureLoop<W> {
         }
         if wall.since(self.housekeeping) >= Duration::from_secs(1) {
             self.housekeeping = wall;
-            self.publish_counts(source.stats());
-            source.publish(&mut self.sinks.metrics);
-            self.sinks.flush();
+            self.publish_counts(source);
+            let _ = self.sinks.flush(); // a failing output is lenient: it logs and goes
             // Clients append their TLS secrets as they connect: read the new lines.
             if let Some(Err(e)) = self.keylog.as_ref().map(|k| k.refresh()) {
                 tracing::warn!("{e}");
@@ -452,13 +463,10 @@ impl<W: Write> CaptureLoop<W> {
         Ok(())
     }
 
-    /// The events so far to the sinks, the finished sessions' records to the closed list.
+    /// The events so far to the sinks, the finished sessions' records to them and to the closed
+    /// list.
     fn hand_out(&mut self) {
-        let closed = &mut self.closed;
-        let _ = self.pipeline.drain(&mut [&mut self.sinks], &mut |r| {
-            closed.push(r);
-            Ok(())
-        });
+        let _ = self.pipeline.drain(&mut [&mut self.sinks, &mut Closed(&mut self.closed)]);
     }
 
     /// Turns until `stop` is set or the capture fails.
@@ -469,25 +477,36 @@ impl<W: Write> CaptureLoop<W> {
         Ok(())
     }
 
-    /// Adds the packets read since the last call to the metrics, and the kernel's counts.
-    fn publish_counts(&mut self, kernel: KernelStats) {
-        let packets = self.pipeline.packets();
-        self.sinks.metrics.add_captured(packets - std::mem::replace(&mut self.counted, packets));
-        self.sinks.metrics.set_kernel_dropped(kernel.dropped);
-        self.sinks.metrics.set_ring_freezes(kernel.freezes);
-        self.sinks.metrics.set_flows_tracked(self.pipeline.tracker().live_connections());
+    /// Hands the source's figures so far to the sinks (the metrics count them).
+    fn publish_counts(&mut self, source: &mut dyn Feed) {
+        let stats = SourceStats {
+            packets: self.pipeline.packets(),
+            kernel: source.stats(),
+            ebpf: source.ebpf_stats(),
+            flows_tracked: self.pipeline.tracker().live_connections(),
+        };
+        self.sinks.on_stats(&stats);
     }
 
     /// The loop stops: the last counts, and the events written out.
-    fn finish(mut self) {
+    fn finish(mut self, source: &mut dyn Feed) {
         self.hand_out();
-        let packets = self.pipeline.packets();
-        self.sinks.metrics.add_captured(packets - self.counted);
-        if let Some(l) = self.sinks.lines
-            && let Err(err) = l.into_inner()
-        {
-            tracing::error!("writing events failed at shutdown: {err}");
-        }
+        self.publish_counts(source);
+        let _ = self.sinks.flush(); // a failing output is lenient: it logs
+    }
+}
+
+/// The recently closed sessions (for `/sessions`), as a sink of records.
+struct Closed<'a>(&'a mut RecentSessions);
+
+impl Sink for Closed<'_> {
+    fn on_event(&mut self, _event: &crate::session::Event) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn on_record(&mut self, record: &SessionRecord) -> std::io::Result<()> {
+        self.0.push(record.clone());
+        Ok(())
     }
 }
 
@@ -504,8 +523,10 @@ trait Feed {
     ) -> Result<usize, LiveError>;
     /// Kernel counts since the source opened.
     fn stats(&mut self) -> KernelStats;
-    /// Publishes the source's own counts, if it has any beyond [`Feed::stats`].
-    fn publish(&mut self, _metrics: &mut Metrics) {}
+    /// The source's own counts, if it has any beyond [`Feed::stats`].
+    fn ebpf_stats(&self) -> Option<EbpfStats> {
+        None
+    }
     /// Hands over, with no wait, what the source already holds in memory it reads without a
     /// system call (the eBPF ring buffer: its data records do not wake the reader). Packet
     /// sources hand theirs over in [`Feed::feed`].
@@ -549,8 +570,8 @@ impl Feed for EbpfSource {
         EbpfSource::stats(self)
     }
 
-    fn publish(&mut self, metrics: &mut Metrics) {
-        metrics.set_ebpf(self.ebpf_stats());
+    fn ebpf_stats(&self) -> Option<EbpfStats> {
+        Some(EbpfSource::ebpf_stats(self))
     }
 
     fn take_held(&mut self, pipeline: &mut Pipeline) {
@@ -565,37 +586,6 @@ fn wait_for(next: Option<Timestamp>, now: Timestamp) -> Duration {
     let Some(next) = next else { return MAX_WAIT };
     let nanos = next.since(now).as_nanos().div_ceil(1_000_000).max(1);
     Duration::from_millis(u64::try_from(nanos).unwrap_or(u64::MAX)).min(MAX_WAIT)
-}
-
-/// The live outputs: metrics always; the JSON-lines events while writing them works (a
-/// failure, such as a full disk, is logged once and the agent goes on without them: metrics
-/// and `/sessions` are unaffected).
-struct LiveSinks<W: Write> {
-    metrics: Metrics,
-    lines: Option<JsonLines<std::io::BufWriter<W>>>,
-}
-
-impl<W: Write> LiveSinks<W> {
-    fn flush(&mut self) {
-        if let Some(Err(err)) = self.lines.as_mut().map(|l| l.flush()) {
-            self.events_failed(&err);
-        }
-    }
-
-    fn events_failed(&mut self, err: &std::io::Error) {
-        tracing::error!("writing events failed, events are no longer written: {err}");
-        self.lines = None;
-    }
-}
-
-impl<W: Write> Sink for LiveSinks<W> {
-    fn on_event(&mut self, e: &crate::session::Event) -> std::io::Result<()> {
-        let _ = self.metrics.on_event(e);
-        if let Some(Err(err)) = self.lines.as_mut().map(|l| l.on_event(e)) {
-            self.events_failed(&err);
-        }
-        Ok(())
-    }
 }
 
 /// Serves HTTP on a small tokio runtime until `stop` is set.
@@ -749,7 +739,7 @@ mod tests {
             t.len() as u64
         };
         let mut registry = Registry::default();
-        let sinks = LiveSinks::<std::io::Sink> { metrics: Metrics::new(&mut registry, 0), lines: None };
+        let sinks = Outputs::new().metrics(Metrics::new(&mut registry, 0));
         let mut cfg = TrackerConfig::default();
         cfg.session.activity_events = true;
         let mut capture = CaptureLoop::new(cfg, sinks, RecentSessions::new(0), Timestamp::from_nanos(0));

@@ -12,16 +12,12 @@ use clap::Parser;
 use cli::{AnalyzeArgs, Cli, Command, Format};
 use mqtt_keepalive::app::{self, AppError};
 use mqtt_keepalive::live::LiveError;
+use mqtt_keepalive::output::html::PageTo;
+use mqtt_keepalive::output::text::{NoSuchSession, TextOutput};
+use mqtt_keepalive::output::{self, Outputs};
 use mqtt_keepalive::probe::ProbeError;
 use mqtt_keepalive::sink::Sink;
-use mqtt_keepalive::sink::html::HtmlReport;
-use mqtt_keepalive::sink::jsonl::JsonLines;
-use mqtt_keepalive::sink::openmetrics::Backfill;
-use mqtt_keepalive::sink::report::filter::SessionFilter;
-use mqtt_keepalive::sink::report::timeline::Timeline;
 use mqtt_keepalive::sink::report::totals::capture_warnings;
-use mqtt_keepalive::sink::report::{AnalysisReport, JsonWriter, Report, SessionRecord, Totals, WorstSessions};
-use std::cell::RefCell;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -95,162 +91,38 @@ fn run_analyze(args: &AnalyzeArgs) -> Result<(), Failure> {
 }
 
 fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -> Result<(), Failure> {
-    let stdout = io::stdout().lock();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout);
-    let html = match args.format {
-        Format::Jsonl => {
-            // Only the events are output: records are not made, nor kept (unless for --html).
-            let mut lines = JsonLines::with_filter(&mut out, args.filter());
-            let mut opts = args.options().map_err(AppError::from)?;
-            opts.tracker.records = false;
-            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut lines), None)?;
-            lines.into_inner()?;
-            html.map(|h| (totals, h))
-        }
-        Format::Json => {
-            // Streamed: each session is written as it ends, so memory holds open sessions only.
-            let opts = args.options().map_err(AppError::from)?;
-            let settings = opts.settings();
-            let mut json = JsonWriter::new(&mut out, &settings);
-            let mut shown = Shown::new(args.filter());
-            let (totals, html) = analyze_plus_html(
-                args,
-                stop,
-                opts,
-                None,
-                Some(&mut |r| if shown.keep(&r) { json.session(&r) } else { Ok(()) }),
-            )?;
-            json.end(&shown.totals(totals.clone()))?;
-            html.map(|h| (totals, h))
-        }
-        Format::Text => {
-            let mut worst = WorstSessions::new(if args.top == 0 { usize::MAX } else { args.top });
-            let mut shown = Shown::new(args.filter());
-            let text = args.text_options();
-            // --session: that session's timeline first, streamed as its events happen.
-            let mut timeline = args.session.map(|id| Timeline::new(&mut out, id, text.zone));
-            let (totals, html) = analyze_plus_html(
-                args,
-                stop,
-                args.options().map_err(AppError::from)?,
-                timeline.as_mut().map(|t| t as &mut dyn Sink),
-                Some(&mut |r| {
-                    if shown.keep(&r) {
-                        worst.push(r);
-                    }
-                    Ok(())
-                }),
-            )?;
-            if let Some(t) = timeline {
-                if !t.found() {
-                    return Err(Failure::NoSuchSession(t.session()));
-                }
-                writeln!(t.into_inner()?)?;
-            }
-            let report = AnalysisReport::new(shown.totals(totals.clone()), worst.into_sorted());
-            out.write_all(report.render_text_with(&text).as_bytes())?;
-            html.map(|h| (totals, h))
-        }
+    let opts = args.options().map_err(AppError::from)?;
+    let out = BufWriter::with_capacity(1 << 16, io::stdout());
+    let outputs = Outputs::new();
+    let outputs = match args.format {
+        Format::Text => outputs.text(
+            out,
+            TextOutput { top: args.top, filter: args.filter(), text: args.text_options(), session: args.session },
+        ),
+        Format::Json => outputs.json(out, opts.settings(), args.filter()),
+        Format::Jsonl => outputs.jsonl(out, args.filter()),
         Format::Openmetrics => {
-            // The live agent's metrics fold, sampled every --step of capture time.
-            let mut opts = args.options().map_err(AppError::from)?;
-            opts.tracker.session.activity_events = true; // as live: the silence-ratio histogram
-            opts.tracker.records = false;
-            let packets = mqtt_keepalive::output::packet_steps(&args.files, args.step).map_err(AppError::from)?;
+            let packets = output::packet_steps(&args.files, args.step).map_err(AppError::from)?;
             let instance = args.instance.clone().unwrap_or_else(|| {
                 let first = &args.files[0];
                 first.file_name().map_or_else(|| first.display().to_string(), |n| n.to_string_lossy().into_owned())
             });
-            let mut backfill = Backfill::new(args.step, &instance, packets);
-            let (totals, html) = analyze_plus_html(args, stop, opts, Some(&mut backfill), None)?;
-            backfill.finish(totals.capture.last_ts, &mut out)?;
-            html.map(|h| (totals, h))
+            outputs.openmetrics(out, args.step, &instance, packets)
         }
-        Format::Html => {
-            let (totals, html) = analyze_plus_html(args, stop, args.options().map_err(AppError::from)?, None, None)?;
-            if let Some(h) = html {
-                h.write(&totals, &mut out)?;
-            }
-            None
-        }
+        Format::Html => outputs.html(PageTo::Writer(Box::new(out)), args.top),
     };
-    out.flush()?;
-    if let (Some((totals, page)), Some(path)) = (html, &args.html) {
-        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-        let file = std::fs::File::create(path).map_err(named)?;
-        page.write(&totals, BufWriter::new(file)).and_then(|mut w| w.flush()).map_err(named)?;
-    }
-    Ok(())
-}
-
-/// The sessions a filter lets through, and their summary.
-struct Shown {
-    filter: SessionFilter,
-    matched: Report,
-}
-
-impl Shown {
-    fn new(filter: SessionFilter) -> Self {
-        Shown { filter, matched: Report::new() }
-    }
-
-    /// True when the session is shown (and counted in the summary).
-    fn keep(&mut self, r: &SessionRecord) -> bool {
-        let keep = self.filter.matches(r);
-        if keep {
-            self.matched.add(r);
-        }
-        keep
-    }
-
-    /// The figures with the summary of the sessions shown (all of them without a filter).
-    fn totals(self, all: Totals) -> Totals {
-        if self.filter.is_empty() {
-            return all;
-        }
-        self.matched.totals(all.capture, all.tcp, all.settings)
-    }
-}
-
-/// Runs the analysis with an optional extra sink and record consumer, and with the HTML
-/// timeline's sink and records as well when the page is asked for (`--html` or `-f html`).
-fn analyze_plus_html(
-    args: &AnalyzeArgs,
-    stop: &std::sync::atomic::AtomicBool,
-    mut opts: app::AnalyzeOptions,
-    sink: Option<&mut dyn Sink>,
-    mut records: Option<&mut dyn FnMut(SessionRecord) -> io::Result<()>>,
-) -> Result<(Totals, Option<HtmlReport>), AppError> {
-    let html = (args.html.is_some() || args.format == Format::Html).then(|| RefCell::new(HtmlReport::new(args.top)));
-    if html.is_some() {
-        opts.tracker.session.activity_events = true; // each client packet, for the silences
-        opts.tracker.records = true;
-    }
-    let mut html_sink = html.as_ref();
-    let mut sinks: Vec<&mut dyn Sink> = Vec::new();
-    if let Some(s) = sink {
-        sinks.push(s);
-    }
-    if let Some(h) = html_sink.as_mut() {
-        sinks.push(h);
-    }
-    let totals = app::analyze_until(opts, Some(stop), &mut sinks, &mut |r| match (&html, records.as_mut()) {
-        (Some(h), Some(f)) => {
-            h.borrow_mut().record(r.clone());
-            f(r)
-        }
-        (Some(h), None) => {
-            h.borrow_mut().record(r);
-            Ok(())
-        }
-        (None, Some(f)) => f(r),
-        (None, None) => Ok(()),
-    })?;
-    drop(sinks);
+    let mut outputs = match &args.html {
+        Some(path) => outputs.html(PageTo::File(path.clone()), args.top),
+        None => outputs,
+    };
+    let totals = app::analyze_until(opts, Some(stop), &mut [&mut outputs])?;
     for w in capture_warnings(&totals.settings, &totals.capture, &totals.tcp) {
         eprintln!("mqtt-keepalive: warning: {w}");
     }
-    Ok((totals, html.map(RefCell::into_inner)))
+    outputs.finish(&totals).map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref::<NoSuchSession>()) {
+        Some(NoSuchSession(id)) => Failure::NoSuchSession(*id),
+        None => Failure::Output(e),
+    })
 }
 
 /// `probe`: runs the scenarios and prints the table; the status is the probe's finding (0 every

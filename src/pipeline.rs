@@ -9,7 +9,7 @@
 //! - [`Pipeline::stream`] and [`Pipeline::tcp`]: what a stream source (one that sees in-order
 //!   bytes and TCP state changes rather than packets) hands over;
 //! - [`Pipeline::poll`]: time passed without packets (live), so deadlines fire on the clock;
-//! - [`Pipeline::drain`]: events to the sinks, finished sessions' records to a callback;
+//! - [`Pipeline::drain`]: events, then finished sessions' records, to the sinks;
 //! - [`Pipeline::finish`]: the input ended; every session still open is settled and drained.
 //!
 //! The same frames at the same times give the same events and records whoever calls it:
@@ -21,7 +21,6 @@ use crate::decode::{self, Segment, Skip};
 use crate::flow::{FlowKey, Side};
 use crate::link::LinkType;
 use crate::model::stats::{CaptureStats, OTHER_PORTS_LISTED, PortSegments};
-use crate::session::record::SessionRecord;
 use crate::sink::Sink;
 use crate::time::{PacketClock, Timestamp};
 use crate::tracker::{StreamInput, TcpChange, Tracker, TrackerConfig, TrackerCounters};
@@ -30,9 +29,6 @@ use std::collections::HashSet;
 /// Sessions settled per step at the end of the input, with a drain between steps (so a
 /// million sessions open at the end are never all held as records at once).
 const FINISH_STEP: usize = 1024;
-
-/// Where finished sessions' records go.
-pub type Records<'a> = dyn FnMut(SessionRecord) -> std::io::Result<()> + 'a;
 
 /// The analysis of one input, from frames to events.
 pub struct Pipeline {
@@ -137,10 +133,10 @@ impl Pipeline {
         self.tracker.next_deadline()
     }
 
-    /// Hands the events so far to `sinks` (in time order) and the records of the sessions that
-    /// ended to `records` (in the order they ended). Stops at the first error.
+    /// Hands the events so far to every sink (in time order), then the records of the sessions
+    /// that ended (in the order they ended). Stops at the first error.
     #[inline]
-    pub fn drain(&mut self, sinks: &mut [&mut dyn Sink], records: &mut Records<'_>) -> std::io::Result<()> {
+    pub fn drain(&mut self, sinks: &mut [&mut dyn Sink]) -> std::io::Result<()> {
         if self.tracker.events().is_empty() && self.tracker.finished().is_empty() {
             return Ok(()); // most packets (a PUBLISH, an ACK) change nothing worth telling
         }
@@ -150,21 +146,23 @@ impl Pipeline {
             }
         }
         for record in self.tracker.finished().drain(..) {
-            records(record)?;
+            for sink in sinks.iter_mut() {
+                sink.on_record(&record)?;
+            }
         }
         Ok(())
     }
 
     /// The input ended: settles every session still open (in the order they began) and drains
     /// as it goes. The pipeline takes no more input after this.
-    pub fn finish(&mut self, sinks: &mut [&mut dyn Sink], records: &mut Records<'_>) -> std::io::Result<()> {
+    pub fn finish(&mut self, sinks: &mut [&mut dyn Sink]) -> std::io::Result<()> {
         if let Some(end) = self.clock.now() {
             let mut ending = self.tracker.start_finish(end);
             while self.tracker.finish_some(&mut ending, FINISH_STEP) {
-                self.drain(sinks, records)?;
+                self.drain(sinks)?;
             }
         }
-        self.drain(sinks, records)
+        self.drain(sinks)
     }
 
     /// Notes a problem with the input (kept in the statistics, and handed out once by
@@ -245,7 +243,7 @@ mod tests {
         p.poll(t(14.0));
         let mut kinds = Vec::new();
         let mut collect = crate::sink::FnSink(|e: &crate::session::Event| kinds.push(e.kind.as_str()));
-        p.drain(&mut [&mut collect], &mut |_| Ok(())).unwrap();
+        p.drain(&mut [&mut collect]).unwrap();
         assert!(kinds.ends_with(&["keepalive_expired"]), "{kinds:?}");
         let stats = p.stats();
         assert_eq!((stats.packets, stats.timestamps_out_of_order), (6, 1), "3 handshake, 2 MQTT, 1 USB frames");
@@ -254,10 +252,9 @@ mod tests {
         assert_eq!(p.take_new_warnings().count(), 1);
         assert_eq!(p.take_new_warnings().count(), 0, "a warning is handed out once");
         let mut records = Vec::new();
-        p.finish(&mut [], &mut |r| {
-            records.push(r);
-            Ok(())
-        })
+        p.finish(&mut [&mut crate::sink::RecordSink(|r: &crate::session::record::SessionRecord| {
+            records.push(r.clone())
+        })])
         .unwrap();
         assert_eq!(records.len(), 1, "finish settles the open session");
     }

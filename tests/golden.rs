@@ -8,7 +8,8 @@ mod common;
 use common::fixture;
 use mqtt_keepalive::capture::{OfflineReader, PacketSource};
 use mqtt_keepalive::pipeline::Pipeline;
-use mqtt_keepalive::sink::report::{RecentSessions, SessionsDocument};
+use mqtt_keepalive::sink::RecordSink;
+use mqtt_keepalive::sink::report::{RecentSessions, SessionRecord, SessionsDocument};
 use mqtt_keepalive::time::Timestamp;
 use mqtt_keepalive::tracker::TrackerConfig;
 use std::path::PathBuf;
@@ -83,12 +84,7 @@ fn sessions_document() {
             break;
         }
         pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-        pipeline
-            .drain(&mut [], &mut |r| {
-                closed.push(r);
-                Ok(())
-            })
-            .unwrap();
+        pipeline.drain(&mut [&mut RecordSink(|r: &SessionRecord| closed.push(r.clone()))]).unwrap();
     }
     let doc = SessionsDocument::new(pipeline.tracker().open_records(), 1000, &closed);
     assert!(doc.open > 10 && doc.sessions.len() > doc.open as usize, "open and closed sessions both listed");

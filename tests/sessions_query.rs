@@ -4,6 +4,7 @@
 use mqtt_keepalive::flow::Side;
 use mqtt_keepalive::pipeline::Pipeline;
 use mqtt_keepalive::server::{self, AppState};
+use mqtt_keepalive::sink::RecordSink;
 use mqtt_keepalive::sink::report::{RecentSessions, SessionRecord, SessionsDocument};
 use mqtt_keepalive::synth::{Capture, Conn, Encap, mqtt};
 use mqtt_keepalive::time::Timestamp;
@@ -35,20 +36,10 @@ fn sessions() -> (Vec<SessionRecord>, RecentSessions) {
     let mut closed = RecentSessions::new(100);
     for (ts, frame) in &cap.frames {
         pipeline.frame(*ts, cap.encap.link_type(), frame, frame.len() as u32);
-        pipeline
-            .drain(&mut [], &mut |r| {
-                closed.push(r);
-                Ok(())
-            })
-            .unwrap();
+        pipeline.drain(&mut [&mut RecordSink(|r: &SessionRecord| closed.push(r.clone()))]).unwrap();
     }
     pipeline.poll(t(70.0)); // past the half-closed connections' 60 s (the broker never sent its FIN)
-    pipeline
-        .drain(&mut [], &mut |r| {
-            closed.push(r);
-            Ok(())
-        })
-        .unwrap();
+    pipeline.drain(&mut [&mut RecordSink(|r: &SessionRecord| closed.push(r.clone()))]).unwrap();
     (pipeline.tracker().open_records().collect(), closed)
 }
 

@@ -4,6 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 use mqtt_keepalive::capture::{LinkType, OfflineReader, PacketSource};
 use mqtt_keepalive::pipeline::Pipeline;
+use mqtt_keepalive::session::record::SessionRecord;
+use mqtt_keepalive::sink::RecordSink;
 use mqtt_keepalive::sink::report::Report;
 use mqtt_keepalive::tracker::TrackerConfig;
 
@@ -15,13 +17,10 @@ fuzz_target!(|data: &[u8]| {
     // Every idle connection parked, so parking and waking are fuzzed too.
     let mut pipeline = Pipeline::new(TrackerConfig { active_limit: 0, ..TrackerConfig::default() });
     let mut report = Report::new();
-    let mut records = |r| {
-        report.add(&r);
-        Ok(())
-    };
+    let mut records = RecordSink(|r: &SessionRecord| report.add(r));
     while let Ok(Some(p)) = r.next_packet() {
         pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-        let _ = pipeline.drain(&mut [], &mut records);
+        let _ = pipeline.drain(&mut [&mut records]);
     }
-    let _ = pipeline.finish(&mut [], &mut records);
+    let _ = pipeline.finish(&mut [&mut records]);
 });

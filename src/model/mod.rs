@@ -9,4 +9,4 @@
 pub mod stats;
 pub mod times;
 
-pub use stats::{CaptureStats, EbpfStats, KernelStats, OTHER_PORTS_LISTED, PortSegments};
+pub use stats::{CaptureStats, EbpfStats, KernelStats, OTHER_PORTS_LISTED, PortSegments, SourceStats};

@@ -71,3 +71,16 @@ pub struct EbpfStats {
     /// Records that could not be read.
     pub bad_records: u64,
 }
+
+/// What a live source has counted since it opened, as a live loop hands it to the sinks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Frames (or the eBPF source's records) the pipeline has read.
+    pub packets: u64,
+    /// The kernel's counts.
+    pub kernel: KernelStats,
+    /// The eBPF source's own counts (`None` for packet capture).
+    pub ebpf: Option<EbpfStats>,
+    /// Connections the loop's tracker holds now.
+    pub flows_tracked: usize,
+}

@@ -150,7 +150,7 @@ impl HtmlReport {
         }
     }
 
-    /// A finished session (from [`crate::app::analyze_streaming`]'s callback).
+    /// A finished session (its sink, [`crate::output::html::HtmlPage`], hands it on).
     pub fn record(&mut self, record: SessionRecord) {
         let marks = self.open.remove(&record.id).unwrap_or_default();
         for e in &record.events {
@@ -241,13 +241,6 @@ impl Sink for HtmlReport {
             m.dropped += 1;
         }
         Ok(())
-    }
-}
-
-/// The sink of a report shared with the code that hands it records.
-impl Sink for &std::cell::RefCell<HtmlReport> {
-    fn on_event(&mut self, e: &Event) -> io::Result<()> {
-        self.borrow_mut().on_event(e)
     }
 }
 

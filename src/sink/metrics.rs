@@ -9,6 +9,7 @@
 use super::Sink;
 use crate::flow::Side;
 use crate::layer::Transport;
+use crate::model::stats::SourceStats;
 use crate::mqtt::Protocol;
 use crate::session::{CloseKind, Event, EventKind, SessionId, Verdict};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
@@ -121,6 +122,8 @@ pub struct Metrics {
     ebpf_seen: crate::model::EbpfStats,
     /// This sink's share of the tracked-connections gauge.
     flows_tracked_seen: i64,
+    /// The source's packet count already added ([`Sink::on_stats`]).
+    packets_seen: u64,
 }
 
 impl Metrics {
@@ -258,6 +261,7 @@ impl Metrics {
             kernel_freezes_seen: 0,
             ebpf_seen: Default::default(),
             flows_tracked_seen: 0,
+            packets_seen: 0,
         }
     }
 
@@ -282,6 +286,7 @@ impl Metrics {
             kernel_freezes_seen: 0,
             ebpf_seen: Default::default(),
             flows_tracked_seen: 0,
+            packets_seen: 0,
         }
     }
 
@@ -374,6 +379,21 @@ impl Metrics {
 }
 
 impl Sink for Metrics {
+    fn on_stats(&mut self, s: &SourceStats) {
+        let new = s.packets.saturating_sub(std::mem::replace(&mut self.packets_seen, s.packets));
+        self.add_captured(new);
+        self.set_kernel_dropped(s.kernel.dropped);
+        self.set_ring_freezes(s.kernel.freezes);
+        self.set_flows_tracked(s.flows_tracked);
+        if let Some(ebpf) = s.ebpf {
+            self.set_ebpf(ebpf);
+        }
+    }
+
+    fn wants(&self) -> super::Wants {
+        super::Wants { records: false, activity: true } // the silence-ratio histogram
+    }
+
     fn on_event(&mut self, e: &Event) -> std::io::Result<()> {
         match &e.kind {
             EventKind::SessionStart { .. }

@@ -221,7 +221,7 @@ mod tests {
             t.apply(&Record::parse(b).unwrap(), &mut p);
         }
         let mut names = Names(Vec::new());
-        p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+        p.finish(&mut [&mut names]).unwrap();
         let kinds: Vec<&str> = names.0.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(&kinds[..4], ["session_start", "transport", "tls_keys", "connect"], "{kinds:?}");
         assert!(kinds.contains(&"connack") && kinds.contains(&"gap"), "{kinds:?}");
@@ -241,7 +241,7 @@ mod tests {
             t.apply(&Record::parse(&build::close_notify(1_000, 3, key, from_client)).unwrap(), &mut p);
             t.apply(&Record::parse(&build::state(2_000, 3, key, ESTABLISHED, FIN_WAIT1)).unwrap(), &mut p);
             let mut names = Names(Vec::new());
-            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            p.finish(&mut [&mut names]).unwrap();
             let closes: Vec<&EventKind> = names.0.iter().filter(|(n, _)| n == "close").map(|(_, k)| k).collect();
             let by = if from_client { Side::Client } else { Side::Broker };
             assert!(
@@ -267,7 +267,7 @@ mod tests {
                 t.release_due(Timestamp::from_secs_f64(at), &mut p);
             }
             let mut names = Names(Vec::new());
-            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            p.finish(&mut [&mut names]).unwrap();
             names.0
         };
         let connect = mqtt::connect(4, 30, "dev", true, None);
@@ -314,7 +314,7 @@ mod tests {
                 t.apply(&Record::parse(&b).unwrap(), &mut p);
             }
             let mut names = Names(Vec::new());
-            p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+            p.finish(&mut [&mut names]).unwrap();
             let tls = names.0.iter().any(|(_, k)| matches!(k, EventKind::Transport { transport: Transport::Tls }));
             let mqtt = names.0.iter().any(|(_, k)| matches!(k, EventKind::SessionEnd { mqtt: true, .. }));
             assert_eq!((tls, mqtt), (carried, carried), "carried {carried}: {:?}", names.0);
@@ -330,7 +330,7 @@ mod tests {
         t.joined(Timestamp::from_secs_f64(1.0), key, &mut p);
         t.apply(&Record::parse(&build::reset(2_000_000_000, 9, key, false)).unwrap(), &mut p);
         let mut names = Names(Vec::new());
-        p.finish(&mut [&mut names], &mut |_| Ok(())).unwrap();
+        p.finish(&mut [&mut names]).unwrap();
         let close = names.0.iter().find(|(n, _)| n == "close").map(|(_, k)| k).expect("a close");
         assert!(matches!(close, EventKind::Close { by: Side::Client, .. }), "{close:?}");
     }

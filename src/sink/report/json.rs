@@ -19,15 +19,15 @@ pub const JSON_VERSION: u32 = 1;
 /// session, then the capture figures. Memory does not grow with the number of sessions. Nothing
 /// is written before the first session (or [`JsonWriter::end`]), so an input that fails at once
 /// leaves no partial document.
-pub struct JsonWriter<'a, W: Write> {
+pub struct JsonWriter<W: Write> {
     out: W,
-    settings: &'a Settings,
+    settings: Settings,
     sessions: u64,
     begun: bool,
 }
 
-impl<'a, W: Write> JsonWriter<'a, W> {
-    pub fn new(out: W, settings: &'a Settings) -> Self {
+impl<W: Write> JsonWriter<W> {
+    pub fn new(out: W, settings: Settings) -> Self {
         JsonWriter { out, settings, sessions: 0, begun: false }
     }
 
@@ -35,7 +35,7 @@ impl<'a, W: Write> JsonWriter<'a, W> {
         if !self.begun {
             self.begun = true;
             write!(self.out, r#"{{"format":"{FORMAT}","version":{JSON_VERSION},"tool":"{TOOL}","settings":"#)?;
-            serde_json::to_writer(&mut self.out, self.settings)?;
+            serde_json::to_writer(&mut self.out, &self.settings)?;
             self.out.write_all(br#","sessions":["#)?;
         }
         Ok(())
@@ -103,7 +103,7 @@ impl AnalysisReport {
 
     /// The JSON document, byte for byte as `analyze --format json` streams it.
     pub fn write_json<W: Write>(&self, out: W) -> std::io::Result<W> {
-        let mut w = JsonWriter::new(out, &self.settings);
+        let mut w = JsonWriter::new(out, self.settings.clone());
         for r in &self.sessions {
             w.session(r)?;
         }
