@@ -16,8 +16,7 @@
 //! ([`StreamClock`]). [`analyze_until`] stops reading when its flag is raised (a signal) and
 //! still settles every session and reports, with a warning that the input was cut short.
 
-use crate::capture::offline::Next;
-use crate::capture::{CaptureError, OfflineReader};
+use crate::capture::{CaptureError, Intake, OfflineReader, Source, SourceError};
 use crate::decode::{self, Skip};
 use crate::model::stats::CaptureStats;
 use crate::pipeline::Pipeline;
@@ -25,7 +24,7 @@ use crate::session::record::SessionRecord;
 use crate::sink::report::{AnalysisReport, Report, Settings, Totals};
 use crate::sink::{RecordSink, Sink};
 use crate::time::{StreamClock, Timestamp, monotonic_now};
-use crate::tracker::TrackerConfig;
+use crate::tracker::{StreamInput, TcpChange, TrackerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -378,53 +377,41 @@ fn show_warnings(pipeline: &mut Pipeline) {
     }
 }
 
-/// The reader stage: parses every file in order and decodes its frames into batches. Stops
-/// early if the tracker stage has gone (its receiver dropped, e.g. on an output error). Live
-/// input's batches go as soon as the input stalls, or [`FLUSH_AFTER`] after their first frame.
+/// The reader stage: parses every file in order and decodes its frames into batches (each file
+/// a [`Source`], the batch its [`Intake`]). Stops early if the tracker stage has gone (its
+/// receiver dropped, e.g. on an output error). Live input's batches go as soon as the input
+/// stalls, or [`FLUSH_AFTER`] after their first frame.
 fn read_and_decode(readers: Vec<OfflineReader>, progress: bool, full: SyncSender<Batch>, empty: Receiver<Batch>) {
+    // Files never wait on a clock: a read blocks until data comes, or the end.
+    const BLOCK: Duration = Duration::MAX;
+    let never = Timestamp::from_nanos(0); // files carry their own timestamps
     for mut reader in readers {
         let live = reader.is_live();
         let bar = progress.then(|| progress_bar(&reader)).flatten();
         let mut batch = empty.try_recv().unwrap_or_default();
         let mut first_read = None; // when the first frame of a live batch was read
         let end = loop {
-            // Live input waits for data only with nothing to hand on.
-            let stalled = match reader.next_record(!live || batch.items.is_empty()) {
-                Ok(Next::Packet(p)) => {
-                    let start = batch.bytes.len();
-                    let segment = decode::decode(p.link, p.data).map(|seg| {
-                        batch.bytes.extend_from_slice(seg.payload);
-                        SegmentMeta {
-                            src: seg.src,
-                            dst: seg.dst,
-                            seq: seg.seq,
-                            ack: seg.ack,
-                            syn: seg.syn,
-                            fin: seg.fin,
-                            rst: seg.rst,
-                            wire_len: seg.wire_len,
-                        }
-                    });
-                    let payload = start..batch.bytes.len();
-                    batch.items.push(Item {
-                        ts: p.ts,
-                        captured: p.data.len() as u32,
-                        orig_len: p.orig_len,
-                        segment,
-                        payload,
-                    });
-                    false
-                }
-                Ok(Next::Stalled) => true,
-                Ok(Next::End) => break Ok(reader.truncated_tail()),
-                Err(e) => break Err(e),
+            // Live input waits for data only with nothing to hand on, and is looked at frame
+            // by frame (a batch goes at the latest FLUSH_AFTER after its first frame).
+            let (wait, max) = match live {
+                false => (BLOCK, BATCH - batch.items.len()),
+                true if batch.items.is_empty() => (BLOCK, 1),
+                true => (Duration::ZERO, 1),
             };
+            let fed = match reader.feed(&mut batch, wait, never, max) {
+                Ok(fed) => fed,
+                Err(SourceError::File(e)) => break Err(e),
+                Err(e) => {
+                    break Err(CaptureError::Read { path: reader.path().into(), record: 0, detail: e.to_string() });
+                }
+            };
+            let stalled = fed.items < max && !fed.end;
             let due = batch.items.len() == BATCH
                 || (live && !batch.items.is_empty() && {
                     let now = monotonic_now();
                     stalled || now.saturating_duration_since(*first_read.get_or_insert(now)) >= FLUSH_AFTER
                 });
-            if due {
+            if due && !fed.end {
                 if let Some(bar) = &bar {
                     bar.set_position(reader.position());
                 }
@@ -434,6 +421,9 @@ fn read_and_decode(readers: Vec<OfflineReader>, progress: bool, full: SyncSender
                     return;
                 }
                 first_read = None;
+            }
+            if fed.end {
+                break Ok(reader.truncated_tail());
             }
         };
         batch.file_end = Some(end);
@@ -445,6 +435,36 @@ fn read_and_decode(readers: Vec<OfflineReader>, progress: bool, full: SyncSender
             bar.finish_and_clear();
         }
     }
+}
+
+/// The reader stage's batch is where a file hands its frames: each is decoded here, on the
+/// reader's thread, its payload copied into the batch.
+impl Intake for Batch {
+    #[inline]
+    fn frame(&mut self, ts: Timestamp, link: crate::link::LinkType, data: &[u8], orig_len: u32) {
+        let start = self.bytes.len();
+        let segment = decode::decode(link, data).map(|seg| {
+            self.bytes.extend_from_slice(seg.payload);
+            SegmentMeta {
+                src: seg.src,
+                dst: seg.dst,
+                seq: seg.seq,
+                ack: seg.ack,
+                syn: seg.syn,
+                fin: seg.fin,
+                rst: seg.rst,
+                wire_len: seg.wire_len,
+            }
+        });
+        let payload = start..self.bytes.len();
+        self.items.push(Item { ts, captured: data.len() as u32, orig_len, segment, payload });
+    }
+
+    /// Files hand frames only.
+    fn stream(&mut self, _: Timestamp, _: crate::flow::FlowKey, _: crate::flow::Side, _: StreamInput<'_>) {}
+
+    /// Files hand frames only.
+    fn tcp(&mut self, _: Timestamp, _: crate::flow::FlowKey, _: TcpChange) {}
 }
 
 fn progress_bar(reader: &OfflineReader) -> Option<indicatif::ProgressBar> {

@@ -24,8 +24,8 @@ use crate::capture::LiveCaptureError;
 use crate::capture::afpacket::AfPacket;
 use crate::capture::ebpf::{EbpfError, EbpfOptions, EbpfSource};
 use crate::capture::ring::{self, Ring, RingConfig};
-use crate::capture::{KernelStats, LiveSource};
-use crate::model::stats::{EbpfStats, SourceStats};
+use crate::capture::{LiveSource, Source, SourceError};
+use crate::model::stats::SourceStats;
 use crate::output::Outputs;
 use crate::pipeline::Pipeline;
 use crate::server::{self, AppState};
@@ -83,6 +83,16 @@ pub struct LiveOptions {
     pub capture_threads: usize,
 }
 
+impl From<SourceError> for LiveError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::File(e) => LiveError::File(e),
+            SourceError::Live(e) => LiveError::Capture(e),
+            SourceError::Ebpf(e) => LiveError::Ebpf(e),
+        }
+    }
+}
+
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -99,6 +109,9 @@ pub enum LiveError {
     KeyLog(#[from] crate::layer::tls::KeyLogError),
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
+    /// A capture file as a live source (never, today).
+    #[error(transparent)]
+    File(#[from] crate::capture::CaptureError),
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
 }
@@ -112,6 +125,7 @@ impl LiveError {
             }
             LiveError::Capture(e) => !matches!(e, LiveCaptureError::Os { what: "receive" | "poll", .. }),
             LiveError::Ebpf(e) => e.is_setup(),
+            LiveError::File(_) => true,
             LiveError::Server(_) => false,
         }
     }
@@ -203,7 +217,7 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
     }
     let mut cfg = opts.tracker.clone();
     cfg.session.activity_events = true;
-    let mut sources: Vec<(Box<dyn Feed + Send>, TrackerConfig)> = Vec::new();
+    let mut sources: Vec<(Box<dyn Source + Send>, TrackerConfig)> = Vec::new();
     if opts.packets {
         let packet_sources = open_sources(&opts)?;
         let n = packet_sources.len();
@@ -269,7 +283,7 @@ pub fn run(opts: LiveOptions) -> Result<(), LiveError> {
 /// metrics shared), and a thread answering `/sessions` from all of them, until `stop`; the
 /// first error stops all.
 fn run_threads(
-    sources: Vec<(Box<dyn Feed + Send>, TrackerConfig)>,
+    sources: Vec<(Box<dyn Source + Send>, TrackerConfig)>,
     metrics: Metrics,
     events: Option<Arc<std::sync::Mutex<Box<dyn Write + Send>>>>,
     session_requests: SessionRequestRx,
@@ -432,7 +446,7 @@ impl<'w> CaptureLoop<'w> {
     /// once a second publishes the capture counts, then waits for a packet at most until the
     /// next deadline (rounded up: never a zero timeout) and takes it and the packets already
     /// queued behind it (at most [`BATCH`]). Nothing fired waits for a packet to be handed out.
-    fn turn(&mut self, source: &mut dyn Feed, wall: Timestamp, requests: &SessionRequestRx) -> Result<(), LiveError> {
+    fn turn(&mut self, source: &mut dyn Source, wall: Timestamp, requests: &SessionRequestRx) -> Result<(), LiveError> {
         self.wakeups += 1;
         // Deadlines fire on the clock, packets or not: the tracker runs GRACE behind the
         // real-time clock, so packets still queued in the socket are not older than it.
@@ -470,7 +484,12 @@ impl<'w> CaptureLoop<'w> {
     }
 
     /// Turns until `stop` is set or the capture fails.
-    fn run(&mut self, source: &mut dyn Feed, requests: &SessionRequestRx, stop: &AtomicBool) -> Result<(), LiveError> {
+    fn run(
+        &mut self,
+        source: &mut dyn Source,
+        requests: &SessionRequestRx,
+        stop: &AtomicBool,
+    ) -> Result<(), LiveError> {
         while !stop.load(Ordering::Relaxed) {
             self.turn(source, Timestamp::now_realtime(), requests)?;
         }
@@ -478,7 +497,7 @@ impl<'w> CaptureLoop<'w> {
     }
 
     /// Hands the source's figures so far to the sinks (the metrics count them).
-    fn publish_counts(&mut self, source: &mut dyn Feed) {
+    fn publish_counts(&mut self, source: &mut dyn Source) {
         let stats = SourceStats {
             packets: self.pipeline.packets(),
             kernel: source.stats(),
@@ -489,7 +508,7 @@ impl<'w> CaptureLoop<'w> {
     }
 
     /// The loop stops: the last counts, and the events written out.
-    fn finish(mut self, source: &mut dyn Feed) {
+    fn finish(mut self, source: &mut dyn Source) {
         self.hand_out();
         self.publish_counts(source);
         let _ = self.sinks.flush(); // a failing output is lenient: it logs
@@ -507,75 +526,6 @@ impl Sink for Closed<'_> {
     fn on_record(&mut self, record: &SessionRecord) -> std::io::Result<()> {
         self.0.push(record.clone());
         Ok(())
-    }
-}
-
-/// What a capture thread reads: frames of a packet source, or the eBPF source's records.
-trait Feed {
-    /// Hands what arrived to `pipeline`, waiting at most `timeout` for the first item, at most
-    /// `max` items; returns how many. `now` is the loop's real time.
-    fn feed(
-        &mut self,
-        pipeline: &mut Pipeline,
-        timeout: Duration,
-        now: Timestamp,
-        max: usize,
-    ) -> Result<usize, LiveError>;
-    /// Kernel counts since the source opened.
-    fn stats(&mut self) -> KernelStats;
-    /// The source's own counts, if it has any beyond [`Feed::stats`].
-    fn ebpf_stats(&self) -> Option<EbpfStats> {
-        None
-    }
-    /// Hands over, with no wait, what the source already holds in memory it reads without a
-    /// system call (the eBPF ring buffer: its data records do not wake the reader). Packet
-    /// sources hand theirs over in [`Feed::feed`].
-    fn take_held(&mut self, _pipeline: &mut Pipeline) {}
-}
-
-impl<T: LiveSource + ?Sized> Feed for T {
-    fn feed(
-        &mut self,
-        pipeline: &mut Pipeline,
-        timeout: Duration,
-        now: Timestamp,
-        max: usize,
-    ) -> Result<usize, LiveError> {
-        let mut wait = timeout;
-        for n in 0..max {
-            let Some(p) = self.next_packet(wait, now)? else { return Ok(n) };
-            pipeline.frame(p.ts, p.link, p.data, p.orig_len);
-            wait = Duration::ZERO;
-        }
-        Ok(max)
-    }
-
-    fn stats(&mut self) -> KernelStats {
-        LiveSource::stats(self)
-    }
-}
-
-impl Feed for EbpfSource {
-    fn feed(
-        &mut self,
-        pipeline: &mut Pipeline,
-        timeout: Duration,
-        now: Timestamp,
-        max: usize,
-    ) -> Result<usize, LiveError> {
-        Ok(EbpfSource::feed(self, pipeline, timeout, now, max)?)
-    }
-
-    fn stats(&mut self) -> KernelStats {
-        EbpfSource::stats(self)
-    }
-
-    fn ebpf_stats(&self) -> Option<EbpfStats> {
-        Some(EbpfSource::ebpf_stats(self))
-    }
-
-    fn take_held(&mut self, pipeline: &mut Pipeline) {
-        EbpfSource::take_held(self, pipeline);
     }
 }
 
@@ -623,7 +573,7 @@ fn spawn_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{LinkType, Packet};
+    use crate::capture::{KernelStats, LinkType, Packet};
     use crate::flow::Side;
     use crate::synth::{self, Capture, Encap, mqtt};
     use std::collections::VecDeque;

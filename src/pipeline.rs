@@ -17,6 +17,7 @@
 //! unsupported link type) are kept in the statistics and handed out once by
 //! [`Pipeline::take_new_warnings`] for the caller to show.
 
+use crate::capture::Intake;
 use crate::decode::{self, Segment, Skip};
 use crate::flow::{FlowKey, Side};
 use crate::link::LinkType;
@@ -206,6 +207,22 @@ impl Pipeline {
     /// The tracker (for reading open sessions and table sizes).
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+}
+
+/// Where every source hands its input.
+impl Intake for Pipeline {
+    #[inline]
+    fn frame(&mut self, ts: Timestamp, link: LinkType, data: &[u8], orig_len: u32) {
+        Pipeline::frame(self, ts, link, data, orig_len);
+    }
+
+    fn stream(&mut self, ts: Timestamp, key: FlowKey, from: Side, input: StreamInput<'_>) {
+        Pipeline::stream(self, ts, key, from, input);
+    }
+
+    fn tcp(&mut self, ts: Timestamp, key: FlowKey, change: TcpChange) {
+        Pipeline::tcp(self, ts, key, change);
     }
 }
 

@@ -1,6 +1,7 @@
-//! Packet sources: where timestamped link-layer frames come from.
+//! Sources: where the input comes from. Every input is a [`Source`] ([`source`]: the one seam,
+//! driven the same way by `analyze` and `live`), handing frames or streams to an [`Intake`].
 //!
-//! Contract: a [`PacketSource`] yields frames in capture order with the capture's own timestamps
+//! Contract: a [`PacketSource`] (a capture file read as an iterator, for tools and tests) yields frames in capture order with the capture's own timestamps
 //! and link type. A damaged file ends its stream with an error after the packets before the
 //! damage; a record cut short at the end of a file ends the stream cleanly and is counted.
 
@@ -13,6 +14,7 @@ pub mod libpcap;
 pub mod offline;
 mod packet_socket;
 pub mod ring;
+pub mod source;
 
 pub use crate::link::LinkType;
 pub use crate::model::stats::KernelStats;
@@ -20,6 +22,7 @@ use crate::time::Timestamp;
 use std::path::PathBuf;
 
 pub use offline::OfflineReader;
+pub use source::{Fed, Intake, Source, SourceError};
 
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Debug)]

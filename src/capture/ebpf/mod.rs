@@ -26,8 +26,8 @@ pub mod sockets;
 pub mod target;
 pub mod translate;
 
+use super::Intake;
 use crate::capture::KernelStats;
-use crate::pipeline::Pipeline;
 use crate::time::Timestamp;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::UProbeScope;
@@ -371,7 +371,7 @@ impl EbpfSource {
     /// at most `max` records; returns how many. `now` is the loop's real time.
     pub fn feed(
         &mut self,
-        pipeline: &mut Pipeline,
+        pipeline: &mut dyn Intake,
         timeout: Duration,
         now: Timestamp,
         max: usize,
@@ -405,11 +405,11 @@ impl EbpfSource {
     }
 
     /// Hands every record already in the ring buffer to `pipeline` (no system call).
-    pub fn take_held(&mut self, pipeline: &mut Pipeline) {
+    pub fn take_held(&mut self, pipeline: &mut dyn Intake) {
         self.drain(pipeline, usize::MAX);
     }
 
-    fn drain(&mut self, pipeline: &mut Pipeline, max: usize) -> usize {
+    fn drain(&mut self, pipeline: &mut dyn Intake, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             let Some(item) = self.ring.next() else { break };

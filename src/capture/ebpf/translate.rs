@@ -12,8 +12,8 @@
 //! returning 0), as the TLS layer reports them in a decrypted capture.
 
 use super::event::{Kind, Record};
+use crate::capture::Intake;
 use crate::flow::{FlowKey, Side};
-use crate::pipeline::Pipeline;
 use crate::time::Timestamp;
 use crate::tracker::{StreamInput, TcpChange};
 
@@ -86,7 +86,7 @@ impl Translator {
     }
 
     /// Hands one record to `pipeline` (a client's FIN is held: see the type's doc).
-    pub fn apply(&mut self, r: &Record<'_>, pipeline: &mut Pipeline) {
+    pub fn apply(&mut self, r: &Record<'_>, pipeline: &mut dyn Intake) {
         let ts = self.time(r);
         self.last = self.last.max(ts);
         let (change, carried) = match r.kind {
@@ -130,14 +130,14 @@ impl Translator {
     }
 
     /// Hands over the FIN held for `key`, if any.
-    fn release(&mut self, key: FlowKey, pipeline: &mut Pipeline) {
+    fn release(&mut self, key: FlowKey, pipeline: &mut dyn Intake) {
         if let Some(ts) = self.held.remove(&key) {
             pipeline.tcp(ts.max(self.last), key, TcpChange::Fin(Side::Client));
         }
     }
 
     /// Hands over the FINs held longer than [`FIN_HOLD`] at real time `now`.
-    pub fn release_due(&mut self, now: Timestamp, pipeline: &mut Pipeline) {
+    pub fn release_due(&mut self, now: Timestamp, pipeline: &mut dyn Intake) {
         if self.held.is_empty() {
             return;
         }
@@ -149,7 +149,7 @@ impl Translator {
     }
 
     /// A connection already established when the probes were attached.
-    pub fn joined(&self, ts: Timestamp, key: FlowKey, pipeline: &mut Pipeline) {
+    pub fn joined(&self, ts: Timestamp, key: FlowKey, pipeline: &mut dyn Intake) {
         pipeline.tcp(ts, key, TcpChange::Joined);
     }
 }
@@ -159,6 +159,7 @@ mod tests {
     use super::super::event::build;
     use super::*;
     use crate::layer::Transport;
+    use crate::pipeline::Pipeline;
     use crate::session::EventKind;
     use crate::sink::Sink;
     use crate::synth::mqtt;
