@@ -276,6 +276,35 @@ mod tests {
         assert_eq!(records.len(), 1, "finish settles the open session");
     }
 
+    /// The client id rides on the events from the CONNECT on, records or not: the one copy is
+    /// the tracker's (issue 21: no sink keeps a second table of them).
+    #[test]
+    fn events_carry_the_client_id_without_records() {
+        let t = Timestamp::from_secs_f64;
+        let mut cap = Capture::new(Encap::Ethernet);
+        let mut c = synth::Conn::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.9:1883".parse().unwrap(), 1, 2);
+        c.handshake(&mut cap, t(0.0));
+        c.send(&mut cap, t(0.1), Side::Client, &mqtt::connect(4, 2, "sensor-7", true, None));
+        c.send(&mut cap, t(0.2), Side::Broker, &mqtt::connack(0, None));
+        c.send(&mut cap, t(1.0), Side::Client, &mqtt::pingreq());
+        c.fin(&mut cap, t(1.5), Side::Client);
+        let mut p = Pipeline::new(TrackerConfig { records: false, ..TrackerConfig::default() });
+        for (ts, frame) in &cap.frames {
+            p.frame(*ts, cap.encap.link_type(), frame, frame.len() as u32);
+        }
+        let mut seen = Vec::new();
+        let mut collect = crate::sink::FnSink(|e: &crate::session::Event| {
+            seen.push((e.kind.as_str(), e.client_id.clone().map(|c| c.map(|c| c.to_string()))))
+        });
+        p.finish(&mut [&mut collect]).unwrap();
+        let id = Some(Some("sensor-7".to_string()));
+        assert_eq!(seen[0], ("session_start", None), "{seen:?}");
+        assert!(seen.iter().any(|(k, c)| *k == "transport" && c.is_none()), "before the CONNECT: none {seen:?}");
+        for kind in ["connect", "connack", "pingreq", "session_end"] {
+            assert!(seen.iter().any(|(k, c)| *k == kind && *c == id), "{kind}: {seen:?}");
+        }
+    }
+
     #[test]
     fn segments_on_other_ports_are_counted_by_the_servers_port() {
         let t = Timestamp::from_secs_f64;

@@ -24,7 +24,15 @@ pub struct Event {
     pub flow: FlowKeyJson,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The session's client id, as the tracker keeps it (once per session, with its record):
+    /// `None` before its CONNECT, `Some(None)` after a CONNECT whose client id could not be read.
+    /// Sinks read it here and keep no table of their own.
+    #[serde(skip)]
+    pub client_id: SeenClientId,
 }
+
+/// A session's client id as its events carry it (see [`Event::client_id`]).
+pub type SeenClientId = Option<Option<compact_str::CompactString>>;
 
 /// A flow key as it appears in JSON: `"client": "ip:port", "broker": "ip:port"`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -271,6 +279,7 @@ mod tests {
             session: 3,
             flow: FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() },
             kind: EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_secs_f64(5.0) },
+            client_id: Some(Some("dev".into())),
         };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),

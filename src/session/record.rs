@@ -222,6 +222,8 @@ mod flag {
     pub const HAS_SERVER_KEEPALIVE: u16 = 1 << 5;
     pub const HAS_EFFECTIVE: u16 = 1 << 6;
     pub const HAS_CONNACK: u16 = 1 << 7;
+    /// A CONNECT was seen (its client id is `client_id`, which may be none).
+    pub const CONNECTED: u16 = 1 << 8;
 }
 
 /// The events a [`RecordState`] lists without storing them: rebuilt from its fields.
@@ -506,6 +508,19 @@ impl RecordState {
         self.record(id, flow, None, max_silence)
     }
 
+    /// Keeps the client id of the session's CONNECT (records or not: the state is the one
+    /// place a session's client id is kept), and gives it to the event.
+    #[inline]
+    pub fn carry_client_id(&mut self, e: &mut Event) {
+        if let EventKind::Connect { client_id, .. } = &e.kind {
+            self.client_id = client_id.as_deref().map(CompactString::from);
+            self.flags |= flag::CONNECTED;
+        }
+        if self.has(flag::CONNECTED) {
+            e.client_id = Some(self.client_id.clone());
+        }
+    }
+
     /// The record of the session, ended by its `session_end` event `end` (another event gives a
     /// snapshot). Returns `None` for a connection that never carried MQTT. The state's optional
     /// parts are freed.
@@ -648,7 +663,7 @@ mod tests {
 
     fn ev(ts: f64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
-        Event { ts: Timestamp::from_secs_f64(ts), session: 7, flow, kind }
+        Event { ts: Timestamp::from_secs_f64(ts), session: 7, flow, kind, client_id: None }
     }
 
     fn connect(client_id: &str) -> EventKind {

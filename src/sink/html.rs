@@ -966,7 +966,7 @@ mod page_tests {
 
     fn ev(ts: f64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
-        Event { ts: Timestamp::from_secs_f64(ts), session: 4, flow, kind }
+        Event { ts: Timestamp::from_secs_f64(ts), session: 4, flow, kind, client_id: None }
     }
 
     /// A page of one session fed through the sink and its record.

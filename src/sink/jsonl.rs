@@ -6,8 +6,9 @@
 //! Contract: with a [`SessionFilter`] ([`JsonLines::with_filter`]) only the events it wants are
 //! written; under a client id pattern, a session's events before its CONNECT (at most
 //! [`HELD_BEFORE_CONNECT`] of them) are held until the CONNECT says whether the session matches,
-//! and dropped when it does not or never comes. The client ids of open sessions are kept (one
-//! entry per session from its CONNECT to its end).
+//! and dropped when it does not or never comes. The client id of each line is the one the event
+//! carries ([`Event::client_id`]): this sink keeps no table of sessions (only, under a client id
+//! pattern, the events held for sessions not yet connected).
 
 use super::Sink;
 use super::report::filter::SessionFilter;
@@ -24,8 +25,6 @@ pub const HELD_BEFORE_CONNECT: usize = 16;
 /// Writes events as JSON lines.
 pub struct JsonLines<W: Write> {
     out: W,
-    /// Client ids of sessions whose CONNECT was seen and that have not ended.
-    client_ids: HashMap<SessionId, Option<String>>,
     filter: SessionFilter,
     /// Under a client id pattern: events of sessions not yet connected.
     held: HashMap<SessionId, Vec<Event>>,
@@ -53,7 +52,7 @@ impl<W: Write> JsonLines<W> {
 
     /// Writes only the events `filter` wants (see the module doc).
     pub fn with_filter(out: W, filter: SessionFilter) -> Self {
-        JsonLines { out, client_ids: HashMap::new(), filter, held: HashMap::new() }
+        JsonLines { out, filter, held: HashMap::new() }
     }
 
     /// Flushes buffered lines.
@@ -73,7 +72,7 @@ impl<W: Write> JsonLines<W> {
         let client_id = match &event.kind {
             EventKind::Connect { .. } => None,
             _ if before_connect => Some(None),
-            _ => Some(self.client_ids.get(&event.session).and_then(|c| c.as_deref())),
+            _ => Some(event.client_id.as_ref().and_then(|c| c.as_deref())),
         };
         let line = Line { ts: event.ts, session: event.session, flow: event.flow, client_id, kind: &event.kind };
         serde_json::to_writer(&mut self.out, &line)?;
@@ -90,13 +89,7 @@ impl<W: Write> Sink for JsonLines<W> {
         if let EventKind::ClientActivity { .. } = event.kind {
             return Ok(()); // a metrics feed, not an event of the stream
         }
-        let connected = match &event.kind {
-            EventKind::Connect { client_id, .. } => {
-                self.client_ids.insert(event.session, client_id.clone());
-                true
-            }
-            _ => self.client_ids.contains_key(&event.session),
-        };
+        let connected = event.client_id.is_some();
         let ends = matches!(event.kind, EventKind::SessionEnd { .. });
         let result = if self.filter.is_empty() {
             self.write(event, false)
@@ -108,7 +101,7 @@ impl<W: Write> Sink for JsonLines<W> {
             }
             Ok(())
         } else {
-            let id = self.client_ids.get(&event.session).and_then(|c| c.as_deref());
+            let id = event.client_id.as_ref().and_then(|c| c.as_deref());
             let matches = self.filter.client_id_matches(id);
             let held = self.held.remove(&event.session).filter(|_| matches).unwrap_or_default();
             let mut wanted: Vec<(&Event, bool)> =
@@ -119,7 +112,6 @@ impl<W: Write> Sink for JsonLines<W> {
             wanted.into_iter().try_for_each(|(e, before_connect)| self.write(e, before_connect))
         };
         if ends {
-            self.client_ids.remove(&event.session);
             self.held.remove(&event.session);
         }
         result
@@ -130,11 +122,12 @@ impl<W: Write> Sink for JsonLines<W> {
 mod tests {
     use super::*;
     use crate::mqtt::Protocol;
+    use crate::session::record::RecordState;
     use crate::sink::report::filter::Glob;
 
     fn ev(ts: f64, session: u64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
-        Event { ts: Timestamp::from_secs_f64(ts), session, flow, kind }
+        Event { ts: Timestamp::from_secs_f64(ts), session, flow, kind, client_id: None }
     }
 
     fn connect(id: &str) -> EventKind {
@@ -157,8 +150,11 @@ mod tests {
         }
     }
 
+    /// The events of three sessions, with their client ids as the tracker gives them (from the
+    /// session's record state).
     fn script() -> Vec<Event> {
-        vec![
+        let mut states: HashMap<SessionId, RecordState> = HashMap::new();
+        let mut events = vec![
             ev(0.0, 0, EventKind::SessionStart { mid_stream: false }),
             ev(0.5, 1, EventKind::SessionStart { mid_stream: false }),
             ev(1.0, 0, connect("sensor-1")),
@@ -168,7 +164,11 @@ mod tests {
             ev(9.0, 0, end()),
             ev(9.0, 1, end()),
             ev(9.5, 2, EventKind::SessionStart { mid_stream: true }),
-        ]
+        ];
+        for e in &mut events {
+            states.entry(e.session).or_insert_with(|| RecordState::new(e.ts, false)).carry_client_id(e);
+        }
+        events
     }
 
     fn lines(filter: SessionFilter) -> Vec<serde_json::Value> {

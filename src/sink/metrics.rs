@@ -112,7 +112,6 @@ pub struct Metrics {
     /// Open sessions past their deadline (silent since, not closed by the broker).
     expired_open: HashSet<SessionId>,
     client_id_labels: usize,
-    client_ids: HashMap<SessionId, String>,
     /// Each open session's transport (sessions before their first bytes are `unknown`).
     transports: HashMap<SessionId, Transport>,
     client_expiries: HashMap<String, u64>,
@@ -254,7 +253,6 @@ impl Metrics {
             open: HashSet::new(),
             expired_open: HashSet::new(),
             client_id_labels,
-            client_ids: HashMap::new(),
             transports: HashMap::new(),
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
@@ -279,7 +277,6 @@ impl Metrics {
             open: HashSet::new(),
             expired_open: HashSet::new(),
             client_id_labels: self.client_id_labels,
-            client_ids: HashMap::new(),
             transports: HashMap::new(),
             client_expiries: HashMap::new(),
             kernel_dropped_seen: 0,
@@ -358,8 +355,8 @@ impl Metrics {
         }
     }
 
-    fn count_client_expiry(&mut self, id: SessionId) {
-        let Some(client_id) = self.client_ids.get(&id).cloned() else { return };
+    fn count_client_expiry(&mut self, client_id: Option<&str>) {
+        let Some(client_id) = client_id.map(str::to_string) else { return };
         *self.client_expiries.entry(client_id.clone()).or_default() += 1;
         if self.client_expiries.len() > self.client_id_labels {
             // Drop the client with the fewest expiries (not the one just counted).
@@ -411,15 +408,10 @@ impl Sink for Metrics {
             EventKind::TransportError { .. } => {
                 self.h.malformed.inc();
             }
-            EventKind::Connect { protocol, client_id, .. } => {
+            EventKind::Connect { protocol, .. } => {
                 let transport = self.transport(e.session);
                 self.h.connects.get_or_create(&ProtocolLabels { protocol: *protocol, transport }).inc();
                 self.open_session(e.session);
-                if self.client_id_labels > 0
-                    && let Some(c) = client_id
-                {
-                    self.client_ids.insert(e.session, c.clone());
-                }
             }
             EventKind::Connack { effective_keepalive_s, .. } => {
                 if let Some(k) = effective_keepalive_s {
@@ -443,7 +435,7 @@ impl Sink for Metrics {
                     self.h.sessions_expired_open.inc();
                 }
                 if self.client_id_labels > 0 {
-                    self.count_client_expiry(e.session);
+                    self.count_client_expiry(e.client_id.as_ref().and_then(|c| c.as_deref()));
                 }
             }
             EventKind::PingUnanswered { .. } => {
@@ -478,7 +470,6 @@ impl Sink for Metrics {
                     self.h.flows_evicted.inc();
                 }
                 self.close_session(e.session);
-                self.client_ids.remove(&e.session);
                 self.transports.remove(&e.session);
             }
         }
@@ -525,7 +516,7 @@ mod tests {
 
     fn ev(session: u64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
-        Event { ts: Timestamp::from_nanos(0), session, flow, kind }
+        Event { ts: Timestamp::from_nanos(0), session, flow, kind, client_id: None }
     }
 
     fn exposition(registry: &Registry) -> String {
@@ -668,9 +659,11 @@ mod tests {
         let mut m = Metrics::new(&mut registry, 2);
         let expired = EventKind::KeepaliveExpired { keepalive_s: 5, last_activity: Timestamp::from_nanos(0) };
         for (session, id, expiries) in [(1, "a", 3), (2, "b", 1), (3, "c", 2)] {
-            m.on_event(&ev(session, connect(id))).unwrap();
+            // Events carry their session's client id from its CONNECT on (as the tracker gives them).
+            let carried = |kind| Event { client_id: Some(Some(id.into())), ..ev(session, kind) };
+            m.on_event(&carried(connect(id))).unwrap();
             for _ in 0..expiries {
-                m.on_event(&ev(session, expired.clone())).unwrap();
+                m.on_event(&carried(expired.clone())).unwrap();
             }
         }
         let text = exposition(&registry);

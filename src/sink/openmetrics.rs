@@ -261,7 +261,7 @@ mod tests {
 
     fn ev(ts: f64, session: u64, kind: EventKind) -> Event {
         let flow = FlowKeyJson { client: "10.0.0.1:5000".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
-        Event { ts: Timestamp::from_secs_f64(ts), session, flow, kind }
+        Event { ts: Timestamp::from_secs_f64(ts), session, flow, kind, client_id: None }
     }
 
     fn connect() -> EventKind {

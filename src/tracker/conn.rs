@@ -69,7 +69,7 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(super) fn emit(&mut self, key: FlowKey, id: SessionId, ts: Timestamp, kind: EventKind) {
-        self.events.push(Event { ts, session: id, flow: key.into(), kind });
+        self.events.push(Event { ts, session: id, flow: key.into(), kind, client_id: None });
     }
 }
 
@@ -128,13 +128,16 @@ impl Conn {
         self.accounted = 0;
     }
 
-    /// Folds `events` (this connection's, just emitted) into its record; a finished MQTT
-    /// session's record goes to `finished`.
-    pub(super) fn fold(&mut self, enabled: bool, events: &[Event], finished: &mut Vec<SessionRecord>) {
+    /// Gives `events` (this connection's, just emitted) the session's client id, and folds them
+    /// into its record when `enabled`; a finished MQTT session's record goes to `finished`.
+    pub(super) fn fold(&mut self, enabled: bool, events: &mut [Event], finished: &mut Vec<SessionRecord>) {
+        for e in events.iter_mut() {
+            self.record.carry_client_id(e);
+        }
         if !enabled {
             return;
         }
-        for e in events {
+        for e in events.iter() {
             match e.kind {
                 EventKind::SessionEnd { .. } => finished.extend(self.record.finish(e)),
                 _ => self.record.apply(e),

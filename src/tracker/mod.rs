@@ -403,7 +403,7 @@ impl Tracker {
             conn.shed(&mut ctx);
             conn.account(ctx.counters);
         }
-        conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
+        conn.fold(self.cfg.records, &mut self.events[start..], &mut self.finished);
         self.reschedule(slot);
         self.maybe_park(slot);
     }
@@ -431,9 +431,9 @@ impl Tracker {
             let start = self.events.len();
             let events = &mut self.events;
             conn.session.poll(fire_at, &self.cfg.session, &mut |ts, kind| {
-                events.push(Event { ts, session: id, flow: key.into(), kind })
+                events.push(Event { ts, session: id, flow: key.into(), kind, client_id: None })
             });
-            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
+            conn.fold(self.cfg.records, &mut self.events[start..], &mut self.finished);
             if conn.eviction_deadline(&self.cfg) <= at {
                 self.evict(slot, at);
             } else {
@@ -486,7 +486,7 @@ impl Tracker {
                 counters: &mut self.counters,
             };
             conn.end(ending.end, false, &mut ctx);
-            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
+            conn.fold(self.cfg.records, &mut self.events[start..], &mut self.finished);
             // Ended connections are not parked; give the memory back as we go.
             self.release(slot);
         }
@@ -546,6 +546,7 @@ impl Tracker {
             session: conn.id,
             flow: key.into(),
             kind: EventKind::SessionStart { mid_stream },
+            client_id: None,
         });
         Some(conn)
     }
@@ -570,7 +571,7 @@ impl Tracker {
                 ctx.counters.flows_evicted += 1;
             }
             conn.end(at, evicted, &mut ctx);
-            conn.fold(self.cfg.records, &self.events[start..], &mut self.finished);
+            conn.fold(self.cfg.records, &mut self.events[start..], &mut self.finished);
         }
         self.release(slot);
     }

@@ -92,7 +92,13 @@ mod tests {
             let mut s = RecordState::new(Timestamp::from_secs_f64(0.0), false);
             let flow = FlowKeyJson { client: "10.0.0.1:1".parse().unwrap(), broker: "10.0.0.2:1883".parse().unwrap() };
             let mut r = s
-                .finish(&Event { ts: Timestamp::from_secs_f64(1.0), session: id, flow, kind: end(1.0, 1.0, true) })
+                .finish(&Event {
+                    ts: Timestamp::from_secs_f64(1.0),
+                    session: id,
+                    flow,
+                    kind: end(1.0, 1.0, true),
+                    client_id: None,
+                })
                 .unwrap();
             (r.id, r.expired, r.headroom) = (id, expired, Some(headroom));
             r
