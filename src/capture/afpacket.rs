@@ -69,14 +69,7 @@ impl AfPacket {
             if waited || timeout.is_zero() {
                 return Ok(None); // a zero timeout takes only what is known to be queued: no poll
             }
-            let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-            // SAFETY: `pollfds` is a valid array of `len` pollfd structs.
-            let n = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, ms) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(None);
-                }
+            if let Err(e) = super::poll::wait(&mut self.pollfds, timeout) {
                 return Err(LiveCaptureError::Os { iface: self.socks[0].iface.clone(), what: "poll", source: e });
             }
             for (i, p) in self.pollfds.iter().enumerate() {

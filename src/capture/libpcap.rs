@@ -3,7 +3,6 @@
 //! Contract: as [`super::afpacket::AfPacket`], with libpcap doing the capture: one handle per
 //! interface in immediate mode with nanosecond timestamps, the port filter (or a full BPF
 //! expression from `--filter`) compiled by libpcap, frames yielded with their link type.
-#![allow(unsafe_code)] // poll(2) on the pcap handles; each block says why it is sound
 
 use super::{KernelStats, LinkType, LiveCaptureError, Packet, interface_names};
 use crate::time::Timestamp;
@@ -88,9 +87,11 @@ impl Libpcap {
                 break; // only what is already queued: no poll
             }
             if pass == 0 {
-                let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-                // SAFETY: `pollfds` is a valid array of pollfd structs of the length passed.
-                unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, ms) };
+                super::poll::wait(&mut self.pollfds, timeout).map_err(|source| LiveCaptureError::Os {
+                    iface: self.caps[0].0.clone(),
+                    what: "poll",
+                    source,
+                })?;
             }
         }
         Ok(None)

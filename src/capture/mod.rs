@@ -13,6 +13,7 @@ pub mod input;
 pub mod libpcap;
 pub mod offline;
 mod packet_socket;
+pub(crate) mod poll;
 pub mod ring;
 pub mod source;
 

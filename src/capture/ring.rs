@@ -207,14 +207,7 @@ impl Ring {
             if waited || timeout.is_zero() {
                 return Ok(None);
             }
-            let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-            // SAFETY: `pollfds` is a valid array of `len` pollfd structs.
-            let rc = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, ms) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(None);
-                }
+            if let Err(e) = super::poll::wait(&mut self.pollfds, timeout) {
                 return Err(LiveCaptureError::Os { iface: self.socks[0].iface.clone(), what: "poll", source: e });
             }
             for (i, p) in self.pollfds.iter().enumerate() {

@@ -389,16 +389,8 @@ impl EbpfSource {
         // often, well within the tracker's grace behind the clock.
         let timeout = timeout.min(READ_INTERVAL);
         if n == 0 && !timeout.is_zero() {
-            let mut fd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-            // SAFETY: `fd` is one valid pollfd.
-            let rc = unsafe { libc::poll(&mut fd, 1, ms) };
-            if rc < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(EbpfError::Poll(e));
-                }
-            }
+            let mut fd = [libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            super::poll::wait(&mut fd, timeout).map_err(EbpfError::Poll)?;
             n = self.drain(pipeline, max);
         }
         Ok(n)
