@@ -50,7 +50,13 @@ pub fn data_dir() -> std::path::PathBuf {
 }
 
 pub fn analyze_cmd(file: &std::path::Path) -> Command {
+    analyze_cmd_as(file, "json")
+}
+
+/// `analyze -f FORMAT FILE`.
+#[allow(dead_code)] // not every bench uses every helper
+pub fn analyze_cmd_as(file: &std::path::Path, format: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"));
-    c.args(["analyze", "--no-progress", "-f", "json"]).arg(file);
+    c.args(["analyze", "--no-progress", "-f", format]).arg(file);
     c
 }

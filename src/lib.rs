@@ -13,7 +13,13 @@
 //!            └─────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! - [`capture`]: frame sources: pcap/pcapng files (gzipped or not; pipes and FIFOs read as
+//! The edges read the same way (ARCHITECTURE.md has the map and the rules, kept by
+//! `tests/layers.rs`): every input is one [`capture::Source`] handing frames or streams to a
+//! [`capture::Intake`] (the pipeline implements it); every output is one [`sink::Sink`], built
+//! by [`output::Outputs`] for `analyze` and `live` alike; the types both sides need live below
+//! both, in [`model`].
+//!
+//! - [`capture`]: sources: pcap/pcapng files (gzipped or not; pipes and FIFOs read as
 //!   they come), live AF_PACKET (and libpcap) capture, and the eBPF source (the plaintext inside
 //!   TLS from the broker's libssl, and TCP changes, handed to the tracker as streams).
 //! - [`link`]: link-layer types: their names and how their frames start.
@@ -29,7 +35,11 @@
 //!   deadline heap; a second entry point for sources that see streams, not packets.
 //! - [`pipeline`]: the tracker plus the packet clock ([`time::PacketClock`]), capture statistics
 //!   and skip counts, behind small entry points: a frame, a poll at a time, drain, finish.
-//! - [`sink`]: consumers of events: the report (text/JSON), the JSON-lines stream, metrics.
+//! - [`model`]: what the core and the edges share: time formatting, capture, kernel and eBPF
+//!   statistics.
+//! - [`sink`]: consumers of events and records: the report (text/JSON), the JSON-lines stream,
+//!   metrics, the HTML page, the OpenMetrics backfill.
+//! - [`output`]: the one builder of a run's outputs, each a sink with its destination.
 //! - [`app`]: the offline loop (`analyze`): capture files through the pipeline to the sinks, on
 //!   two threads (read and decode; the pipeline); files on packet time alone, a pipe or FIFO
 //!   streamed with deadlines on the clock ([`time::StreamClock`]); a signal ends the input.

@@ -9,7 +9,7 @@
 //! changes ([`Intake::stream`], [`Intake::tcp`]). `now` is the caller's real time, for items the
 //! kernel gave no timestamp: sources never read a clock. Live frame sources implement the
 //! simpler [`LiveSource`] (one frame per call) and are sources by that; files implement
-//! [`Source`] through [`OfflineReader`](super::OfflineReader).
+//! [`Source`] through [`OfflineReader`].
 //!
 //! `analyze` (files and pipes, `app.rs`) and `live` (`live.rs`) drive every source through this
 //! trait; nothing here imports the pipeline (it implements [`Intake`]).
