@@ -8,7 +8,9 @@ close_notify then FIN), RST (an abort with SO_LINGER 0; over TLS no close_notify
 stops sending after CONNECT and waits for the broker to close it). Clients that live on ping
 every keepalive / 2 and wait for each PINGRESP: for 1-3 s (the default), or a number of pings
 drawn from --pings LO-HI. A client that pinged and then ends with RST aborts the moment it has
-read its last PINGRESP (counted as rst_after_pingresp too). When every client has finished,
+read its last PINGRESP (counted as rst_after_pingresp too). A client the broker closes before it
+ends (a keepalive overrun when the machine is too loaded to keep time) is counted as
+closed_by_broker_early; one that fails before its CONNACK as failed. When every client has finished,
 prints what was done as one JSON object, for comparison with an agent's metrics.
 
 usage: churn-clients.py PORT RATE MAX SECONDS [--tls CAFILE] [--keylog FILE] [--pings LO-HI]
@@ -57,7 +59,7 @@ if args.tls:
     if args.keylog:
         context.keylog_filename = args.keylog
 counts = {k: 0 for k in ["connects", "connacks", "disconnect", "fin", "rst", "rst_after_pingresp", "silent",
-                         "silent_closed_by_broker", "pingreq", "pingresp", "failed", "skipped_at_max"]}
+                         "silent_closed_by_broker", "closed_by_broker_early", "pingreq", "pingresp", "failed", "skipped_at_max"]}
 active = 0
 
 
@@ -194,6 +196,7 @@ async def client(n):
     pings = random.randint(*pings_range) if pings_range else None
     duration = random.uniform(1.0, 3.0)
     conn = Tls() if context else Plain()
+    connacked = False
     try:
         await conn.open()
         cid = f"churn-{n}".encode()
@@ -203,6 +206,7 @@ async def client(n):
         if await conn.recv_exactly(4) != b"\x20\x02\x00\x00":
             raise RuntimeError("CONNACK refused")
         counts["connacks"] += 1
+        connacked = True
         if ending == "silent":
             counts["silent"] += 1
             if await asyncio.wait_for(conn.wait_close(), timeout=keepalive * 3 + 5):
@@ -228,6 +232,13 @@ async def client(n):
             if sent:
                 counts["rst_after_pingresp"] += 1
         counts[ending] += 1
+    except (Closed, ConnectionError) as e:
+        if connacked:  # the broker closed it first (a keepalive overrun of a client slowed by load)
+            counts["closed_by_broker_early"] += 1
+        else:
+            counts["failed"] += 1
+        print(f"client {n}: {e!r}", file=sys.stderr)
+        conn.drop()
     except Exception as e:  # counted, and printed once each kind
         counts["failed"] += 1
         print(f"client {n}: {e!r}", file=sys.stderr)

@@ -47,7 +47,8 @@ def plus(a, b):
 
 def rows(clients, series):
     p = "mqtt_keepalive_"
-    c = clients
+    c = dict(clients)
+    c["by_broker"] = c["silent_closed_by_broker"] + c.get("closed_by_broker_early", 0)
     return [
         ("connections", c["connects"], total(series, p + "connects_total")),
         ("DISCONNECT closes", c["disconnect"], total(series, p + "closes_total", kind="disconnect")),
@@ -55,8 +56,8 @@ def rows(clients, series):
          plus(total(series, p + "closes_total", kind="fin", by="client"),
               total(series, p + "closes_total", kind="close_notify", by="client"))),
         ("RST closes by clients (aborts)", c["rst"], total(series, p + "closes_total", kind="rst", by="client")),
-        ("closes by the broker (silent clients)", c["silent_closed_by_broker"], total(series, p + "closes_total", by="broker")),
-        ("closes without DISCONNECT", c["fin"] + c["rst"] + c["silent_closed_by_broker"],
+        ("closes by the broker (silent clients, overruns)", c["by_broker"], total(series, p + "closes_total", by="broker")),
+        ("closes without DISCONNECT", c["fin"] + c["rst"] + c["by_broker"],
          total(series, p + "closes_without_disconnect_total")),
         ("PINGREQ", c["pingreq"], total(series, p + "pings_total", direction="request")),
         ("answered pings (PINGRESP)", c["pingresp"], total(series, p + "pings_total", direction="response")),
