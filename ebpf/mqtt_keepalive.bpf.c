@@ -63,7 +63,9 @@ struct call {
 	__u64 buf;
 	__u64 len_ptr; // the _ex forms: where the length moved is written
 	__u8 write;
-	__u8 pad[7];
+	__u8 rx_seen; // the thread received from a socket during the call
+	__u8 pad[2];
+	__s32 rx_ret; // the last such receive's result (< 0 an error, 0 the peer's FIN)
 };
 
 struct scratch {
@@ -335,7 +337,10 @@ static __always_inline int call_exit(long moved, int ex)
 		moved = n;
 	}
 	if (moved == 0 && !ex && !c.write) {
-		// SSL_read returns 0 only for a close_notify (an EOF without one is an error, -1).
+		// SSL_read returns 0 for a close_notify, but also when the socket's receive ended
+		// without one (the peer's FIN or RST): a close_notify is bytes received.
+		if (c.rx_seen && c.rx_ret <= 0)
+			return 0;
 		struct conn *closed = bpf_map_lookup_elem(&conns, &c.ssl);
 		if (closed && closed->watched)
 			emit_at(c.ts, EV_CLOSE_NOTIFY_RX, closed->sk, &closed->t, 0, 0);
@@ -498,6 +503,10 @@ static __always_inline int sock_length(struct sock_length_args *args, int rx)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct call *c = bpf_map_lookup_elem(&calls, &id);
 	if (c) {
+		if (rx) {
+			c->rx_seen = 1;
+			c->rx_ret = args->ret;
+		}
 		if (rx && args->ret > 0 && !c->write)
 			c->ts = bpf_ktime_get_ns();
 		bind_call(c, args->sk);

@@ -254,7 +254,12 @@ impl Conn {
             TcpChange::NotVisible if !self.done && !self.session.connected() && !self.not_visible => {
                 // What it carried could not be read: a DISCONNECT may have passed unseen.
                 self.not_visible = true;
-                ctx.emit(self.key, self.id, ctx.now, EventKind::TlsKeys { decrypted: false, reason: Some("not_visible") });
+                ctx.emit(
+                    self.key,
+                    self.id,
+                    ctx.now,
+                    EventKind::TlsKeys { decrypted: false, reason: Some("not_visible") },
+                );
             }
             TcpChange::Fin(_) | TcpChange::Rst(_) | TcpChange::CloseNotify(_) | TcpChange::NotVisible => {}
         }

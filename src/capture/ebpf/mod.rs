@@ -173,6 +173,9 @@ pub struct EbpfSource {
     translator: Translator,
     /// Connections established before the probes, handed over at the first feed.
     joined: Vec<crate::flow::FlowKey>,
+    /// Real time just before the probes were attached: when the joined connections are
+    /// handed over (before any record, which the window may hand over later than it came).
+    attached_at: Timestamp,
     last_check: Option<Timestamp>,
     records: u64,
     /// Refreshes so far (one a second).
@@ -259,6 +262,8 @@ impl EbpfSource {
                 ports.insert(p, 1, 0).map_err(|source| EbpfError::Map { map: "ports", source })?;
             }
         }
+        let offset = clock_offset_ns();
+        let attached_at = Timestamp::from_nanos((monotonic_ns() as i64).saturating_add(offset));
         for (program, category, name) in TCP_TRACEPOINTS.iter().chain(if binding == Binding::SockTracepoints {
             &SOCK_BINDING[..]
         } else {
@@ -283,8 +288,9 @@ impl EbpfSource {
             proc,
             attached: HashSet::new(),
             pids: HashSet::new(),
-            translator: Translator::new(clock_offset_ns()),
+            translator: Translator::new(offset),
             joined: Vec::new(),
+            attached_at,
             last_check: None,
             records: 0,
             refreshes: 0,
@@ -397,7 +403,7 @@ impl EbpfSource {
         max: usize,
     ) -> Result<usize, EbpfError> {
         for key in self.joined.drain(..) {
-            self.translator.joined(now, key, pipeline);
+            self.translator.joined(self.attached_at, key, pipeline);
         }
         if self.last_check.is_none_or(|t| now.since(t) >= Duration::from_secs(1)) {
             self.last_check = Some(now);

@@ -86,12 +86,15 @@ struct Pending {
 struct ConnState {
     /// Bytes passed on it, and whether an SSL call was tied to it (plaintext seen).
     flags: SocketFlags,
-    /// The client's close, held, with its time.
-    held: Option<(Timestamp, TcpChange)>,
+    /// The client's closes held (its FIN, then perhaps its RST), with their times.
+    held: Vec<(Timestamp, TcpChange)>,
     /// [`TcpChange::NotVisible`] was handed over.
     hidden_told: bool,
     /// The socket is closed (CLOSE): forgotten once no close is held.
     gone: bool,
+    /// The broker is done with it (closed, reset, sent its close_notify or freed the SSL
+    /// object): a client's close after that needs no wait.
+    broker_done: bool,
 }
 
 /// Turns records into pipeline input, in time order, with kernel monotonic time mapped to real
@@ -191,8 +194,7 @@ impl Translator {
                 self.note(r.key, r.flags);
                 if (old, new) == (state::ESTABLISHED, state::CLOSE_WAIT) {
                     // The client's FIN, before the broker has read what came before it.
-                    self.hold(r.key, ts, TcpChange::Fin(Side::Client));
-                    None
+                    self.hold(r.key, ts, TcpChange::Fin(Side::Client))
                 } else {
                     tcp_change(old, new)
                 }
@@ -201,8 +203,7 @@ impl Translator {
                 self.note(r.key, r.flags);
                 // The client's RST: the broker may still read what came before it (the kernel
                 // keeps the received bytes readable), or be writing what the client read.
-                self.hold(r.key, ts, TcpChange::Rst(Side::Client));
-                None
+                self.hold(r.key, ts, TcpChange::Rst(Side::Client))
             }
             Kind::ResetSent => {
                 self.note(r.key, r.flags);
@@ -213,9 +214,16 @@ impl Translator {
             Kind::Free => {
                 // The broker reads no more of it: what it read went first.
                 self.release_held(r.key, pipeline);
+                self.broker_done(r.key);
                 None
             }
         };
+        if matches!(
+            change,
+            Some(TcpChange::Fin(Side::Broker) | TcpChange::Rst(Side::Broker) | TcpChange::CloseNotify(Side::Broker))
+        ) {
+            self.broker_done(r.key);
+        }
         if r.flags.carried {
             // Bytes passed (TLS the probes may not read): the connection carried payload.
             pipeline.stream(ts, r.key, Side::Client, StreamInput::Hidden(1));
@@ -235,7 +243,7 @@ impl Translator {
             // The socket is closed, but the broker may still read what it had received (after
             // a client's RST too): a held close waits for the broker; then it is forgotten.
             c.gone = true;
-            if c.held.is_none() {
+            if c.held.is_empty() {
                 self.conns.remove(&r.key);
             }
         }
@@ -250,10 +258,22 @@ impl Translator {
         }
     }
 
-    /// Holds a client's close (the first one: a FIN then an RST keeps the FIN).
-    fn hold(&mut self, key: FlowKey, ts: Timestamp, change: TcpChange) {
+    /// Holds a client's close (after any held before it) until the broker is done; once it
+    /// is, the close is handed over at once (returned).
+    fn hold(&mut self, key: FlowKey, ts: Timestamp, change: TcpChange) -> Option<TcpChange> {
         let c = self.conns.entry(key).or_default();
-        c.held.get_or_insert((ts, change));
+        if c.broker_done && c.held.is_empty() {
+            return Some(change);
+        }
+        c.held.push((ts, change));
+        None
+    }
+
+    /// Notes that the broker is done with the connection (kept while the entry is).
+    fn broker_done(&mut self, key: FlowKey) {
+        if let Some(c) = self.conns.get_mut(&key) {
+            c.broker_done = true;
+        }
     }
 
     /// Before a close: a connection that carried bytes but was never tied to an SSL call is
@@ -269,11 +289,12 @@ impl Translator {
         }
     }
 
-    /// Hands over the close held for `key`, if any.
+    /// Hands over the closes held for `key`, if any, in order.
     fn release_held(&mut self, key: FlowKey, pipeline: &mut Pipeline) {
         let Some(c) = self.conns.get_mut(&key) else { return };
         let gone = c.gone;
-        if let Some((ts, change)) = c.held.take() {
+        let held = std::mem::take(&mut c.held);
+        for (ts, change) in held {
             let ts = ts.max(self.last);
             self.tell_visibility(key, ts, pipeline);
             pipeline.tcp(ts, key, change);
@@ -288,11 +309,13 @@ impl Translator {
         let due: Vec<FlowKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.held.is_some_and(|(ts, _)| now.since(ts) >= CLOSE_HOLD))
+            .filter(|(_, c)| c.held.first().is_some_and(|(ts, _)| now.since(*ts) >= CLOSE_HOLD))
             .map(|(key, _)| *key)
             .collect();
         for key in due {
             self.release_held(key, pipeline);
+            // Anything after this long is stray: forget it.
+            self.conns.remove(&key);
         }
     }
 
@@ -673,5 +696,55 @@ mod tests {
         t.flush(&mut p);
         assert_eq!(t.pending(), 0);
         assert_eq!(t.tracked(), 0);
+    }
+
+    /// A client's RST after the broker closed (its close_notify reaching a client that had
+    /// gone) is not held: the session ends at once.
+    #[test]
+    fn a_clients_rst_after_the_broker_is_done_is_not_held() {
+        let key = FlowKey { client: "127.0.0.1:40015".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let ms = 1_000_000u64;
+        let connect = mqtt::connect(4, 5, "gone", false, None);
+        let records = [
+            build::state(0, 3, key, SYN_RECV, ESTABLISHED),
+            build::data(ms, 3, key, true, connect.len() as u32, &connect, 0),
+            build::data(2 * ms, 3, key, false, 4, &mqtt::connack(0, None), 0),
+            build::state(100 * ms, 3, key, ESTABLISHED, CLOSE_WAIT),
+            build::free(101 * ms, 3, key),
+            build::reset(102 * ms, 3, key, false),
+            build::state(102 * ms + 1, 3, key, CLOSE_WAIT, CLOSE),
+        ];
+        let mut p = Pipeline::new(TrackerConfig { stream_transport: Some(Transport::Tls), ..Default::default() });
+        let mut t = Translator::new(0);
+        for b in &records {
+            t.push(b).unwrap();
+        }
+        t.flush(&mut p);
+        assert_eq!(t.tracked(), 0, "nothing held, nothing kept");
+        let mut names = Names(Vec::new());
+        p.drain(&mut [&mut names], &mut |_| Ok(())).unwrap();
+        let kinds: Vec<&str> = names.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(kinds.ends_with(&["close", "close_without_disconnect", "session_end"]), "{kinds:?}");
+    }
+
+    /// A client's FIN then its RST (its kernel answering bytes after the process died), both
+    /// while the broker still reads: both go over once it is done, and the session ends.
+    #[test]
+    fn a_clients_fin_and_rst_are_both_held_and_end_the_session() {
+        let key = FlowKey { client: "127.0.0.1:40016".parse().unwrap(), broker: "127.0.0.1:8883".parse().unwrap() };
+        let ms = 1_000_000u64;
+        let connect = mqtt::connect(4, 5, "killed", true, None);
+        let records = [
+            build::state(0, 3, key, SYN_RECV, ESTABLISHED),
+            build::data(ms, 3, key, true, connect.len() as u32, &connect, 0),
+            build::data(2 * ms, 3, key, false, 4, &mqtt::connack(0, None), 0),
+            build::state(100 * ms, 3, key, ESTABLISHED, CLOSE_WAIT),
+            build::reset(100 * ms + 200_000, 3, key, false),
+            build::state(100 * ms + 201_000, 3, key, CLOSE_WAIT, CLOSE),
+            build::free(101 * ms, 3, key),
+        ];
+        let events = same_in_every_order(&records, None);
+        assert!(has(&events, "close Close { close: Fin, by: Client"), "{events:#?}");
+        assert!(events.iter().any(|e| e.starts_with("session_end") && e.contains("open: false")), "{events:#?}");
     }
 }
