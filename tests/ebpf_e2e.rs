@@ -850,3 +850,84 @@ fn ebpf_counts_are_exact_when_clients_close_at_once() {
         assert_ne!(e["kind"], "gap", "no plaintext lost: {e}");
     }
 }
+
+/// amqtt (PyPI), a broker in Python asyncio, whose ssl module drives OpenSSL through memory
+/// BIOs: its SSL_read and SSL_write never touch a socket. The agent ties each SSL object to the
+/// socket its thread received from just before, so its sessions are read as mosquitto's are:
+/// CONNECT, pings with round trips, DISCONNECT, and a client that vanished.
+/// Needs amqtt (`pip install amqtt==0.12.1`).
+#[test]
+#[ignore = "needs root (eBPF)"]
+fn ebpf_agent_reads_amqtt_through_memory_bios() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path());
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = dir.path().join("amqtt.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n    ssl: true\n    certfile: {d}/server.crt\n    \
+             keyfile: {d}/server.key\nplugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        ),
+    )
+    .unwrap();
+    let broker = Reaped(
+        Command::new("python3")
+            .args(["-m", "amqtt.scripts.broker_script", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("amqtt.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("amqtt's TLS listener (pip install amqtt==0.12.1)", Duration::from_secs(20), || listening(port));
+    let agent = EbpfAgent::start(
+        dir.path(),
+        "agent",
+        &["--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.0.id().to_string()],
+    );
+    let keylog = dir.path().join("keys.log");
+    let mut clients = [
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-1", "pings:2:0.5", "sleep:0.3", "disconnect"],
+        ),
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-2", "ping", "sleep:0.2", "disconnect"],
+        ),
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-gone", "--will", "sleep:0.3", "kill"],
+        ),
+    ];
+    for c in &mut clients {
+        let _ = c.0.wait().unwrap(); // the killed one ends by its own SIGKILL
+    }
+    let s = agent.wait_sessions("the three amqtt sessions closed", |s| {
+        s.len() == 3 && s.iter().all(|x| x["close"]["kind"] != "open")
+    });
+    for (id, pings, close) in [("amqtt-1", 2, "disconnect"), ("amqtt-2", 1, "disconnect"), ("amqtt-gone", 0, "fin")] {
+        let r = by_client_id(&s, id);
+        assert_eq!((r["transport"].as_str(), r["keepalive_s"].as_u64()), (Some("tls"), Some(5)), "{r}");
+        assert_eq!((r["pingreq"].as_u64(), r["pingresp"].as_u64()), (Some(pings), Some(pings)), "{r}");
+        assert_eq!((r["close"]["kind"].as_str(), r["close"]["by"].as_str()), (Some(close), Some("client")), "{r}");
+    }
+    let metrics = agent.get("/metrics");
+    let m = |series: &str| sample(&metrics, series);
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tls\"}"), 3.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_ping_rtt_seconds_count"), 3.0);
+    assert_eq!(m("mqtt_keepalive_pings_unanswered_total"), 0.0);
+    assert_eq!(m("mqtt_keepalive_closes_without_disconnect_total"), 1.0, "the killed client only");
+    assert_eq!(m("mqtt_keepalive_ebpf_unbound_calls_total"), 0.0, "every SSL call tied: {metrics}");
+    let (status, events) = agent.stop();
+    assert!(status.success());
+    assert!(!events.iter().any(|e| e["reason"] == "not_visible"), "all visible");
+}
