@@ -10,7 +10,8 @@ every keepalive / 2 and wait for each PINGRESP: for 1-3 s (the default), or a nu
 drawn from --pings LO-HI. A client that pinged and then ends with RST aborts the moment it has
 read its last PINGRESP (counted as rst_after_pingresp too). A client the broker closes before it
 ends (a keepalive overrun when the machine is too loaded to keep time) is counted as
-closed_by_broker_early; one that fails before its CONNACK as failed. When every client has finished,
+closed_by_broker_early (and a PINGREQ it had sent unanswered then as pingreq_at_broker_close: the
+broker may or may not have read it); one that fails before its CONNACK as failed. When every client has finished,
 prints what was done as one JSON object, for comparison with an agent's metrics.
 
 usage: churn-clients.py PORT RATE MAX SECONDS [--tls CAFILE] [--keylog FILE] [--pings LO-HI]
@@ -59,7 +60,7 @@ if args.tls:
     if args.keylog:
         context.keylog_filename = args.keylog
 counts = {k: 0 for k in ["connects", "connacks", "disconnect", "fin", "rst", "rst_after_pingresp", "silent",
-                         "silent_closed_by_broker", "closed_by_broker_early", "pingreq", "pingresp", "failed", "skipped_at_max"]}
+                         "silent_closed_by_broker", "closed_by_broker_early", "pingreq_at_broker_close", "pingreq", "pingresp", "failed", "skipped_at_max"]}
 active = 0
 
 
@@ -196,7 +197,7 @@ async def client(n):
     pings = random.randint(*pings_range) if pings_range else None
     duration = random.uniform(1.0, 3.0)
     conn = Tls() if context else Plain()
-    connacked = False
+    connacked = awaiting_pingresp = False
     try:
         await conn.open()
         cid = f"churn-{n}".encode()
@@ -220,8 +221,10 @@ async def client(n):
             await conn.send(b"\xc0\x00")
             counts["pingreq"] += 1
             sent += 1
+            awaiting_pingresp = True
             if await conn.recv_exactly(2) == b"\xd0\x00":
                 counts["pingresp"] += 1
+            awaiting_pingresp = False
         if ending == "disconnect":
             await conn.send(b"\xe0\x00")
             await conn.close()
@@ -235,6 +238,8 @@ async def client(n):
     except (Closed, ConnectionError) as e:
         if connacked:  # the broker closed it first (a keepalive overrun of a client slowed by load)
             counts["closed_by_broker_early"] += 1
+            if awaiting_pingresp:  # sent as the broker closed: it may never have read it
+                counts["pingreq_at_broker_close"] += 1
         else:
             counts["failed"] += 1
         print(f"client {n}: {e!r}", file=sys.stderr)

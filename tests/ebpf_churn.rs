@@ -4,7 +4,9 @@
 //! each, endings DISCONNECT, close_notify + FIN, RST by abort right after the last PINGRESP, and
 //! silence until mosquitto closes). Every connect, close (by kind and side), close without
 //! DISCONNECT, PINGREQ and answered PINGREQ the clients counted must be the live agent's
-//! `/metrics` figure and the figure `analyze --tls-keylog` gives for the recording: a record put
+//! `/metrics` figure and the figure `analyze --tls-keylog` gives for the recording (the one
+//! latitude: a PINGREQ a client sent just as mosquitto closed it for a keepalive overrun may or
+//! may not have been read, so it may or may not count, the same live and offline): a record put
 //! in the wrong order (a client's RST before the PINGRESP the broker had already written) shows
 //! as an unanswered ping and fails this test. The short version of `benches/tls-churn.sh`.
 //! Needs root (eBPF, packet capture), mosquitto, openssl, tcpdump and python3.
@@ -67,33 +69,46 @@ fn total(series: &HashMap<(String, BTreeMap<String, String>), f64>, name: &str, 
         .sum::<f64>() as u64
 }
 
-/// Each count as (name, done by the clients, reported in `series`).
-fn counts(clients: &serde_json::Value, s: &HashMap<(String, BTreeMap<String, String>), f64>) -> Vec<(String, u64, u64)> {
+/// Each count as (name, the lowest and the highest the clients allow, reported in `series`).
+/// Exact, but for a PINGREQ a client sent just as the broker closed it (a keepalive overrun on a
+/// machine too loaded to keep time): the broker may or may not have read it.
+fn counts(clients: &serde_json::Value, s: &HashMap<(String, BTreeMap<String, String>), f64>) -> Vec<(String, u64, u64, u64)> {
     let c = |k: &str| clients[k].as_u64().unwrap_or_else(|| panic!("{k} in {clients}"));
     let p = "mqtt_keepalive_";
-    // Silent clients, and clients the broker closed before they ended (a keepalive overrun on a
-    // machine too loaded to keep time).
+    // Silent clients, and clients the broker closed before they ended.
     let by_broker = c("silent_closed_by_broker") + c("closed_by_broker_early");
+    let maybe = c("pingreq_at_broker_close");
     let closes = |want: &[(&str, &str)]| total(s, &format!("{p}closes_total"), want);
+    let exact = |name: &str, v: u64, got: u64| (name.to_string(), v, v, got);
     vec![
-        ("connections".into(), c("connects"), total(s, &format!("{p}connects_total"), &[])),
-        ("DISCONNECT closes".into(), c("disconnect"), closes(&[("kind", "disconnect")])),
-        (
-            "orderly closes by clients (close_notify + FIN)".into(),
+        exact("connections", c("connects"), total(s, &format!("{p}connects_total"), &[])),
+        exact("DISCONNECT closes", c("disconnect"), closes(&[("kind", "disconnect")])),
+        exact(
+            "orderly closes by clients (close_notify + FIN)",
             c("fin"),
             closes(&[("kind", "close_notify"), ("by", "client")]) + closes(&[("kind", "fin"), ("by", "client")]),
         ),
-        ("RST closes by clients (aborts)".into(), c("rst"), closes(&[("kind", "rst"), ("by", "client")])),
-        ("closes by the broker (silent clients, overruns)".into(), by_broker, closes(&[("by", "broker")])),
-        (
-            "closes without DISCONNECT".into(),
+        exact("RST closes by clients (aborts)", c("rst"), closes(&[("kind", "rst"), ("by", "client")])),
+        exact("closes by the broker (silent clients, overruns)", by_broker, closes(&[("by", "broker")])),
+        exact(
+            "closes without DISCONNECT",
             c("fin") + c("rst") + by_broker,
             total(s, &format!("{p}closes_without_disconnect_total"), &[]),
         ),
-        ("PINGREQ".into(), c("pingreq"), total(s, &format!("{p}pings_total"), &[("direction", "request")])),
-        ("answered pings".into(), c("pingresp"), total(s, &format!("{p}pings_total"), &[("direction", "response")])),
-        ("pings unanswered".into(), c("pingreq") - c("pingresp"), total(s, &format!("{p}pings_unanswered_total"), &[])),
-        ("sessions open at the end".into(), 0, total(s, &format!("{p}sessions_open"), &[])),
+        (
+            "PINGREQ".into(),
+            c("pingreq") - maybe,
+            c("pingreq"),
+            total(s, &format!("{p}pings_total"), &[("direction", "request")]),
+        ),
+        exact("answered pings", c("pingresp"), total(s, &format!("{p}pings_total"), &[("direction", "response")])),
+        (
+            "pings unanswered".into(),
+            c("pingreq") - c("pingresp") - maybe,
+            c("pingreq") - c("pingresp"),
+            total(s, &format!("{p}pings_unanswered_total"), &[]),
+        ),
+        exact("sessions open at the end", 0, total(s, &format!("{p}sessions_open"), &[])),
     ]
 }
 
@@ -202,11 +217,12 @@ fn ebpf_agent_counts_tls_churn_exactly_as_the_clients_and_a_decrypted_capture() 
     assert!(out.status.success(), "analyze: {}", String::from_utf8_lossy(&out.stderr));
     let offline = series(&String::from_utf8(out.stdout).unwrap());
 
-    let mut table = format!("{:<48} {:>8} {:>8} {:>8}\n", "count", "clients", "live", "offline");
+    let mut table = format!("{:<48} {:>13} {:>8} {:>8}\n", "count", "clients", "live", "offline");
     let mut mismatches = Vec::new();
-    for ((name, done, live), (_, _, off)) in counts(&clients, &live).into_iter().zip(counts(&clients, &offline)) {
-        let fine = done == live && done == off;
-        table += &format!("{name:<48} {done:>8} {live:>8} {off:>8} {}\n", if fine { "ok" } else { "DIFF" });
+    for ((name, lo, hi, live), (_, _, _, off)) in counts(&clients, &live).into_iter().zip(counts(&clients, &offline)) {
+        let fine = live == off && (lo..=hi).contains(&live);
+        let done = if lo == hi { lo.to_string() } else { format!("{lo}..{hi}") };
+        table += &format!("{name:<48} {done:>13} {live:>8} {off:>8} {}\n", if fine { "ok" } else { "DIFF" });
         if !fine {
             mismatches.push(name);
         }
