@@ -6,8 +6,9 @@
 # CPU (utime + stime from /proc/PID/stat) is read over WINDOW seconds three times in the same
 # run: agent off, agent on (`live --backend ebpf --pid <mosquitto>`, measured once its probes are
 # attached), agent off again; and the agent's own CPU and RSS while on. Prints each window's
-# broker CPU (% of a core), publishes and pings in it, the ratio on / mean(off), and the machine's
-# load average. Needs root, mosquitto, openssl and python3; raises the fd limit to what it needs.
+# broker CPU (% of a core), publishes and pings in it, broker CPU per message (publish delivered
+# + ping answered: the fleet's Python clients may fall behind on a loaded machine, so the load is
+# not always the same in each window), the ratios on / mean(off), and the machine's load average. Needs root, mosquitto, openssl and python3; raises the fd limit to what it needs.
 #   sudo bash benches/realistic-load.sh [N] [WINDOW]        (default 10000 clients, 60 s)
 # Environment: BIN=agent binary (default: cargo build --release), PUBLISHES=per second (1000),
 #   RAMP=connections a second while connecting (default 250), KEEP=DIR keeps the run's files,
@@ -82,6 +83,7 @@ sleep 10 # the last handshakes' work is done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 results=()
+per_message=()
 measure() { # name: one window of broker CPU, publishes, pings
   local b0 p0 q0 t0 b1 p1 q1 t1 a0 a1 load
   b0=$(ticks $broker); p0=$(st received); q0=$(st pingresp); t0=$(date +%s.%N)
@@ -89,12 +91,13 @@ measure() { # name: one window of broker CPU, publishes, pings
   sleep "$window"
   b1=$(ticks $broker); p1=$(st received); q1=$(st pingresp); t1=$(date +%s.%N)
   load=$(cut -d' ' -f1 /proc/loadavg)
-  local wall cpu line
+  local wall cpu line per
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
   cpu=$(awk -v c=$((b1 - b0)) -v h="$hz" -v w="$wall" 'BEGIN {printf "%.2f", c / h * 100 / w}')
-  line=$(printf '%-9s broker %6s%% of a core  publishes %7.0f/s  pings answered %5.1f/s  load %s' "$1" "$cpu" \
+  per=$(awk -v c=$((b1 - b0)) -v h="$hz" -v p=$((p1 - p0)) -v q=$((q1 - q0)) 'BEGIN {printf "%.1f", c / h * 1e6 / (p + q)}')
+  line=$(printf '%-9s broker %6s%% of a core  publishes %7.0f/s  pings answered %5.1f/s  broker %6s us/message  load %s' "$1" "$cpu" \
     "$(awk -v a="$p0" -v b="$p1" -v w="$wall" 'BEGIN {print (b - a) / w}')" \
-    "$(awk -v a="$q0" -v b="$q1" -v w="$wall" 'BEGIN {print (b - a) / w}')" "$load")
+    "$(awk -v a="$q0" -v b="$q1" -v w="$wall" 'BEGIN {print (b - a) / w}')" "$per" "$load")
   if [ -n "$agent" ]; then
     a1=$(ticks $agent)
     line+=$(printf '  agent %.2f%% of a core, RSS %s MiB' "$(awk -v c=$((a1 - a0)) -v h="$hz" -v w="$wall" 'BEGIN {print c / h * 100 / w}')" \
@@ -102,6 +105,7 @@ measure() { # name: one window of broker CPU, publishes, pings
   fi
   echo "$line"
   results+=("$cpu")
+  per_message+=("$per")
 }
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(st connected) clients connected, publish period ${period} s"
 measure "off"
@@ -119,7 +123,9 @@ kill $agent; wait $agent 2>/dev/null || true
 agent=
 sleep 2
 measure "off"
-echo "broker CPU with the agent / without (mean of the two off windows): $(awk -v on="${results[1]}" -v a="${results[0]}" -v b="${results[2]}" 'BEGIN {printf "%.3f", on / ((a + b) / 2)}')"
+ratio() { awk -v on="$2" -v a="$1" -v b="$3" 'BEGIN {printf "%.3f", on / ((a + b) / 2)}'; }
+echo "broker CPU with the agent / without (mean of the two off windows): $(ratio "${results[@]}") (target <= 1.10)"
+echo "broker CPU per message (publish received + ping answered), with / without: $(ratio "${per_message[@]}")"
 echo "fleet: $(cat "$dir/status.json")"
 if [ "${SATURATING:-0}" = 1 ]; then
   kill $fleet; wait $fleet 2>/dev/null || true

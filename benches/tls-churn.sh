@@ -124,7 +124,7 @@ if [ -s "$dir/clients.err" ]; then
   cut -d: -f2- "$dir/clients.err" | sort | uniq -c | sort -rn | head -5
 fi
 echo "ring records:    $(m mqtt_keepalive_ebpf_records_total), dropped $(m mqtt_keepalive_capture_dropped_packets_total), lost bytes $(m mqtt_keepalive_ebpf_lost_bytes_total), unbound calls $(m mqtt_keepalive_ebpf_unbound_calls_total)"
-echo "expired:         $(awk '$1 ~ /^mqtt_keepalive_expired_total/ {n += $2} END {print n}' "$dir/live.metrics") (silent clients: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["silent"])' "$dir/counts.json"); mosquitto closes some before 1.5 x keepalive)"
+echo "expired:         $(awk '$1 ~ /^mqtt_keepalive_expired_total/ {n += $2} END {print n}' "$dir/live.metrics") (silent clients: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["silent"])' "$dir/counts.json"); $broker_kind may close some before 1.5 x keepalive)"
 echo "agent CPU:       $(( (agent1 - agent0) * 1000 / hz )) ms in $wall s = $(awk -v c=$((agent1 - agent0)) -v h="$hz" -v w="$wall" 'BEGIN {printf "%.2f", c / h * 100 / w}')% of a core"
 echo "broker CPU:      $(( (broker1 - broker0) * 1000 / hz )) ms = $(awk -v c=$((broker1 - broker0)) -v h="$hz" -v w="$wall" 'BEGIN {printf "%.2f", c / h * 100 / w}')% of a core"
 echo "agent RSS (MiB, every 30 s): ${samples[*]}; peak $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$agent/status)"

@@ -64,7 +64,9 @@ fn series(text: &str) -> HashMap<(String, BTreeMap<String, String>), f64> {
 fn total(series: &HashMap<(String, BTreeMap<String, String>), f64>, name: &str, want: &[(&str, &str)]) -> u64 {
     series
         .iter()
-        .filter(|((n, labels), _)| n == name && want.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|((n, labels), _)| {
+            n == name && want.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|(_, v)| *v)
         .sum::<f64>() as u64
 }
@@ -72,7 +74,10 @@ fn total(series: &HashMap<(String, BTreeMap<String, String>), f64>, name: &str, 
 /// Each count as (name, the lowest and the highest the clients allow, reported in `series`).
 /// Exact, but for a PINGREQ a client sent just as the broker closed it (a keepalive overrun on a
 /// machine too loaded to keep time): the broker may or may not have read it.
-fn counts(clients: &serde_json::Value, s: &HashMap<(String, BTreeMap<String, String>), f64>) -> Vec<(String, u64, u64, u64)> {
+fn counts(
+    clients: &serde_json::Value,
+    s: &HashMap<(String, BTreeMap<String, String>), f64>,
+) -> Vec<(String, u64, u64, u64)> {
     let c = |k: &str| clients[k].as_u64().unwrap_or_else(|| panic!("{k} in {clients}"));
     let p = "mqtt_keepalive_";
     // Silent clients, and clients the broker closed before they ended.
@@ -180,7 +185,12 @@ fn ebpf_agent_counts_tls_churn_exactly_as_the_clients_and_a_decrypted_capture() 
         .expect("python3 runs the churn clients");
     assert!(out.status.success(), "churn clients: {}", String::from_utf8_lossy(&out.stderr));
     let clients: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(clients["failed"], 0, "every client did what it drew: {clients}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        clients["failed"],
+        0,
+        "every client did what it drew: {clients}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(clients["connects"].as_u64().unwrap() > 500, "churn: {clients}");
     for ending in ["disconnect", "fin", "rst", "rst_after_pingresp", "silent_closed_by_broker"] {
         assert!(clients[ending].as_u64().unwrap() > 0, "{ending} among the endings: {clients}");
@@ -227,9 +237,10 @@ fn ebpf_agent_counts_tls_churn_exactly_as_the_clients_and_a_decrypted_capture() 
             mismatches.push(name);
         }
     }
-    let extra = ["ebpf_records_total", "capture_dropped_packets_total", "ebpf_lost_bytes_total", "ebpf_unbound_calls_total"]
-        .map(|s| format!("{s} {}", sample(&live_text, &format!("mqtt_keepalive_{s}"))))
-        .join(", ");
+    let extra =
+        ["ebpf_records_total", "capture_dropped_packets_total", "ebpf_lost_bytes_total", "ebpf_unbound_calls_total"]
+            .map(|s| format!("{s} {}", sample(&live_text, &format!("mqtt_keepalive_{s}"))))
+            .join(", ");
     eprintln!("{table}agent: {extra}");
     assert!(
         mismatches.is_empty(),
