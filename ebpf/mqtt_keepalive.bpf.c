@@ -9,9 +9,17 @@
 //   while an SSL call is in flight on a thread, the socket the same thread receives from or
 //   sends to (tracepoints sock:sock_recv_length / sock_send_length, or, selectable for older
 //   kernels, syscalls:sys_enter_read/write/recvfrom/sendto with the fd looked up in the task's
-//   file table) is the SSL object's socket. Only sockets whose local port is a broker port
-//   (map `ports`) are bound; calls of processes outside `pids` are ignored when FILTER_PIDS.
-// - TLS closes: SSL_read returning 0 (the client's close_notify) and the broker's SSL_shutdown.
+//   file table) is the SSL object's socket. An SSL_read that touched no socket (a broker that
+//   feeds OpenSSL through memory BIOs: Python's asyncio) is tied to the broker-port socket the
+//   same thread received from last, and the tie is kept per SSL object until SSL_free. Only
+//   sockets whose local port is a broker port (map `ports`) are bound; calls of processes
+//   outside `pids` are ignored when FILTER_PIDS.
+// - Plaintext records are stamped when the call began (a read: or when the bytes it returns
+//   reached the broker, if that was later), so that user space can put them in the order things
+//   happened: a record reaches the ring only when its call returns, after a tracepoint on
+//   another CPU (a client's RST) may already have written a later one.
+// - TLS closes: SSL_read returning 0 (the client's close_notify) and the broker's SSL_shutdown;
+//   SSL_free of a watched connection's SSL object (the broker reads no more of it).
 // - TCP state changes of broker-port sockets (sock:inet_sock_set_state) and resets
 //   (tcp:tcp_receive_reset, tcp:tcp_send_reset), for every connection on the port, plaintext
 //   visible or not.
@@ -33,46 +41,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define MAX_COPY 16384u
+#include "mqtt_keepalive.h"
+
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
-
-enum kind {
-	EV_READ = 1,     // plaintext the broker read (from the client)
-	EV_WRITE = 2,    // plaintext the broker wrote (to the client)
-	EV_STATE = 3,    // TCP state change of a broker socket
-	EV_RESET_RX = 4, // the broker's socket received an RST (from the client)
-	EV_RESET_TX = 5, // the broker's socket sent an RST
-	EV_CLOSE_NOTIFY_RX = 6, // the broker's SSL_read returned 0: the client's TLS close_notify
-	EV_CLOSE_NOTIFY_TX = 7, // the broker called SSL_shutdown: its TLS close_notify
-};
-
-// The connection as the broker's socket sees it: local = broker, remote = client.
-struct tuple {
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__u16 lport;
-	__u16 rport;
-	__u16 family;
-	__u16 flags; // CARRIED: bytes passed on the connection (the broker read or wrote some)
-};
-
-#define CARRIED 1
-
-struct event {
-	__u64 ts;     // bpf_ktime_get_ns (CLOCK_MONOTONIC)
-	__u64 sk;     // kernel socket address: the connection's identity while it lives
-	struct tuple t;
-	__u32 tgid;
-	__u8 kind;
-	__u8 pad[3];
-	__s32 oldstate;
-	__s32 newstate;
-	__u32 len;    // bytes the call moved
-	__u32 copied; // bytes following this header
-	__u64 lost;   // bytes of this direction lost before this event
-};
 
 // What an SSL object is tied to.
 struct conn {
@@ -85,24 +58,19 @@ struct conn {
 
 // An SSL call in flight on a thread.
 struct call {
+	__u64 ts; // when it began (a read: or when bytes last reached the socket during it)
 	__u64 ssl;
 	__u64 buf;
 	__u64 len_ptr; // the _ex forms: where the length moved is written
 	__u8 write;
-	__u8 pad[7];
+	__u8 rx_seen; // the thread received from a socket during the call
+	__u8 pad[2];
+	__s32 rx_ret; // the last such receive's result (< 0 an error, 0 the peer's FIN)
 };
 
 struct scratch {
 	struct event e;
 	__u8 data[MAX_COPY];
-};
-
-enum stat {
-	ST_RING_DROPS = 0,   // events the ring buffer had no room for
-	ST_LOST_BYTES = 1,   // plaintext bytes not copied (too long or dropped)
-	ST_UNBOUND = 2,      // SSL calls whose socket was never seen (connection older than the probes)
-	ST_UNBOUND_BYTES = 3,
-	ST_MAX = 4,
 };
 
 const volatile __u8 FILTER_PIDS = 0;
@@ -139,6 +107,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct call);
 } calls SEC(".maps");
+
+// The broker-port socket each thread received from last, outside SSL calls: what an SSL_read
+// that touches no socket itself (memory BIOs) is tied to.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} last_rx SEC(".maps");
 
 // Broker-port sockets seen changing state, by address: a socket that is reset as it closes
 // has already lost its port (Linux unhashes it before sending the RST of an abortive close).
@@ -257,11 +234,27 @@ static __always_inline int read_tuple(struct sock *sk, struct tuple *t)
 
 // Notes that a broker-port socket carried bytes (a connection that carried none, a load
 // balancer's port check, is not a session), whatever the broker's TLS library.
-static __always_inline void mark_carried(__u64 sk)
+static __always_inline void mark(__u64 sk, __u16 flags)
 {
 	struct tuple *t = bpf_map_lookup_elem(&socks, &sk);
 	if (t)
-		t->flags |= CARRIED;
+		t->flags |= flags;
+}
+
+// Ties the SSL call `c` to `sk`.
+static __always_inline void bind_call(struct call *c, struct sock *sk)
+{
+	__u64 ssl = c->ssl;
+	struct conn *known = bpf_map_lookup_elem(&conns, &ssl);
+	if (known && known->sk == (__u64)sk)
+		return;
+	struct conn n = {};
+	n.sk = (__u64)sk;
+	if (read_tuple(sk, &n.t) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && port_watched(n.t.lport)) {
+		n.watched = 1;
+		mark((__u64)sk, FL_CARRIED | FL_TIED); // the TLS handshake passed on it
+	}
+	bpf_map_update_elem(&conns, &ssl, &n, BPF_ANY);
 }
 
 // Ties the SSL call in flight on this thread (if any, and not yet tied) to `sk`.
@@ -273,17 +266,7 @@ static __always_inline void bind_socket(struct sock *sk)
 	struct call *c = bpf_map_lookup_elem(&calls, &id);
 	if (!c)
 		return;
-	__u64 ssl = c->ssl;
-	struct conn *known = bpf_map_lookup_elem(&conns, &ssl);
-	if (known && known->sk == (__u64)sk)
-		return;
-	struct conn n = {};
-	n.sk = (__u64)sk;
-	if (read_tuple(sk, &n.t) && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && port_watched(n.t.lport)) {
-		n.watched = 1;
-		mark_carried((__u64)sk); // the TLS handshake passed on it
-	}
-	bpf_map_update_elem(&conns, &ssl, &n, BPF_ANY);
+	bind_call(c, sk);
 }
 
 static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 write)
@@ -292,6 +275,7 @@ static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 
 	if (!pid_watched(id >> 32))
 		return 0;
 	struct call c = {};
+	c.ts = bpf_ktime_get_ns();
 	c.ssl = ssl;
 	c.buf = buf;
 	c.len_ptr = len_ptr;
@@ -313,7 +297,7 @@ static __always_inline __u64 data_wakeup(void)
 }
 
 // A record without data: a TCP change or a TLS close of the connection on socket `sk`.
-static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldstate, int newstate)
+static __always_inline void emit_at(__u64 ts, __u8 kind, __u64 sk, struct tuple *t, int oldstate, int newstate)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(struct event), 0);
 	if (!e) {
@@ -321,7 +305,7 @@ static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldst
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
+	e->ts = ts;
 	e->sk = sk;
 	e->t = *t;
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
@@ -329,6 +313,11 @@ static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldst
 	e->oldstate = oldstate;
 	e->newstate = newstate;
 	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldstate, int newstate)
+{
+	emit_at(bpf_ktime_get_ns(), kind, sk, t, oldstate, newstate);
 }
 
 // The call returned having moved `moved` bytes (<= 0: none): report them.
@@ -348,15 +337,26 @@ static __always_inline int call_exit(long moved, int ex)
 		moved = n;
 	}
 	if (moved == 0 && !ex && !c.write) {
-		// SSL_read returns 0 only for a close_notify (an EOF without one is an error, -1).
+		// SSL_read returns 0 for a close_notify, but also when the socket's receive ended
+		// without one (the peer's FIN or RST): a close_notify is bytes received.
+		if (c.rx_seen && c.rx_ret <= 0)
+			return 0;
 		struct conn *closed = bpf_map_lookup_elem(&conns, &c.ssl);
 		if (closed && closed->watched)
-			emit(EV_CLOSE_NOTIFY_RX, closed->sk, &closed->t, 0, 0);
+			emit_at(c.ts, EV_CLOSE_NOTIFY_RX, closed->sk, &closed->t, 0, 0);
 		return 0;
 	}
 	if (moved <= 0)
 		return 0;
 	struct conn *conn = bpf_map_lookup_elem(&conns, &c.ssl);
+	if (!conn && !c.write) {
+		// It touched no socket (a memory BIO): the socket this thread received from last.
+		__u64 *rx = bpf_map_lookup_elem(&last_rx, &id);
+		if (rx) {
+			bind_call(&c, (struct sock *)*rx);
+			conn = bpf_map_lookup_elem(&conns, &c.ssl);
+		}
+	}
 	if (!conn) {
 		count(ST_UNBOUND, 1);
 		count(ST_UNBOUND_BYTES, moved);
@@ -370,7 +370,7 @@ static __always_inline int call_exit(long moved, int ex)
 		return 0;
 	__u64 len = moved;
 	__u64 copy = len < MAX_COPY ? len : MAX_COPY;
-	s->e.ts = bpf_ktime_get_ns();
+	s->e.ts = c.ts;
 	s->e.sk = conn->sk;
 	s->e.t = conn->t;
 	s->e.tgid = id >> 32;
@@ -468,6 +468,11 @@ SEC("uprobe/SSL_free")
 int BPF_KPROBE(ssl_free, void *ssl)
 {
 	__u64 key = (__u64)ssl;
+	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0;
+	if (conn->watched)
+		emit(EV_FREE, conn->sk, &conn->t, 0, 0);
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }
@@ -484,24 +489,43 @@ struct sock_length_args {
 
 
 // The broker (or anything) received or sent on `sk`: it carried bytes, and ties an SSL call.
-static __always_inline int sock_length(struct sock_length_args *args)
+// A receive outside an SSL call on a broker-port socket is remembered for the thread's next
+// SSL_read (memory BIOs); one during an SSL_read moves the read's time to when its bytes came.
+static __always_inline int sock_length(struct sock_length_args *args, int rx)
 {
-	if (args->ret > 0)
-		mark_carried((__u64)args->sk);
-	bind_socket(args->sk);
+	__u64 sk = (__u64)args->sk;
+	struct tuple *t = 0;
+	if (args->ret > 0) {
+		t = bpf_map_lookup_elem(&socks, &sk);
+		if (t)
+			t->flags |= FL_CARRIED;
+	}
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (c) {
+		if (rx) {
+			c->rx_seen = 1;
+			c->rx_ret = args->ret;
+		}
+		if (rx && args->ret > 0 && !c->write)
+			c->ts = bpf_ktime_get_ns();
+		bind_call(c, args->sk);
+	} else if (rx && t && pid_watched(id >> 32)) {
+		bpf_map_update_elem(&last_rx, &id, &sk, BPF_ANY);
+	}
 	return 0;
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int sock_recv_length(struct sock_length_args *args)
 {
-	return sock_length(args);
+	return sock_length(args, 1);
 }
 
 SEC("tracepoint/sock/sock_send_length")
 int sock_send_length(struct sock_length_args *args)
 {
-	return sock_length(args);
+	return sock_length(args, 0);
 }
 
 // The fallback for kernels without those: the fd a read/write/recvfrom/sendto system call

@@ -714,3 +714,220 @@ fn ebpf_setup_errors_name_the_process() {
     assert!(stderr.contains("Covered:") && stderr.contains("mosquitto"), "names the brokers covered: {stderr}");
     assert!(!stderr.contains("probes attached"), "{stderr}");
 }
+
+/// A blocking MQTT-over-TLS client in this process (rustls: it never enters the probed libssl)
+/// for the loops below, which need many connections fast.
+struct RustlsClient {
+    tls: rustls::ClientConnection,
+    sock: std::net::TcpStream,
+}
+
+fn rustls_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl RustlsClient {
+    /// Connects, sends CONNECT (keepalive 60, clean session) and reads the CONNACK.
+    fn connect(config: &std::sync::Arc<rustls::ClientConfig>, port: u16, client_id: &str) -> RustlsClient {
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let tls = rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+        let mut c = RustlsClient { tls, sock };
+        let mut body = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 60];
+        body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+        body.extend_from_slice(client_id.as_bytes());
+        let mut connect = vec![0x10, body.len() as u8];
+        connect.extend_from_slice(&body);
+        c.send(&connect);
+        assert_eq!(c.read(4)[0], 0x20, "CONNACK");
+        c
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        rustls::Stream::new(&mut self.tls, &mut self.sock).write_all(bytes).unwrap();
+        rustls::Stream::new(&mut self.tls, &mut self.sock).flush().unwrap();
+    }
+
+    fn read(&mut self, n: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut buf = vec![0u8; n];
+        rustls::Stream::new(&mut self.tls, &mut self.sock).read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Closes with an RST at once (SO_LINGER 0), no TLS close_notify.
+    fn abort(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setting an option on our own open socket with a valid linger struct.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+
+    /// Closes with a FIN at once, no TLS close_notify.
+    fn close(self) {}
+}
+
+/// The two shapes that lost counts under churn, many times over, several clients at a time,
+/// every connection closing the instant its last exchange is done: a client reads its
+/// PINGRESP and aborts (RST), and a client sends DISCONNECT and closes (FIN). Every PINGRESP
+/// must be reported and every DISCONNECT be the close, whatever CPU reported the RST or the
+/// FIN first.
+#[test]
+#[ignore = "needs root (eBPF)"]
+fn ebpf_counts_are_exact_when_clients_close_at_once() {
+    const THREADS: usize = 6;
+    const ROUNDS: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path());
+    let broker = TlsBroker::start(dir.path());
+    let port = broker.port;
+    let agent = EbpfAgent::start(
+        dir.path(),
+        "agent",
+        &["--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.pid().to_string()],
+    );
+    let config = rustls_config(&ca);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let mut c = RustlsClient::connect(&config, port, &format!("ping-abort-{t}-{round}"));
+                    c.send(&[0xc0, 0x00]);
+                    assert_eq!(c.read(2), [0xd0, 0x00], "PINGRESP");
+                    c.abort();
+                    let mut c = RustlsClient::connect(&config, port, &format!("disconnect-fin-{t}-{round}"));
+                    c.send(&[0xe0, 0x00]);
+                    c.close();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+    let n = (THREADS * ROUNDS) as f64;
+    wait_for("every session closed", Duration::from_secs(20), || {
+        let m = agent.get("/metrics");
+        sample(&m, "mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tls\"}") == 2.0 * n
+            && sample(&m, "mqtt_keepalive_sessions_open") == 0.0
+    });
+    let metrics = agent.get("/metrics");
+    let m = |series: &str| sample(&metrics, series);
+    assert_eq!(m("mqtt_keepalive_pings_total{direction=\"request\"}"), n, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_pings_total{direction=\"response\"}"), n, "every PINGRESP: {metrics}");
+    assert_eq!(m("mqtt_keepalive_ping_rtt_seconds_count"), n);
+    assert_eq!(m("mqtt_keepalive_pings_unanswered_total"), 0.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"disconnect\",by=\"client\",transport=\"tls\"}"), n, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_closes_total{kind=\"rst\",by=\"client\",transport=\"tls\"}"), n, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_closes_without_disconnect_total"), n, "the aborts only: {metrics}");
+    assert_eq!(m("mqtt_keepalive_capture_dropped_packets_total"), 0.0);
+    let (status, events) = agent.stop();
+    assert!(status.success());
+    for e in &events {
+        assert_ne!(e["kind"], "gap", "no plaintext lost: {e}");
+    }
+}
+
+/// amqtt (PyPI), a broker in Python asyncio, whose ssl module drives OpenSSL through memory
+/// BIOs: its SSL_read and SSL_write never touch a socket. The agent ties each SSL object to the
+/// socket its thread received from just before, so its sessions are read as mosquitto's are:
+/// CONNECT, pings with round trips, DISCONNECT, and a client that vanished.
+/// Needs amqtt (`pip install amqtt==0.12.1`).
+#[test]
+#[ignore = "needs root (eBPF)"]
+fn ebpf_agent_reads_amqtt_through_memory_bios() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path());
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = dir.path().join("amqtt.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n    ssl: true\n    certfile: {d}/server.crt\n    \
+             keyfile: {d}/server.key\nplugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        ),
+    )
+    .unwrap();
+    let broker = Reaped(
+        Command::new("python3")
+            .args(["-m", "amqtt.scripts.broker_script", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("amqtt.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("amqtt's TLS listener (pip install amqtt==0.12.1)", Duration::from_secs(20), || listening(port));
+    let agent = EbpfAgent::start(
+        dir.path(),
+        "agent",
+        &["--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.0.id().to_string()],
+    );
+    let keylog = dir.path().join("keys.log");
+    let mut clients = [
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-1", "pings:2:0.5", "sleep:0.3", "disconnect"],
+        ),
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-2", "ping", "sleep:0.2", "disconnect"],
+        ),
+        tls_reaped(
+            port,
+            &ca,
+            &keylog,
+            &["--keepalive", "5", "--client-id", "amqtt-gone", "--will", "sleep:0.3", "kill"],
+        ),
+    ];
+    for c in &mut clients {
+        let _ = c.0.wait().unwrap(); // the killed one ends by its own SIGKILL
+    }
+    let s = agent.wait_sessions("the three amqtt sessions closed", |s| {
+        s.len() == 3 && s.iter().all(|x| x["close"]["kind"] != "open")
+    });
+    for (id, pings, close) in [("amqtt-1", 2, "disconnect"), ("amqtt-2", 1, "disconnect"), ("amqtt-gone", 0, "fin")] {
+        let r = by_client_id(&s, id);
+        assert_eq!((r["transport"].as_str(), r["keepalive_s"].as_u64()), (Some("tls"), Some(5)), "{r}");
+        assert_eq!((r["pingreq"].as_u64(), r["pingresp"].as_u64()), (Some(pings), Some(pings)), "{r}");
+        assert_eq!((r["close"]["kind"].as_str(), r["close"]["by"].as_str()), (Some(close), Some("client")), "{r}");
+    }
+    let metrics = agent.get("/metrics");
+    let m = |series: &str| sample(&metrics, series);
+    assert_eq!(m("mqtt_keepalive_connects_total{protocol=\"3.1.1\",transport=\"tls\"}"), 3.0, "{metrics}");
+    assert_eq!(m("mqtt_keepalive_ping_rtt_seconds_count"), 3.0);
+    assert_eq!(m("mqtt_keepalive_pings_unanswered_total"), 0.0);
+    assert_eq!(m("mqtt_keepalive_closes_without_disconnect_total"), 1.0, "the killed client only");
+    assert_eq!(m("mqtt_keepalive_ebpf_unbound_calls_total"), 0.0, "every SSL call tied: {metrics}");
+    let (status, events) = agent.stop();
+    assert!(status.success());
+    assert!(!events.iter().any(|e| e["reason"] == "not_visible"), "all visible");
+}

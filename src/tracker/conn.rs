@@ -48,6 +48,8 @@ pub(super) struct Conn {
     pub(super) fin_broker: bool,
     /// `session_end` emitted; kept only to absorb stray packets until the linger ends.
     pub(super) done: bool,
+    /// Its MQTT cannot be seen ([`TcpChange::NotVisible`]): no close without DISCONNECT.
+    pub(super) not_visible: bool,
     /// Earliest heap entry for this connection.
     pub(super) scheduled: Option<Timestamp>,
     /// Bytes of this connection counted in [`TrackerCounters::buffered_bytes`].
@@ -96,6 +98,7 @@ impl Conn {
             fin_client: false,
             fin_broker: false,
             done: false,
+            not_visible: false,
             scheduled: None,
             accounted: 0,
         }
@@ -122,8 +125,8 @@ impl Conn {
         self.client_isn = None;
         self.last_seen = now;
         self.mid_stream = mid_stream;
-        (self.saw_payload, self.saw_mqtt, self.fin_client, self.fin_broker, self.done) =
-            (false, false, false, false, false);
+        (self.saw_payload, self.saw_mqtt, self.fin_client, self.fin_broker, self.done, self.not_visible) =
+            (false, false, false, false, false, false);
         self.scheduled = None;
         self.accounted = 0;
     }
@@ -243,11 +246,25 @@ impl Conn {
             TcpChange::Fin(by) if !self.done => self.tcp_close(by, false, ctx),
             TcpChange::Rst(by) if !self.done => self.tcp_close(by, true, ctx),
             TcpChange::CloseNotify(by) if !self.done => {
-                let (key, id, now, cfg) = (self.key, self.id, ctx.now, ctx.cfg);
-                let mut emit = |ts, kind| ctx.emit(key, id, ts, kind);
+                let (key, id, now, cfg, hidden) = (self.key, self.id, ctx.now, ctx.cfg, self.not_visible);
+                let mut emit = |ts, kind| {
+                    if !(hidden && matches!(kind, EventKind::CloseWithoutDisconnect { .. })) {
+                        ctx.emit(key, id, ts, kind)
+                    }
+                };
                 self.session.on_transport_close(now, CloseKind::CloseNotify, by, None, cfg, &mut emit);
             }
-            TcpChange::Fin(_) | TcpChange::Rst(_) | TcpChange::CloseNotify(_) => {}
+            TcpChange::NotVisible if !self.done && !self.session.connected() && !self.not_visible => {
+                // What it carried could not be read: a DISCONNECT may have passed unseen.
+                self.not_visible = true;
+                ctx.emit(
+                    self.key,
+                    self.id,
+                    ctx.now,
+                    EventKind::TlsKeys { decrypted: false, reason: Some("not_visible") },
+                );
+            }
+            TcpChange::Fin(_) | TcpChange::Rst(_) | TcpChange::CloseNotify(_) | TcpChange::NotVisible => {}
         }
     }
 
@@ -255,7 +272,12 @@ impl Conn {
     fn tcp_close(&mut self, from: Side, rst: bool, ctx: &mut Ctx<'_>) {
         let (key, id) = (self.key, self.id);
         let kind = if rst { CloseKind::Rst } else { CloseKind::Fin };
-        self.session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| ctx.emit(key, id, ts, kind));
+        let hidden = self.not_visible;
+        self.session.on_tcp_close(ctx.now, kind, from, ctx.cfg, &mut |ts, kind| {
+            if !(hidden && matches!(kind, EventKind::CloseWithoutDisconnect { .. })) {
+                ctx.emit(key, id, ts, kind)
+            }
+        });
         match (rst, from) {
             (true, _) => (self.fin_client, self.fin_broker) = (true, true),
             (false, Side::Client) => self.fin_client = true,

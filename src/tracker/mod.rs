@@ -186,6 +186,10 @@ pub enum TcpChange {
     Rst(Side),
     /// A TLS close_notify from this side (a source above TLS learns it from the TLS library).
     CloseNotify(Side),
+    /// The source carried this connection's bytes but could not read its plaintext (the eBPF
+    /// source: TLS library calls it could not tie to the connection). Its close is reported,
+    /// but not as a close without DISCONNECT: a DISCONNECT may have passed unseen.
+    NotVisible,
 }
 
 /// The sessions still to be ended at the end of a capture (see [`Tracker::start_finish`]).

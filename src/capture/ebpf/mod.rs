@@ -13,7 +13,8 @@
 //! object to its socket and report TCP state changes and resets on the broker ports. The
 //! connections already established on those ports are handed over first, as joined
 //! mid-stream. [`EbpfSource::feed`] then hands the ring buffer's records to a pipeline in the
-//! order the kernel wrote them; once a second it finds the named processes again (a restarted
+//! order things happened (a window of [`translate::REORDER_WINDOW`] puts them in the order of
+//! their stamps, whatever CPU wrote them first: see [`translate`]); once a second it finds the named processes again (a restarted
 //! broker has a new pid, an upgraded one may map a new libssl; system-wide, new libssl files
 //! every ten seconds).
 //! Ring-buffer records lost for want of room are counted as drops, like a capture's kernel
@@ -33,7 +34,6 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::UProbeScope;
 use aya::programs::{TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use event::Record;
 use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -160,6 +160,9 @@ pub struct EbpfSource {
     translator: Translator,
     /// Connections established before the probes, handed over at the first feed.
     joined: Vec<crate::flow::FlowKey>,
+    /// Real time just before the probes were attached: when the joined connections are
+    /// handed over (before any record, which the window may hand over later than it came).
+    attached_at: Timestamp,
     last_check: Option<Timestamp>,
     records: u64,
     /// Refreshes so far (one a second).
@@ -170,13 +173,20 @@ pub struct EbpfSource {
 /// Real time minus monotonic time now, in nanoseconds (BPF stamps with the monotonic clock):
 /// of a few readings of real time between two of monotonic time, the one read closest together
 /// (a preemption between the reads would skew it).
+fn read_clock(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// The monotonic clock the BPF program stamps with, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    u64::try_from(read_clock(libc::CLOCK_MONOTONIC)).unwrap_or(0)
+}
+
 fn clock_offset_ns() -> i64 {
-    let read = |clock| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    };
+    let read = read_clock;
     (0..5)
         .map(|_| {
             let before = read(libc::CLOCK_MONOTONIC);
@@ -239,6 +249,8 @@ impl EbpfSource {
                 ports.insert(p, 1, 0).map_err(|source| EbpfError::Map { map: "ports", source })?;
             }
         }
+        let offset = clock_offset_ns();
+        let attached_at = Timestamp::from_nanos((monotonic_ns() as i64).saturating_add(offset));
         for (program, category, name) in TCP_TRACEPOINTS.iter().chain(if binding == Binding::SockTracepoints {
             &SOCK_BINDING[..]
         } else {
@@ -263,8 +275,9 @@ impl EbpfSource {
             proc,
             attached: HashSet::new(),
             pids: HashSet::new(),
-            translator: Translator::new(clock_offset_ns()),
+            translator: Translator::new(offset),
             joined: Vec::new(),
+            attached_at,
             last_check: None,
             records: 0,
             refreshes: 0,
@@ -377,7 +390,7 @@ impl EbpfSource {
         max: usize,
     ) -> Result<usize, EbpfError> {
         for key in self.joined.drain(..) {
-            self.translator.joined(now, key, pipeline);
+            self.translator.joined(self.attached_at, key, pipeline);
         }
         if self.last_check.is_none_or(|t| now.since(t) >= Duration::from_secs(1)) {
             self.last_check = Some(now);
@@ -396,25 +409,33 @@ impl EbpfSource {
         Ok(n)
     }
 
-    /// Hands every record already in the ring buffer to `pipeline` (no system call).
+    /// Takes every record already in the ring buffer (no system call) and hands to `pipeline`
+    /// those out of the reorder window.
     pub fn take_held(&mut self, pipeline: &mut dyn Intake) {
         self.drain(pipeline, usize::MAX);
     }
 
+    /// Hands every record taken so far to `pipeline`, the reorder window's too (at the end).
+    pub fn flush(&mut self, pipeline: &mut dyn Intake) {
+        self.drain(pipeline, usize::MAX);
+        self.translator.flush(pipeline);
+    }
+
+    /// Takes at most `max` records from the ring buffer into the reorder window, then hands
+    /// over those stamped before the window; returns how many were taken.
     fn drain(&mut self, pipeline: &mut dyn Intake, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             let Some(item) = self.ring.next() else { break };
-            match Record::parse(&item) {
-                Ok(r) => self.translator.apply(&r, pipeline),
-                Err(e) => {
-                    self.bad_records += 1;
-                    tracing::debug!("{e}");
-                }
+            if let Err(e) = self.translator.push(&item) {
+                self.bad_records += 1;
+                tracing::debug!("{e}");
             }
             n += 1;
         }
         self.records += n as u64;
+        let upto = monotonic_ns().saturating_sub(translate::REORDER_WINDOW.as_nanos() as u64);
+        self.translator.release(upto, pipeline);
         n
     }
 
