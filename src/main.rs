@@ -34,6 +34,8 @@ enum Failure {
     Live(#[from] LiveError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Top(#[from] mqtt_keepalive::top::TopError),
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
     #[error("no session {0} in the capture (the session ids are the `id`s of `-f json`)")]
@@ -55,6 +57,11 @@ fn main() -> ExitCode {
         Command::Analyze(args) => run_analyze(&args).map(|()| 0),
         Command::Live(args) => args.options().and_then(mqtt_keepalive::live::run).map(|()| 0).map_err(Failure::from),
         Command::Probe(args) => run_probe(&args),
+        Command::Top(args) => args
+            .options()
+            .map_err(|e| Failure::Analyze(e.into()))
+            .and_then(|o| mqtt_keepalive::top::run(o).map_err(Failure::from))
+            .map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -77,6 +84,7 @@ fn exit_code(e: &Failure) -> u8 {
         Failure::Live(e) if e.is_setup() => 2,
         Failure::Live(_) => 1,
         Failure::Probe(_) => 2,
+        Failure::Top(_) => 2,
         Failure::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Failure::Output(_) => 1,
         Failure::NoSuchSession(_) => 2,
