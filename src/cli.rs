@@ -53,7 +53,7 @@ p pause; arrows (or j, k) select; Enter the selected session's timeline; Esc bac
 
 Open sessions past their deadline (expired, not closed by the broker) are always on top. An agent
 is asked for the open sessions nearest their deadline, as many as the screen has rows (at most
-500), one request at a time.
+500), one request at a time; rates are over the last 10 s.
 
 Exit status: 0 quit; 2 bad arguments, unusable input, or not a terminal.";
 
@@ -78,9 +78,9 @@ impl TopArgs {
             [url] if url.starts_with("http://") || url.starts_with("https://") => TopSource::Agent(url.clone()),
             files => {
                 let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-                let live = files.iter().any(|f| {
-                    f.as_os_str() == "-" || std::fs::metadata(f).is_ok_and(|m| m.file_type().is_fifo())
-                });
+                let live = files
+                    .iter()
+                    .any(|f| f.as_os_str() == "-" || std::fs::metadata(f).is_ok_and(|m| m.file_type().is_fifo()));
                 TopSource::Capture {
                     opts: AnalyzeOptions {
                         files,

@@ -14,8 +14,8 @@
 //! [`HEADER_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`], a request is answered within
 //! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once.
 
-use crate::sink::metrics::openmetrics_to_prometheus;
 use crate::sessions_query::{SessionsFormat, SessionsQuery};
+use crate::sink::metrics::openmetrics_to_prometheus;
 use crate::sink::report::{SessionsDocument, SessionsSelection};
 use axum::Router;
 use axum::extract::{Query, State};

@@ -31,7 +31,9 @@ pub struct SessionsQuery {
 
 /// Why a `/sessions` query was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}\n/sessions accepts: limit=N (a whole number; 0 for all), client_id=PATTERN (* and ? match any characters), sort=severity|deadline, format=json|text\n")]
+#[error(
+    "{0}\n/sessions accepts: limit=N (a whole number; 0 for all), client_id=PATTERN (* and ? match any characters), sort=severity|deadline, format=json|text\n"
+)]
 pub struct QueryError(String);
 
 impl SessionsQuery {
@@ -78,9 +80,15 @@ mod tests {
     #[test]
     fn reads_each_parameter_and_says_what_is_wrong() {
         let q = parse(&[]).unwrap();
-        assert_eq!((q.selection.limit, q.selection.order, q.format), (1000, SessionOrder::Severity, SessionsFormat::Json));
+        assert_eq!(
+            (q.selection.limit, q.selection.order, q.format),
+            (1000, SessionOrder::Severity, SessionsFormat::Json)
+        );
         let q = parse(&[("limit", "0"), ("sort", "deadline"), ("format", "text"), ("client_id", "dev-*")]).unwrap();
-        assert_eq!((q.selection.limit, q.selection.order, q.format), (usize::MAX, SessionOrder::Deadline, SessionsFormat::Text));
+        assert_eq!(
+            (q.selection.limit, q.selection.order, q.format),
+            (usize::MAX, SessionOrder::Deadline, SessionsFormat::Text)
+        );
         assert_eq!(q.selection.client_id, Some(Glob::new("dev-*")));
         let e = parse(&[("limit", "abc")]).unwrap_err().to_string();
         assert!(e.starts_with("limit=\"abc\" is not a whole number\n/sessions accepts: limit=N"), "{e}");

@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Connect and read timeout of one request.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Rates are over about this long (the oldest totals read within it, or just before).
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Largest answer read.
 pub const MAX_BODY: usize = 64 << 20;
 
@@ -47,8 +49,8 @@ pub struct Agent {
     port: u16,
     /// The base path (without a trailing `/`), for an agent behind a proxy.
     prefix: String,
-    /// The previous totals and when they were read, for the rates.
-    previous: Option<(Totals, std::time::Instant)>,
+    /// Earlier totals and when they were read (the last [`RATE_WINDOW`]), for the rates.
+    history: std::collections::VecDeque<(std::time::Instant, Totals)>,
 }
 
 impl Agent {
@@ -70,7 +72,7 @@ impl Agent {
         if host.is_empty() {
             return Err(bad());
         }
-        Ok(Agent { host: host.to_string(), port, prefix: prefix.to_string(), previous: None })
+        Ok(Agent { host: host.to_string(), port, prefix: prefix.to_string(), history: Default::default() })
     }
 
     /// The address as shown.
@@ -128,10 +130,15 @@ impl Agent {
         let metrics = self.get("/metrics")?;
         let mut totals = totals_from_metrics(&metrics);
         let read = std::time::Instant::now();
-        if let Some((earlier, at)) = &self.previous {
+        while self.history.len() > 1
+            && self.history.get(1).is_some_and(|(at, _)| read.duration_since(*at) >= RATE_WINDOW)
+        {
+            self.history.pop_front();
+        }
+        if let Some((at, earlier)) = self.history.front() {
             totals.rate_from(earlier, read.duration_since(*at).as_secs_f64());
         }
-        self.previous = Some((totals.clone(), read));
+        self.history.push_back((read, totals.clone()));
         snap.totals = totals;
         snap.source = self.name();
         Ok(snap)
@@ -336,7 +343,10 @@ mod tests {
         let s = sessions_snapshot(body).unwrap();
         assert_eq!((s.open_total, s.open.len(), s.closed.len(), s.now), (7, 1, 1, 110.5));
         let o = &s.open[0];
-        assert_eq!((o.client_id.as_deref(), o.keepalive_s, o.deadline, o.expired), (Some("quiet"), Some(5), Some(108.5), true));
+        assert_eq!(
+            (o.client_id.as_deref(), o.keepalive_s, o.deadline, o.expired),
+            (Some("quiet"), Some(5), Some(108.5), true)
+        );
         assert_eq!(o.events, [(100.5, "connect client_id=quiet keepalive_s=5 will=false".to_string())]);
         let c = s.closed[0].close.as_ref().unwrap();
         assert_eq!((c.at, c.kind.as_str(), c.by.as_deref()), (98.0, "fin", Some("broker")));

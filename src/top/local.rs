@@ -74,7 +74,8 @@ impl Fold {
         let mut totals = self.totals.clone();
         totals.open = self.open.len() as u64;
         totals.expired_open = self.open.values().filter(|r| r.expired).count() as u64;
-        let running = if self.live && !self.finished { self.seen.map_or(0.0, |s| s.elapsed().as_secs_f64()) } else { 0.0 };
+        let running =
+            if self.live && !self.finished { self.seen.map_or(0.0, |s| s.elapsed().as_secs_f64()) } else { 0.0 };
         Snapshot {
             source: String::new(),
             now: self.now + running,
@@ -220,11 +221,7 @@ pub type SharedFold = Arc<Mutex<Fold>>;
 
 /// Analyses `opts` on a new thread into a shared fold (whose clock runs on between events when
 /// `live`); the thread stops reading when `stop` is raised.
-pub fn run(
-    mut opts: crate::app::AnalyzeOptions,
-    live: bool,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> SharedFold {
+pub fn run(mut opts: crate::app::AnalyzeOptions, live: bool, stop: Arc<std::sync::atomic::AtomicBool>) -> SharedFold {
     let fold: SharedFold = Arc::new(Mutex::new(Fold::new(live)));
     let shared = fold.clone();
     opts.tracker.session.activity_events = true; // each client packet: the deadlines move
@@ -321,7 +318,10 @@ mod tests {
         assert_eq!(cid(&s), ["chatty"]);
         let closed = &s.closed[0];
         let c = closed.close.as_ref().unwrap();
-        assert_eq!((closed.client_id.as_deref(), c.kind.as_str(), c.by.as_deref()), (Some("quiet"), "fin", Some("broker")));
+        assert_eq!(
+            (closed.client_id.as_deref(), c.kind.as_str(), c.by.as_deref()),
+            (Some("quiet"), "fin", Some("broker"))
+        );
         assert_eq!(c.enforcement.as_ref().map(|e| e.0.as_str()), Some("late"));
         assert!(closed.events.iter().any(|(_, e)| e.starts_with("keepalive_expired")), "{:?}", closed.events);
         assert_eq!((s.totals.connects, s.totals.closes, s.totals.closes_without_disconnect), (2, 1, 1));

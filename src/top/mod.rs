@@ -101,7 +101,6 @@ impl AgentSource {
         });
         AgentSource { wanted, latest, wake, last_wanted: (0, String::new()) }
     }
-
 }
 
 impl Source for AgentSource {

@@ -533,7 +533,8 @@ mod tests {
     #[test]
     fn rates_from_two_totals_and_none_after_a_restart() {
         let a = Totals { connects: 10, closes: 4, expiries: 1, pings: 100, packets: Some(1000), ..Totals::default() };
-        let mut b = Totals { connects: 20, closes: 8, expiries: 1, pings: 150, packets: Some(3000), ..Totals::default() };
+        let mut b =
+            Totals { connects: 20, closes: 8, expiries: 1, pings: 150, packets: Some(3000), ..Totals::default() };
         b.rate_from(&a, 2.0);
         assert_eq!(b.rates, Some(Rates { connects: 5.0, closes: 2.0, expiries: 0.0, pings: 25.0, packets: 1000.0 }));
         let mut restarted = Totals { connects: 1, ..Totals::default() };

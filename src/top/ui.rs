@@ -7,7 +7,7 @@
 //! terminal is narrow (the deadline, client id and close always stay), so each row still reads.
 //! Nothing is drawn that the source did not say: unknown figures are `-`.
 
-use super::model::{self, Row, Snapshot, View, client_id_cell, close_cell, countdown, count, pings_cell, rate};
+use super::model::{self, Row, Snapshot, View, client_id_cell, close_cell, count, countdown, pings_cell, rate};
 use crate::sink::report::times::Zone;
 use crate::time::Timestamp;
 use ratatui::Frame;
@@ -55,11 +55,8 @@ const OPEN_COLUMNS: [Column; 8] = [
 ];
 
 fn open_cells(r: &Row, now: f64) -> [String; 8] {
-    let deadline = if r.overdue(now) {
-        format!("EXPIRED {}", countdown(r.remaining(now)))
-    } else {
-        countdown(r.remaining(now))
-    };
+    let deadline =
+        if r.overdue(now) { format!("EXPIRED {}", countdown(r.remaining(now))) } else { countdown(r.remaining(now)) };
     [
         deadline,
         client_id_cell(r.client_id.as_deref(), 20),
@@ -81,12 +78,7 @@ const CLOSED_COLUMNS: [Column; 4] = [
 
 fn closed_cells(r: &Row) -> [String; 4] {
     let c = r.close.clone().unwrap_or_default();
-    [
-        clock(c.at),
-        client_id_cell(r.client_id.as_deref(), 20),
-        close_cell(&c),
-        r.client.clone(),
-    ]
+    [clock(c.at), client_id_cell(r.client_id.as_deref(), 20), close_cell(&c), r.client.clone()]
 }
 
 /// `HH:MM:SS` (UTC) of a source time.
@@ -98,9 +90,9 @@ fn clock(t: f64) -> String {
 fn table<'a>(columns: &[Column], keep: &[usize], rows: Vec<(Vec<String>, Style)>) -> Table<'a> {
     let header = TableRow::new(keep.iter().map(|&i| Cell::from(columns[i].header)))
         .style(Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED));
-    let body = rows.into_iter().map(|(cells, style)| {
-        TableRow::new(keep.iter().map(|&i| Cell::from(cells[i].clone()))).style(style)
-    });
+    let body = rows
+        .into_iter()
+        .map(|(cells, style)| TableRow::new(keep.iter().map(|&i| Cell::from(cells[i].clone()))).style(style));
     let last = keep.len().saturating_sub(1);
     let widths = keep.iter().enumerate().map(|(n, &i)| {
         if n == last { Constraint::Min(columns[i].width) } else { Constraint::Length(columns[i].width) }
@@ -108,24 +100,25 @@ fn table<'a>(columns: &[Column], keep: &[usize], rows: Vec<(Vec<String>, Style)>
     Table::new(body, widths.collect::<Vec<_>>()).header(header).column_spacing(1)
 }
 
-/// The two header lines.
-fn header(snap: &Snapshot, view: &View) -> Vec<Line<'static>> {
+/// The header's items (the source, totals and rates; sort, filter, pause, errors), each kept
+/// whole on a line.
+fn header_items(snap: &Snapshot, view: &View) -> Vec<Span<'static>> {
     let t = &snap.totals;
     let r = t.rates;
     let with_rate = |name: &str, n: u64, per: Option<f64>| match per {
         Some(p) => format!("{name} {} ({})", count(n), rate(p)),
         None => format!("{name} {}", count(n)),
     };
-    let mut first = vec![
-        Span::styled(format!("{} ", snap.source), Style::new().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("open {}", count(t.open))),
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let red = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+    let mut items = vec![
+        Span::styled(snap.source.clone(), bold),
+        Span::styled(
+            format!("open {} ({} expired)", count(t.open), count(t.expired_open)),
+            if t.expired_open > 0 { red } else { Style::new() },
+        ),
     ];
-    let expired = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
-    first.push(Span::styled(
-        format!(" ({} expired)", count(t.expired_open)),
-        if t.expired_open > 0 { expired } else { Style::new() },
-    ));
-    let mut parts = vec![
+    let mut plain = vec![
         with_rate("connects", t.connects, r.map(|r| r.connects)),
         with_rate("closes", t.closes, r.map(|r| r.closes)),
         format!("without DISCONNECT {}", count(t.closes_without_disconnect)),
@@ -135,59 +128,83 @@ fn header(snap: &Snapshot, view: &View) -> Vec<Line<'static>> {
         format!("rtt {}", t.rtt_mean_ms.map_or_else(|| "-".into(), |m| format!("{m:.2} ms"))),
     ];
     if let Some(p) = t.packets {
-        parts.push(with_rate("packets", p, r.map(|r| r.packets)));
+        plain.push(with_rate("packets", p, r.map(|r| r.packets)));
     }
     if let Some(d) = t.dropped {
-        parts.push(format!("dropped {}", count(d)));
+        plain.push(format!("dropped {}", count(d)));
     }
-    first.push(Span::raw(format!("  {}", parts.join("  "))));
-    let mut second = vec![Span::raw(format!("sort: {}", view.sort.name()))];
+    items.extend(plain.into_iter().map(Span::raw));
+    items.push(Span::raw(format!("| sort: {}", view.sort.name())));
     match &view.editing {
-        Some(text) => second.push(Span::styled(
-            format!("  filter client id: {text}_  (Enter apply, Esc cancel)"),
+        Some(text) => items.push(Span::styled(
+            format!("filter client id: {text}_ (Enter apply, Esc cancel)"),
             Style::new().fg(Color::Yellow),
         )),
-        None if !view.filter.is_empty() => second.push(Span::raw(format!("  filter: {}", view.filter))),
+        None if !view.filter.is_empty() => items.push(Span::raw(format!("filter: {}", view.filter))),
         None => {}
     }
     let listed = snap.open.len() as u64;
     if listed < snap.open_total {
-        second.push(Span::raw(format!("  {listed} of {} nearest their deadline", snap.open_total)));
+        items.push(Span::raw(format!("{listed} of {} nearest their deadline", snap.open_total)));
     }
     if view.paused {
-        second.push(Span::styled("  PAUSED", Style::new().add_modifier(Modifier::REVERSED)));
+        items.push(Span::styled("PAUSED", Style::new().add_modifier(Modifier::REVERSED)));
     }
     if snap.finished {
-        second.push(Span::raw("  input ended: the clock stands at its last packet"));
+        items.push(Span::raw("input ended: the clock stands at its last packet"));
     }
-    second.push(Span::raw(format!("  at {}", clock(snap.now))));
+    items.push(Span::raw(format!("at {}", clock(snap.now))));
     if let Some(e) = &snap.error {
-        second.push(Span::styled(format!("  error: {e}"), Style::new().fg(Color::Red)));
+        items.push(Span::styled(format!("error: {e}"), Style::new().fg(Color::Red)));
     }
-    vec![Line::from(first), Line::from(second)]
+    items
+}
+
+/// The items packed into lines of `width` (an item wider than a line gets a line of its own
+/// and is wrapped there).
+fn pack(items: Vec<Span<'static>>, width: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width.max(1));
+    let mut lines: Vec<Vec<Span>> = vec![Vec::new()];
+    let mut used = 0;
+    for item in items {
+        let w = item.width();
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() && used + 2 + w > width {
+            lines.push(Vec::new());
+            used = 0;
+        }
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() {
+            last.push(Span::raw("  "));
+            used += 2;
+        }
+        used += w;
+        last.push(item);
+    }
+    lines.into_iter().map(Line::from).collect()
 }
 
 const KEYS: &str = "s sort  / filter  p pause  ↑↓ select  Enter timeline  Esc back  q quit";
+/// The keys on a narrow terminal.
+const KEYS_SHORT: &str = "s sort / filter p pause ⏎ timeline q quit";
 
 /// One frame of the screen at clock `now`.
 pub fn draw(frame: &mut Frame, snap: &Snapshot, view: &View, now: f64) {
     let area = frame.area();
-    let head = header(snap, view);
+    let head = pack(header_items(snap, view), area.width);
     let head_height = head_lines(&head, area.width);
     let [top, body, keys] =
         Layout::vertical([Constraint::Length(head_height), Constraint::Min(1), Constraint::Length(1)]).areas(area);
     frame.render_widget(Paragraph::new(head).wrap(Wrap { trim: false }), top);
-    frame.render_widget(Paragraph::new(KEYS).style(Style::new().add_modifier(Modifier::DIM)), keys);
+    let key_help = if usize::from(area.width) >= KEYS.chars().count() { KEYS } else { KEYS_SHORT };
+    frame.render_widget(Paragraph::new(key_help).style(Style::new().add_modifier(Modifier::DIM)), keys);
     if let Some(row) = view.timeline_row(snap) {
         timeline(frame, body, row, view, now);
         return;
     }
     let closed = view.closed_rows(snap);
-    let closes_height = if closed.is_empty() {
-        0
-    } else {
-        (closed.len().min(MAX_CLOSES_SHOWN) as u16 + 2).min(body.height / 2)
-    };
+    let closes_height =
+        if closed.is_empty() { 0 } else { (closed.len().min(MAX_CLOSES_SHOWN) as u16 + 2).min(body.height / 2) };
     let [open_area, closed_area] =
         Layout::vertical([Constraint::Min(2), Constraint::Length(closes_height)]).areas(body);
     let open = view.open_rows(snap, now);
@@ -213,7 +230,10 @@ pub fn draw(frame: &mut Frame, snap: &Snapshot, view: &View, now: f64) {
     );
     if closes_height > 0 {
         let [title, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(closed_area);
-        frame.render_widget(Paragraph::new("Recent closes, newest first").style(Style::new().add_modifier(Modifier::BOLD)), title);
+        frame.render_widget(
+            Paragraph::new("Recent closes, newest first").style(Style::new().add_modifier(Modifier::BOLD)),
+            title,
+        );
         let keep = fit(&CLOSED_COLUMNS, list.width);
         let rows = closed.iter().map(|r| (closed_cells(r).to_vec(), Style::new())).collect();
         frame.render_widget(table(&CLOSED_COLUMNS, &keep, rows), list);
@@ -330,6 +350,7 @@ mod tests {
         assert!(gone.contains("fin by broker (expired, late +1.3s)") && gone.contains("22:14:55"), "{gone}");
         assert!(lines[0].contains("open 2 (1 expired)") && lines[0].contains("connects 3"), "{all}");
         assert!(find(&lines, "q quit").is_some(), "{all}");
+        assert!(lines[1].contains("sort: deadline"), "{all}");
     }
 
     #[test]
@@ -341,6 +362,9 @@ mod tests {
         assert!(q.contains("EXPIRED -1.5s"), "{all}");
         assert!(find(&lines, "CLIENT ID").is_some() && find(&lines, "TRANSPORT").is_none(), "{all}");
         assert!(find(&lines, "gone").is_some(), "{all}");
+        // Header items are not split across lines; the keys are the short ones.
+        assert!(find(&lines, "without DISCONNECT 0").is_some(), "{all}");
+        assert!(find(&lines, "s sort / filter").is_some(), "{all}");
         // Very small still draws without a panic.
         screen(10, 4, &View::default());
         screen(1, 1, &View::default());

@@ -87,9 +87,8 @@ mod tests {
 
     #[test]
     fn keeps_the_earliest_deadlines_and_puts_none_last() {
-        let all: Vec<SessionRecord> = (0..300u64)
-            .map(|i| record(i, (i % 10 != 0).then(|| ((i * 7919) % 1000) as f64 / 10.0)))
-            .collect();
+        let all: Vec<SessionRecord> =
+            (0..300u64).map(|i| record(i, (i % 10 != 0).then(|| ((i * 7919) % 1000) as f64 / 10.0))).collect();
         let mut full = all.clone();
         full.sort_by(nearest_first);
         let mut kept = NearestDeadlines::new(25);

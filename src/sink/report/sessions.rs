@@ -6,9 +6,9 @@
 //! first) and counts them all, then at most `limit` of the [`RecentSessions`] closed
 //! ones (the newest), newest last.
 
+use super::deadline::NearestDeadlines;
 use super::filter::Glob;
 use super::json::JSON_VERSION;
-use super::deadline::NearestDeadlines;
 use super::rank::WorstSessions;
 use crate::session::record::SessionRecord;
 use serde::Serialize;

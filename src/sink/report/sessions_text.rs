@@ -56,7 +56,8 @@ fn row(r: &SessionRecord) -> [String; 9] {
         (false, _, Some(by)) => format!("{} by {by}", r.close.kind),
         (false, _, None) => r.close.kind.to_string(),
     };
-    let keepalive = r.effective_keepalive_s.map_or_else(|| "?".into(), |k| if k == 0 { "off".into() } else { format!("{k} s") });
+    let keepalive =
+        r.effective_keepalive_s.map_or_else(|| "?".into(), |k| if k == 0 { "off".into() } else { format!("{k} s") });
     let silence = match (open, r.silence_s) {
         (true, Some(s)) => format!("{s:.1} s"),
         _ => format!("{:.1} s max", r.max_silence_s.as_secs_f64()),

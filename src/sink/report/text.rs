@@ -200,7 +200,13 @@ impl AnalysisReport {
             );
         }
         let key_log = self.summary.key_log_warning();
-        for w in c.warnings.iter().map(|w| escape(w).into_owned()).chain(capture_warnings(&self.settings, c, t)).chain(key_log) {
+        for w in c
+            .warnings
+            .iter()
+            .map(|w| escape(w).into_owned())
+            .chain(capture_warnings(&self.settings, c, t))
+            .chain(key_log)
+        {
             let _ = writeln!(out, "warning: {w}");
         }
         out
