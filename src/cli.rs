@@ -102,11 +102,12 @@ Examples:
   mqtt-keepalive analyze capture.pcap                 the table, most severe sessions first
   mqtt-keepalive analyze -f json rotated-*.pcap.gz    one JSON document; files read in time order
   mqtt-keepalive analyze -p 1883 -p 8883 capture.pcapng
-  tcpdump -i eth0 -U -w - 'tcp port 1883' | mqtt-keepalive analyze -f jsonl -
+  tcpdump -i eth0 -U --immediate-mode -w - 'tcp port 1883' | mqtt-keepalive analyze -f jsonl -
                                                       events as they happen; deadlines on the clock
 
 Captures: pcap or pcapng, gzipped or not; several files are read as one capture, in the order
-of their first packets. A pipe or FIFO is read as it comes (tcpdump needs -U). Ctrl-C ends the
+of their first packets. A pipe or FIFO is read as it comes (tcpdump needs -U, and
+--immediate-mode, or libpcap hands packets on in batches up to a second late). Ctrl-C ends the
 input and still prints the report.
 
 Durations: a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h).
@@ -512,7 +513,7 @@ pub struct ProbeArgs {
     pub protocol: ProtocolArg,
     /// Keepalives of the silent-after-CONNECT scenarios, comma-separated (the median also runs
     /// ping-then-silent and pinging).
-    #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 3, 5, 10], value_name = "SECONDS")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5,10", value_name = "SECONDS")]
     pub keepalives: Vec<u16>,
     /// Longest run [default: the largest deadline + tolerance + 10s]; a broker close after it counts as not enforced.
     #[arg(long, value_parser = positive_duration, value_name = "DURATION")]

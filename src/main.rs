@@ -187,6 +187,7 @@ fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         let file = std::fs::File::create(path).map_err(named)?;
         page.write(&totals, BufWriter::new(file)).and_then(|mut w| w.flush()).map_err(named)?;
+        eprintln!("mqtt-keepalive: wrote the HTML timeline to {}", path.display());
     }
     Ok(())
 }
