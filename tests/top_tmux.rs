@@ -42,6 +42,7 @@ impl Tmux {
     }
 
     /// Captures the screen until `f` holds; the last screen on failure.
+    #[allow(clippy::disallowed_methods)] // waits on real processes
     fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         let mut screen = String::new();

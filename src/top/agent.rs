@@ -16,7 +16,7 @@ use super::model::{Close, Row, Snapshot, Totals};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Connect and read timeout of one request.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,7 +129,7 @@ impl Agent {
         let mut snap = sessions_snapshot(&sessions).map_err(|error| AgentError::Json { url, error })?;
         let metrics = self.get("/metrics")?;
         let mut totals = totals_from_metrics(&metrics);
-        let read = std::time::Instant::now();
+        let read = crate::time::monotonic_now();
         while self.history.len() > 1
             && self.history.get(1).is_some_and(|(at, _)| read.duration_since(*at) >= RATE_WINDOW)
         {
@@ -178,7 +178,7 @@ pub fn sessions_snapshot(body: &str) -> Result<Snapshot, String> {
             snap.closed.push(row);
         }
     }
-    snap.now = now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    snap.now = now.unwrap_or_else(|| crate::time::Timestamp::now_realtime().as_secs_f64());
     Ok(snap)
 }
 

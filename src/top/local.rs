@@ -118,7 +118,7 @@ impl Sink for Fold {
         if ts > self.now || self.seen.is_none() {
             self.now = ts;
         }
-        self.seen = Some(Instant::now());
+        self.seen = Some(crate::time::monotonic_now());
         match &e.kind {
             EventKind::SessionStart { .. } => {
                 let row = Row {
@@ -159,11 +159,7 @@ impl Sink for Fold {
                 row.keepalive_s = Some(u32::from(*keepalive_s));
                 row.last_activity = Some(ts);
             }
-            EventKind::Connack { effective_keepalive_s, .. } => {
-                if let Some(k) = effective_keepalive_s {
-                    row.keepalive_s = Some(u32::from(*k));
-                }
-            }
+            EventKind::Connack { effective_keepalive_s: Some(k), .. } => row.keepalive_s = Some(u32::from(*k)),
             EventKind::Pingreq => {
                 row.pingreq += 1;
                 row.last_activity = Some(ts);

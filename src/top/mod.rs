@@ -93,7 +93,7 @@ impl AgentSource {
                         },
                     };
                     previous = Some(snap.clone());
-                    *l.lock().unwrap_or_else(|p| p.into_inner()) = Some((snap, Instant::now()));
+                    *l.lock().unwrap_or_else(|p| p.into_inner()) = Some((snap, crate::time::monotonic_now()));
                 }
                 let _ = woken.recv_timeout(refresh);
                 while woken.try_recv().is_ok() {}
@@ -133,7 +133,7 @@ impl Source for LocalSource {
         let glob = (!filter.is_empty()).then(|| crate::sink::report::filter::Glob::new(filter));
         let mut snap = self.fold.lock().unwrap_or_else(|p| p.into_inner()).snapshot(rows, glob.as_ref());
         snap.source.clone_from(&self.name);
-        Some((snap, Instant::now()))
+        Some((snap, crate::time::monotonic_now()))
     }
 }
 
@@ -180,13 +180,13 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
         let mut frozen_at: Option<f64> = None;
         loop {
             let rows = usize::from(terminal.size()?.height).clamp(10, MAX_ROWS);
-            if !view.paused || shown.is_none() {
-                if let Some(latest) = source.latest(rows, &view.filter) {
-                    shown = Some(latest);
-                }
+            if (!view.paused || shown.is_none())
+                && let Some(latest) = source.latest(rows, &view.filter)
+            {
+                shown = Some(latest);
             }
             let (snap, taken) = shown.clone().unwrap_or_else(|| {
-                (Snapshot { source: "connecting...".into(), ..Snapshot::default() }, Instant::now())
+                (Snapshot { source: "connecting...".into(), ..Snapshot::default() }, crate::time::monotonic_now())
             });
             let running = if snap.finished { 0.0 } else { taken.elapsed().as_secs_f64() };
             let now = match (view.paused, frozen_at) {
