@@ -213,7 +213,7 @@ fn row(s: &Value) -> Row {
 }
 
 /// An event object (`{"ts":..,"kind":..,...}`) as a timeline line: its time, then its kind and
-/// fields (`connect keepalive_s=5 client_id=dev-1`).
+/// fields (`connect keepalive_s=5 client_id=dev-1`; times of day for the times in it).
 pub fn event_line(e: &Value) -> (f64, String) {
     let ts = e["ts"].as_f64().unwrap_or(0.0);
     let mut text = e["kind"].as_str().unwrap_or("?").to_string();
@@ -224,6 +224,11 @@ pub fn event_line(e: &Value) -> (f64, String) {
             }
             match v {
                 Value::String(s) => text.push_str(&format!(" {k}={s}")),
+                // Times (Unix seconds) as the time of day, as the timeline's own column.
+                Value::Number(n) if ["last_activity", "sent", "last_packet"].contains(&k.as_str()) => {
+                    let t = crate::time::Timestamp::from_secs_f64(n.as_f64().unwrap_or(0.0));
+                    text.push_str(&format!(" {k}={}", crate::sink::report::times::Zone::Utc.time_of_day(t)));
+                }
                 other => text.push_str(&format!(" {k}={other}")),
             }
         }
@@ -335,7 +340,8 @@ mod tests {
           {"id":3,"client":"127.0.0.1:4000","client_id":"quiet","transport":"tcp","effective_keepalive_s":5,
            "started":100.0,"last_activity":101.0,"silence_s":9.5,"deadline":108.5,"expired":true,"pingreq":0,
            "pingresp":0,"ping_rtt_ms":null,"close":{"kind":"open","by":null},"events":[
-             {"ts":100.5,"kind":"connect","keepalive_s":5,"client_id":"quiet","will":false}]},
+             {"ts":100.5,"kind":"connect","keepalive_s":5,"client_id":"quiet","will":false},
+             {"ts":108.5,"kind":"keepalive_expired","keepalive_s":5,"last_activity":101.0}]},
           {"id":2,"client":"127.0.0.1:4001","client_id":null,"transport":"tls","effective_keepalive_s":null,
            "started":90.0,"ended":99.0,"closed":98.0,"expired":true,"pingreq":2,"pingresp":2,
            "ping_rtt_ms":{"min":1.0,"median":1.5,"max":2.0},
@@ -347,7 +353,8 @@ mod tests {
             (o.client_id.as_deref(), o.keepalive_s, o.deadline, o.expired),
             (Some("quiet"), Some(5), Some(108.5), true)
         );
-        assert_eq!(o.events, [(100.5, "connect client_id=quiet keepalive_s=5 will=false".to_string())]);
+        assert_eq!(o.events[0], (100.5, "connect client_id=quiet keepalive_s=5 will=false".to_string()));
+        assert_eq!(o.events[1].1, "keepalive_expired keepalive_s=5 last_activity=00:01:41.000");
         let c = s.closed[0].close.as_ref().unwrap();
         assert_eq!((c.at, c.kind.as_str(), c.by.as_deref()), (98.0, "fin", Some("broker")));
         assert_eq!(c.enforcement, Some(("late".into(), Some(2.5))));
