@@ -35,6 +35,9 @@ pub struct Fold {
     /// The latest event's time, and when it was seen (for the clock of live input).
     now: f64,
     seen: Option<Instant>,
+    /// Ping round trips: their sum (ms) and count, for the mean.
+    rtt_sum_ms: f64,
+    rtt_count: u64,
     /// The input is read to its end.
     finished: bool,
     /// The input is live (a pipe): the clock runs on between events.
@@ -74,6 +77,7 @@ impl Fold {
         let mut totals = self.totals.clone();
         totals.open = self.open.len() as u64;
         totals.expired_open = self.open.values().filter(|r| r.expired).count() as u64;
+        totals.rtt_mean_ms = (self.rtt_count > 0).then(|| self.rtt_sum_ms / self.rtt_count as f64);
         let running =
             if self.live && !self.finished { self.seen.map_or(0.0, |s| s.elapsed().as_secs_f64()) } else { 0.0 };
         Snapshot {
@@ -144,7 +148,14 @@ impl Sink for Fold {
                 return Ok(());
             }
             EventKind::Connect { .. } => self.totals.connects += 1,
-            EventKind::Pingreq | EventKind::Pingresp { .. } => self.totals.pings += 1,
+            EventKind::Pingreq => self.totals.pings += 1,
+            EventKind::Pingresp { rtt_ms } => {
+                self.totals.pings += 1;
+                if let Some(rtt) = rtt_ms {
+                    self.rtt_sum_ms += rtt.as_secs_f64() * 1000.0;
+                    self.rtt_count += 1;
+                }
+            }
             EventKind::PingUnanswered { .. } => self.totals.pings_unanswered += 1,
             EventKind::KeepaliveExpired { .. } => self.totals.expiries += 1,
             EventKind::Close { .. } => self.totals.closes += 1,
@@ -321,6 +332,7 @@ mod tests {
         assert_eq!(c.enforcement.as_ref().map(|e| e.0.as_str()), Some("late"));
         assert!(closed.events.iter().any(|(_, e)| e.starts_with("keepalive_expired")), "{:?}", closed.events);
         assert_eq!((s.totals.connects, s.totals.closes, s.totals.closes_without_disconnect), (2, 1, 1));
+        assert!((s.totals.rtt_mean_ms.unwrap() - 2.0).abs() < 1e-6, "{:?}", s.totals.rtt_mean_ms);
     }
 
     #[test]

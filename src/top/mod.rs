@@ -169,7 +169,12 @@ pub fn run(opts: TopOptions) -> Result<(), TopError> {
     let mut source: Box<dyn Source> = match opts.source {
         TopSource::Agent(url) => Box::new(AgentSource::start(agent::Agent::parse(&url)?, opts.refresh, stop.clone())),
         TopSource::Capture { opts, live } => {
-            let name = opts.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+            let name = opts
+                .files
+                .iter()
+                .map(|f| if f.as_os_str() == "-" { "standard input".into() } else { f.display().to_string() })
+                .collect::<Vec<_>>()
+                .join(", ");
             Box::new(LocalSource { fold: local::run(opts, live, stop.clone()), name })
         }
     };
