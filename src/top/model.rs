@@ -287,7 +287,8 @@ impl View {
         snap.open.iter().chain(&snap.closed).find(|r| r.id == id)
     }
 
-    /// Applies a key's action; `rows` is how many open rows are shown now (for the selection).
+    /// Applies a key's action to the view of `snap` at `now` (the selection stays on the rows
+    /// shown).
     pub fn apply(&mut self, action: Action, snap: &Snapshot, now: f64) -> Outcome {
         if let Some(text) = &mut self.editing {
             match action {

@@ -1,7 +1,8 @@
 //! Drawing `top`'s screen with ratatui: thin, every cell's text comes from [`super::model`].
 //!
-//! Contract: [`draw`] paints one frame from a snapshot, the view and the clock: two header lines
-//! (the source, totals and rates; sort, filter, pause, errors), the open sessions (overdue ones
+//! Contract: [`draw`] paints one frame from a snapshot, the view and the clock: the header (the
+//! source, totals and rates; sort, filter, pause, errors; each item kept whole, as many lines as
+//! the width needs), the open sessions (overdue ones
 //! first, marked `EXPIRED`), the recent closes (how, by whom, why), and a line of keys; or, with
 //! a timeline open, that session's events. Columns are dropped from the least needed when the
 //! terminal is narrow (the deadline, client id and close always stay), so each row still reads.
