@@ -35,6 +35,65 @@ pub enum Command {
     /// Run the keepalive experiment against a broker with test clients and print its enforcement table.
     #[command(after_help = PROBE_HELP)]
     Probe(ProbeArgs),
+    /// A terminal view of a running agent (http://HOST:9883) or of captures being analysed:
+    /// open sessions nearest their keepalive deadline first, recent closes, totals.
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
+}
+
+/// `top --help`: examples, keys, exit status.
+const TOP_HELP: &str = "\
+Examples:
+  mqtt-keepalive top http://localhost:9883            a running agent (`live`)
+  mqtt-keepalive top capture.pcap                     a capture, as it stands at its last packet
+  tcpdump -i eth0 -U --immediate-mode -w - 'tcp port 1883' | mqtt-keepalive top -
+
+Keys: s sort (deadline, silence, client id, rtt, started); / filter by client id (* and ?);
+p pause; arrows (or j, k) select; Enter the selected session's timeline; Esc back; q quit.
+
+Open sessions past their deadline (expired, not closed by the broker) are always on top. An agent
+is asked for the open sessions nearest their deadline, as many as the screen has rows (at most
+500), one request at a time; rates are over the last 10 s.
+
+Exit status: 0 quit; 2 bad arguments, unusable input, or not a terminal.";
+
+#[derive(clap::Args, Debug)]
+pub struct TopArgs {
+    /// A running agent's address (http://HOST:PORT), or capture files, or `-` for a pipe.
+    #[arg(required = true, value_name = "AGENT|FILE")]
+    pub targets: Vec<String>,
+    /// How often an agent is asked.
+    #[arg(long, value_parser = positive_duration, default_value = "1s", value_name = "DURATION")]
+    pub refresh: Duration,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+impl TopArgs {
+    /// The options `top` runs with.
+    pub fn options(&self) -> Result<mqtt_keepalive::top::TopOptions, KeyLogError> {
+        use mqtt_keepalive::top::{TopOptions, TopSource};
+        use std::os::unix::fs::FileTypeExt;
+        let source = match self.targets.as_slice() {
+            [url] if url.starts_with("http://") || url.starts_with("https://") => TopSource::Agent(url.clone()),
+            files => {
+                let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+                let live = files
+                    .iter()
+                    .any(|f| f.as_os_str() == "-" || std::fs::metadata(f).is_ok_and(|m| m.file_type().is_fifo()));
+                TopSource::Capture {
+                    opts: AnalyzeOptions {
+                        files,
+                        tracker: self.rules.tracker_config(live)?,
+                        ports: self.rules.ports.clone(),
+                        progress: false,
+                    },
+                    live,
+                }
+            }
+        };
+        Ok(TopOptions { source, refresh: self.refresh })
+    }
 }
 
 /// `analyze --help`: examples, durations, exit status.
@@ -43,11 +102,12 @@ Examples:
   mqtt-keepalive analyze capture.pcap                 the table, most severe sessions first
   mqtt-keepalive analyze -f json rotated-*.pcap.gz    one JSON document; files read in time order
   mqtt-keepalive analyze -p 1883 -p 8883 capture.pcapng
-  tcpdump -i eth0 -U -w - 'tcp port 1883' | mqtt-keepalive analyze -f jsonl -
+  tcpdump -i eth0 -U --immediate-mode -w - 'tcp port 1883' | mqtt-keepalive analyze -f jsonl -
                                                       events as they happen; deadlines on the clock
 
 Captures: pcap or pcapng, gzipped or not; several files are read as one capture, in the order
-of their first packets. A pipe or FIFO is read as it comes (tcpdump needs -U). Ctrl-C ends the
+of their first packets. A pipe or FIFO is read as it comes (tcpdump needs -U, and
+--immediate-mode, or libpcap hands packets on in batches up to a second late). Ctrl-C ends the
 input and still prints the report.
 
 Durations: a number and a unit, e.g. 500ms, 10s, 2m, 1h30m (units: ms, s, m, h).
@@ -453,7 +513,7 @@ pub struct ProbeArgs {
     pub protocol: ProtocolArg,
     /// Keepalives of the silent-after-CONNECT scenarios, comma-separated (the median also runs
     /// ping-then-silent and pinging).
-    #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 3, 5, 10], value_name = "SECONDS")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5,10", value_name = "SECONDS")]
     pub keepalives: Vec<u16>,
     /// Longest run [default: the largest deadline + tolerance + 10s]; a broker close after it counts as not enforced.
     #[arg(long, value_parser = positive_duration, value_name = "DURATION")]

@@ -44,9 +44,11 @@
 //!   two threads (read and decode; the pipeline); files on packet time alone, a pipe or FIFO
 //!   streamed with deadlines on the clock ([`time::StreamClock`]); a signal ends the input.
 //! - [`live`]: the live loop (`live`): a capture thread firing deadlines on the clock, and
-//!   [`server`], its HTTP endpoints (metrics, health, sessions).
+//!   [`server`], its HTTP endpoints (metrics, health, sessions; [`sessions_query`] reads the
+//!   `/sessions` query).
 //! - [`probe`]: the `probe` command: the keepalive experiment against a broker, as its own
 //!   test clients, judged by the same session rules.
+//! - [`top`]: the `top` command: a terminal view of a live agent or of a capture being analysed.
 //! - [`synth`]: synthetic captures and workloads for tests, benchmarks and fuzzing.
 //!
 //! The pipeline on a synthetic capture: a client declares keepalive 2 and falls silent; its
@@ -116,7 +118,9 @@ pub mod pipeline;
 pub mod probe;
 pub mod server;
 pub mod session;
+pub mod sessions_query;
 pub mod sink;
 pub mod synth;
 pub mod time;
+pub mod top;
 pub mod tracker;

@@ -30,6 +30,8 @@ enum Failure {
     Live(#[from] LiveError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Top(#[from] mqtt_keepalive::top::TopError),
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
     #[error("no session {0} in the capture (the session ids are the `id`s of `-f json`)")]
@@ -51,6 +53,11 @@ fn main() -> ExitCode {
         Command::Analyze(args) => run_analyze(&args).map(|()| 0),
         Command::Live(args) => args.options().and_then(mqtt_keepalive::live::run).map(|()| 0).map_err(Failure::from),
         Command::Probe(args) => run_probe(&args),
+        Command::Top(args) => args
+            .options()
+            .map_err(|e| Failure::Analyze(e.into()))
+            .and_then(|o| mqtt_keepalive::top::run(o).map_err(Failure::from))
+            .map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -73,6 +80,7 @@ fn exit_code(e: &Failure) -> u8 {
         Failure::Live(e) if e.is_setup() => 2,
         Failure::Live(_) => 1,
         Failure::Probe(_) => 2,
+        Failure::Top(_) => 2,
         Failure::Output(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Failure::Output(_) => 1,
         Failure::NoSuchSession(_) => 2,
@@ -122,7 +130,11 @@ fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -
     outputs.finish(&totals).map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref::<NoSuchSession>()) {
         Some(NoSuchSession(id)) => Failure::NoSuchSession(*id),
         None => Failure::Output(e),
-    })
+    })?;
+    if let Some(path) = &args.html {
+        eprintln!("mqtt-keepalive: wrote the HTML timeline to {}", path.display());
+    }
+    Ok(())
 }
 
 /// `probe`: runs the scenarios and prints the table; the status is the probe's finding (0 every

@@ -5,15 +5,17 @@
 //! (0.0.4) to everyone else; `/healthz` is 200 once the capture is open and 503 before;
 //! `/sessions` is the live [`SessionsDocument`] (`?limit=N` open sessions listed, the most
 //! severe, and at most N closed ones, the newest; [`DEFAULT_SESSIONS_LIMIT`] by default, 0 for
-//! all; `?client_id=PATTERN` only sessions whose client id matches the glob), asked of the capture thread (which
+//! all; `?client_id=PATTERN` only sessions whose client id matches the glob; `?sort=deadline` the
+//! open sessions nearest their deadline; `?format=text` a table for people; a query that does not
+//! read is answered 400 with what is accepted: [`crate::sessions_query`]), asked of the capture thread (which
 //! owns the sessions) through [`SessionRequests`] and answered within its loop's wait (at most
 //! 250 ms, plus the time to read every open session: about 0.2 s for a million).
 //! [`serve`] bounds what a client can hold: request headers must arrive within
 //! [`HEADER_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`], a request is answered within
 //! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once.
 
+use crate::sessions_query::{SessionsFormat, SessionsQuery};
 use crate::sink::metrics::openmetrics_to_prometheus;
-use crate::sink::report::filter::Glob;
 use crate::sink::report::{SessionsDocument, SessionsSelection};
 use axum::Router;
 use axum::extract::{Query, State};
@@ -80,15 +82,7 @@ async fn time_limit(req: axum::extract::Request, next: axum::middleware::Next) -
 /// answers on the one-shot channel it is sent.
 pub type SessionRequests = SyncSender<(SessionsSelection, tokio::sync::oneshot::Sender<SessionsDocument>)>;
 
-/// Open sessions listed by `/sessions` unless `?limit=N` says otherwise (0: all).
-pub const DEFAULT_SESSIONS_LIMIT: usize = 1000;
-
-/// `/sessions` query: `limit`, `client_id` (a glob: `*`, `?`).
-#[derive(serde::Deserialize)]
-pub struct SessionsQuery {
-    limit: Option<usize>,
-    client_id: Option<String>,
-}
+pub use crate::sessions_query::DEFAULT_SESSIONS_LIMIT;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -136,14 +130,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn sessions(State(state): State<AppState>, Query(q): Query<SessionsQuery>) -> Response {
-    let limit = match q.limit.unwrap_or(DEFAULT_SESSIONS_LIMIT) {
-        0 => usize::MAX,
-        n => n,
+async fn sessions(State(state): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+    let q = match SessionsQuery::parse(&pairs) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let selection = SessionsSelection { limit, client_id: q.client_id.as_deref().map(Glob::new) };
-    match state.sessions.try_send((selection, reply)) {
+    match state.sessions.try_send((q.selection, reply)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => return (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
         Err(TrySendError::Disconnected(_)) => {
@@ -151,6 +144,7 @@ async fn sessions(State(state): State<AppState>, Query(q): Query<SessionsQuery>)
         }
     }
     match answer.await {
+        Ok(doc) if q.format == SessionsFormat::Text => doc.render_text().into_response(),
         Ok(doc) => axum::Json(doc).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "capture stopped\n").into_response(),
     }
@@ -161,7 +155,8 @@ async fn landing() -> Html<&'static str> {
         "<!doctype html><title>mqtt-keepalive</title><h1>mqtt-keepalive ",
         env!("CARGO_PKG_VERSION"),
         "</h1><ul><li><a href=\"/metrics\">/metrics</a> Prometheus metrics</li>",
-        "<li><a href=\"/sessions\">/sessions</a> open and recently closed sessions (JSON)</li>",
+        "<li><a href=\"/sessions\">/sessions</a> open and recently closed sessions (JSON; ",
+        "<a href=\"/sessions?format=text&amp;sort=deadline\">as text</a>, nearest their deadline first)</li>",
         "<li><a href=\"/healthz\">/healthz</a> health</li></ul>\n"
     ))
 }

@@ -40,7 +40,12 @@ fn text_table_lists_the_most_severe_sessions_first_up_to_top() {
     let top5 = stdout(&run(&["analyze", "--top", "5", path.to_str().unwrap()]));
     let rows = |t: &str| -> Vec<String> {
         let cells = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" "); // widths follow the rows
-        t.lines().skip_while(|l| !l.starts_with("CLIENT")).skip(1).take_while(|l| !l.is_empty()).map(cells).collect()
+        t.lines()
+            .skip_while(|l| !l.starts_with("ID  CLIENT"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(cells)
+            .collect()
     };
     assert_eq!(rows(&all).len(), 30, "{all}");
     assert_eq!(rows(&top5), rows(&all)[..5], "the same head of the table");

@@ -69,7 +69,7 @@ fn text(o: &Output) -> String {
 
 /// The table's rows: from the header to the first blank line.
 fn table(text: &str) -> Vec<&str> {
-    text.lines().skip_while(|l| !l.starts_with("CLIENT ")).take_while(|l| !l.is_empty()).collect()
+    text.lines().skip_while(|l| !l.starts_with("ID  CLIENT ")).take_while(|l| !l.is_empty()).collect()
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn columns_line_up_by_display_width_and_long_ids_are_cut() {
         assert_eq!(column(row, "12:2"), start, "misaligned row:\n{out}");
     }
     let widest_id = mqtt_keepalive::sink::report::text::MAX_CLIENT_ID_WIDTH;
-    assert_eq!(start, width("10.0.0.1:40000  ") + widest_id + 2, "the id column is cut to {widest_id}:\n{out}");
+    assert_eq!(start, width("ID  10.0.0.1:40000  ") + widest_id + 2, "the id column is cut to {widest_id}:\n{out}");
     let cut = rows.iter().find(|r| r.contains("传感器")).unwrap();
     assert!(cut.contains('…') && !cut.contains(LONG_CJK), "the long id is cut: {cut}");
     assert!(out.contains("plain-🌡"), "{out}");
@@ -235,7 +235,7 @@ fn client_id_and_time_filters_choose_sessions() {
     let path = fleet(dir.path());
     let file = path.to_str().unwrap();
     let ids = |out: &str| -> Vec<String> {
-        table(out)[1..].iter().map(|r| r.split_whitespace().nth(1).unwrap().to_string()).collect()
+        table(out)[1..].iter().map(|r| r.split_whitespace().nth(2).unwrap().to_string()).collect()
     };
     let out = text(&analyze(&["--client-id", "sensor-*", file], &[]));
     assert!(out.starts_with("2 MQTT sessions matching --client-id sensor-* in"), "{out}");

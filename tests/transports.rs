@@ -273,8 +273,8 @@ fn the_table_names_transports_when_they_differ_and_no_secret_is_ever_printed() {
     let keys = "fixtures/tls/tls13-healthy-pings.keys";
     let files = ["fixtures/ws/ws-ping.pcap", "fixtures/tls/tls13-healthy-pings.pcap"];
     let text = analyze_cli(&["-p", "8080", "-p", "8883", "--tls-keylog", keys, files[0], files[1]]);
-    let header = text.lines().find(|l| l.starts_with("CLIENT")).unwrap();
-    assert!(header.starts_with("CLIENT           TRANSPORT  CLIENT ID"), "{text}");
+    let header = text.lines().find(|l| l.starts_with("ID  CLIENT")).unwrap();
+    assert!(header.starts_with("ID  CLIENT           TRANSPORT  CLIENT ID"), "{text}");
     assert!(text.contains("  websocket  ws-pinger-frames") && text.contains("  tls        tls-pinger"), "{text}");
     // One transport: no column. Without keys: pings marked as inferred.
     let plain = analyze_cli(&["fixtures/classic-keepalive5-silent.pcap"]);

@@ -327,7 +327,7 @@ impl ProbeReport {
                 s.scenario.clone(),
                 keepalive,
                 s.silent_after.map_or_else(dash, |p| p.to_ascii_uppercase()),
-                s.expiry_s.map_or_else(dash, |e| format!("{e:.1} s")),
+                s.expiry_s.map_or_else(dash, |e| deadline_cell(e, self.settings.max_wait_s)),
                 s.close.after_silence_s.map_or_else(dash, |a| format!("{a:.1} s")),
                 how,
                 verdict,
@@ -382,8 +382,44 @@ impl ProbeReport {
             "Deadline: 1.5 x the effective keepalive after the last client packet; on_time: closed within {} s after it.",
             self.settings.enforcement_tolerance_s
         );
+        let _ = writeln!(out, "{}", self.exit_reason());
         out
     }
+
+    /// Why the exit status is what it is, in a sentence.
+    pub fn exit_reason(&self) -> String {
+        if self.summary.exit_status == 0 {
+            return "Exit status 0: every deadline reached was enforced on time.".into();
+        }
+        let e = &self.summary.enforcement;
+        let mut why: Vec<String> = [
+            (e.late, "closed late"),
+            (e.not_enforced, "not closed (not enforced)"),
+            (e.early, "closed before the deadline (early)"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if self.summary.problems > 0 {
+            let p = self.summary.problems;
+            why.push(format!("{p} scenario{} with a problem (above)", if p == 1 { "" } else { "s" }));
+        }
+        format!("Exit status {}: {}.", self.summary.exit_status, why.join(", "))
+    }
+}
+
+/// The DEADLINE cell: seconds, or hours when long; a deadline past the run's end says so (the
+/// run stops before it: nothing to enforce).
+fn deadline_cell(expiry_s: f64, max_wait_s: f64) -> String {
+    let span = if expiry_s >= 3600.0 {
+        format!("{:.1} h", expiry_s / 3600.0)
+    } else if expiry_s >= 600.0 {
+        format!("{:.0} min", expiry_s / 60.0)
+    } else {
+        format!("{expiry_s:.1} s")
+    };
+    if expiry_s > max_wait_s { format!("{span} (after the run)") } else { span }
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -435,6 +471,13 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_past_the_run_says_so_in_hours() {
+        assert_eq!(deadline_cell(98302.5, 40.0), "27.3 h (after the run)");
+        assert_eq!(deadline_cell(4.5, 40.0), "4.5 s");
+        assert_eq!(deadline_cell(900.0, 2000.0), "15 min");
+    }
+
+    #[test]
     fn late_close_makes_exit_status_3_and_the_table_says_so() {
         let mut late = result(Kind::Silent, 5);
         late.ending = Ending::Broker(CloseHow::Fin);
@@ -453,6 +496,9 @@ mod tests {
         assert!(text.contains("late (+2.0 s)"), "{text}");
         assert!(text.contains("FIN") && text.contains("9.5 s") && text.contains("9.6 s"), "{text}");
         assert!(text.contains("0 (off)") && text.contains("kept open"), "{text}");
+        // "0 problems" with exit status 3 says why.
+        assert!(text.contains("; 0 problems\n"), "{text}");
+        assert!(text.contains("Exit status 3: 1 closed late."), "{text}");
         let json = serde_json::to_value(&rep).unwrap();
         let s0 = &json["scenarios"][0];
         assert_eq!(s0["enforcement"]["verdict"], "late");
@@ -475,6 +521,7 @@ mod tests {
         ok.will_at = Some(t(107.7));
         let rep = ProbeReport::new(&opts(), "abc", t(99.0), t(120.0), false, vec![ok], &WillLog::default());
         assert_eq!(rep.exit_status(), 0);
+        assert!(rep.render_text().contains("Exit status 0: every deadline reached was enforced on time."));
         assert!(rep.render_text().contains("DISCONNECT 0x8d"));
     }
 

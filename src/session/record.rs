@@ -110,6 +110,14 @@ pub struct SessionRecord {
     /// `ended` as RFC 3339 (UTC).
     #[serde(serialize_with = "opt_rfc3339")]
     pub ended_utc: Option<Rfc3339>,
+    /// When the session closed (its first DISCONNECT, FIN, RST, TLS close_notify or WebSocket
+    /// close): `ended` is the connection's last packet, which may come later (a frozen client's
+    /// late FIN). Absent while open.
+    #[serde(serialize_with = "opt_secs")]
+    pub closed: Option<Timestamp>,
+    /// `closed` as RFC 3339 (UTC).
+    #[serde(serialize_with = "opt_rfc3339")]
+    pub closed_utc: Option<Rfc3339>,
     pub pingreq: u64,
     pub pingresp: u64,
     pub pings_unanswered: u64,
@@ -172,10 +180,19 @@ pub struct WebSocketRecord {
 
 impl SessionRecord {
     /// The record of an open session at `now`, with its last activity, silence and deadline.
+    /// The silence going on now counts towards `max_silence_s` and `headroom`, so an open,
+    /// expired session's longest silence is at least the one that expired it.
     pub fn at(mut self, now: Timestamp, last_activity: Timestamp, deadline: Option<Timestamp>) -> Self {
+        let silence = now.since(last_activity);
         self.last_activity = Some(last_activity);
-        self.silence_s = Some(round_us(now.since(last_activity).as_secs_f64()));
+        self.silence_s = Some(round_us(silence.as_secs_f64()));
         self.deadline = deadline;
+        if silence > self.max_silence_s {
+            self.max_silence_s = silence;
+            if let Some(k) = self.effective_keepalive_s.filter(|k| *k > 0) {
+                self.headroom = Some(round_us(silence.as_secs_f64() / f64::from(k)));
+            }
+        }
         self
     }
 
@@ -204,6 +221,8 @@ struct Extras {
     /// PINGREQ times of a session without CONNECT (to infer its keepalive).
     pingreq_times: Vec<Timestamp>,
     close: Option<CloseRecord>,
+    /// When the close happened.
+    closed: Option<Timestamp>,
     enforcement: Option<EnforcementRecord>,
     gaps: u64,
     malformed: u64,
@@ -416,6 +435,7 @@ impl RecordState {
             }
             EventKind::PingUnanswered { .. } => self.extras().pings_unanswered += 1,
             EventKind::Close { close, by, after_silence_s, reason_code } => {
+                self.extras().closed = Some(e.ts);
                 self.extras().close = Some(CloseRecord {
                     kind: close.as_str(),
                     by: Some(*by),
@@ -582,6 +602,8 @@ impl RecordState {
             started_utc: Rfc3339(self.started),
             ended,
             ended_utc: ended.map(Rfc3339),
+            closed: x.closed,
+            closed_utc: x.closed.map(Rfc3339),
             pingreq: self.pingreq.into(),
             pingresp: self.pingresp.into(),
             pings_unanswered: x.pings_unanswered,

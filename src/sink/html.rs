@@ -21,7 +21,9 @@
 //! `data-t0`, `data-t1`). Client packets are ticks of one `path.activity` (`data-count`), silences
 //! of at least [`MIN_SHADED`] of the limit `class="silence"` with `data-from`/`data-to`/`data-ratio`
 //! (silence / 1.5 x keepalive), the
-//! deadline `data-kind="deadline"`, the enforcement lag `class="lag"` from the deadline to the close.
+//! deadline `data-kind="deadline"`, the enforcement lag `class="lag"` from the deadline to the close,
+//! the session's life `line.life` to its close and the connection's packets after it (to the last,
+//! e.g. a late FIN) `line.after-close` with `data-from`/`data-to`.
 //! The page fetches nothing; every captured string is escaped; pictures render without
 //! JavaScript (hover texts are SVG `<title>`s); the inline script only filters by client id and
 //! zooms.
@@ -110,12 +112,18 @@ enum StripKind {
     Malformed,
 }
 
-const STRIP: [(StripKind, &str, &str); 4] = [
-    (StripKind::Expiry, "keepalive_expired", "expiries"),
-    (StripKind::BrokerClose, "close", "broker closes"),
-    (StripKind::Gap, "gap", "capture gaps"),
-    (StripKind::Malformed, "malformed", "malformed data"),
+/// The strip's rows: kind, its `data-kind`, and what one and several are called.
+const STRIP: [(StripKind, &str, (&str, &str)); 4] = [
+    (StripKind::Expiry, "keepalive_expired", ("expiry", "expiries")),
+    (StripKind::BrokerClose, "close", ("broker close", "broker closes")),
+    (StripKind::Gap, "gap", ("capture gap", "capture gaps")),
+    (StripKind::Malformed, "malformed", ("malformed data", "malformed data")),
 ];
+
+/// `1 expiry`, `2 expiries`.
+fn counted(n: u64, (one, many): (&str, &str)) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
 
 /// Severity classes, most severe first (see `SessionRecord::severity`).
 const CLASSES: [(u8, &str); 7] = [
@@ -338,7 +346,7 @@ details.lane[open]>summary{background:#f7f8fb}
 svg.track{width:100%;height:30px;display:block;overflow:hidden}
 svg.axis{width:100%;height:26px;display:block;overflow:visible}
 .axis text{font-size:10px;fill:#555}.axis line{stroke:#aab}
-.life{stroke:#c9ced8;stroke-width:2}
+.life{stroke:#c9ced8;stroke-width:2}.after-close{stroke:#c9ced8;stroke-width:2;stroke-dasharray:2 3}
 .silence{stroke:none}
 .activity{stroke:#5a6070;stroke-width:1;fill:none}
 .k-connect{stroke:#1b8a3a;stroke-width:3}.k-connack{stroke:#2563c9;stroke-width:2}
@@ -475,13 +483,23 @@ fn legend(h: &mut String) {
     item(
         h,
         "<rect class=\"silence\" x=\"0\" y=\"2\" width=\"14\" height=\"10\" fill=\"hsl(0,80%,55%)\" fill-opacity=\".5\"/>",
-        "silence over half of 1.5 x keepalive (red: at it)",
+        "silence over half of 1.5 x keepalive (green: within the keepalive; amber to red: past it, up to 1.5 x)",
     );
     item(h, "<line class=\"k-deadline\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "deadline");
     item(h, "<circle class=\"k-keepalive_expired\" cx=\"7\" cy=\"7\" r=\"5\"/>", "expired");
     item(h, "<rect class=\"lag\" x=\"0\" y=\"5\" width=\"14\" height=\"4\"/>", "enforcement lag");
     item(h, "<line class=\"k-close by-broker\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "close by broker");
     item(h, "<line class=\"k-close\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "close by client");
+    item(
+        h,
+        "<circle class=\"k-close_without_disconnect\" cx=\"7\" cy=\"4\" r=\"3\"/>",
+        "close without DISCONNECT (the broker publishes the Will)",
+    );
+    item(
+        h,
+        "<line class=\"after-close\" x1=\"0\" x2=\"14\" y1=\"7\" y2=\"7\"/>",
+        "the connection after the session's close, to its last packet (e.g. a frozen client's late FIN)",
+    );
     item(h, "<line class=\"k-gap\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "capture gap");
     item(h, "<line class=\"k-malformed\" x1=\"7\" x2=\"7\" y1=\"0\" y2=\"14\"/>", "malformed");
 }
@@ -546,7 +564,7 @@ fn strip_row(h: &mut String, axis: &Axis, strip: &[(Timestamp, StripKind)]) {
     let parts: Vec<String> = STRIP
         .iter()
         .enumerate()
-        .map(|(i, (_, _, what))| format!("{} {what}", counts[i].iter().map(|n| u64::from(*n)).sum::<u64>()))
+        .map(|(i, (_, _, what))| counted(counts[i].iter().map(|n| u64::from(*n)).sum::<u64>(), *what))
         .collect();
     h.push_str(&parts.join(", "));
     h.push_str("</small></div><svg class=\"track\"><svg class=\"plot\" x=\"0%\" width=\"100%\">");
@@ -554,11 +572,12 @@ fn strip_row(h: &mut String, axis: &Axis, strip: &[(Timestamp, StripKind)]) {
     let w = 100.0 / BINS as f64;
     for (i, (_, kind, what)) in STRIP.iter().enumerate() {
         for (b, n) in counts[i].iter().enumerate().filter(|(_, n)| **n > 0) {
+            let what = counted(u64::from(*n), *what);
             let height = 4.0 + 3.0 * (f64::from(*n) / f64::from(max)).sqrt();
             let y = 2.0 + 7.0 * i as f64;
             let _ = write!(
                 h,
-                "<rect class=\"bar-k-{kind}\" data-kind=\"{kind}\" data-count=\"{n}\" x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{height:.1}\"><title>{n} {what}</title></rect>",
+                "<rect class=\"bar-k-{kind}\" data-kind=\"{kind}\" data-count=\"{n}\" x=\"{}\" y=\"{y}\" width=\"{}\" height=\"{height:.1}\"><title>{what}</title></rect>",
                 pc(b as f64 * w),
                 pc(w.max(0.3))
             );
@@ -567,10 +586,14 @@ fn strip_row(h: &mut String, axis: &Axis, strip: &[(Timestamp, StripKind)]) {
     h.push_str("</svg></svg></div>\n");
 }
 
-/// Colour of a silence by how close it came to 1.5 x keepalive (`ratio` = silence / limit).
+/// Colour of a silence by how close it came to 1.5 x keepalive (`ratio` = silence / limit):
+/// green up to one keepalive (a client pinging exactly at its keepalive keeps its contract),
+/// then through amber to red at the limit.
 fn silence_fill(ratio: f64) -> String {
     let r = ratio.clamp(0.0, 1.0);
-    let hue = 120.0 * (1.0 - r);
+    let within = 1.0 / 1.5; // one keepalive
+    let past = ((r - within) / (1.0 - within)).clamp(0.0, 1.0);
+    let hue = 120.0 * (1.0 - past);
     let opacity = 0.12 + 0.4 * r;
     format!("fill=\"hsl({hue:.0},80%,50%)\" fill-opacity=\"{opacity:.2}\"")
 }
@@ -721,12 +744,26 @@ fn lane_html(h: &mut String, axis: &Axis, lane: &Lane) {
     h.push_str("<svg class=\"track\"><svg class=\"plot\" x=\"0%\" width=\"100%\">");
     let start = secs(r.started);
     let end = r.ended.map(secs).unwrap_or(axis.t1);
+    // The session's life up to its close; the connection's packets after it (the other side
+    // closing later, e.g. a frozen client's late FIN) on a dashed line that says so.
+    let close_ts = r.closed.map(secs).filter(|c| *c < end);
     let _ = write!(
         h,
         "<line class=\"life\" x1=\"{}\" x2=\"{}\" y1=\"15\" y2=\"15\"/>",
         pc(axis.pct(start)),
-        pc(axis.pct(end))
+        pc(axis.pct(close_ts.unwrap_or(end)))
     );
+    if let Some(c) = close_ts {
+        let _ = write!(
+            h,
+            "<line class=\"after-close\" data-from=\"{c}\" data-to=\"{end}\" x1=\"{}\" x2=\"{}\" y1=\"15\" y2=\"15\"><title>session closed at {}; the connection's last packet {:.3} s later at {} (the TCP close that followed, e.g. a frozen client's late FIN)</title></line>",
+            pc(axis.pct(c)),
+            pc(axis.pct(end)),
+            hms(c),
+            end - c,
+            hms(end)
+        );
+    }
 
     // Silences, first: shaded under everything else.
     let mut last_activity: Option<f64> = None;
@@ -954,6 +991,20 @@ mod tests {
         assert_eq!(nice_step(40.0), 60.0);
         assert_eq!(fmt_secs(90.0), "1m30s");
         assert_eq!(fmt_secs(0.5), "0.5 s");
+    }
+
+    /// A client pinging exactly at its keepalive keeps its contract: its silences stay green.
+    #[test]
+    fn silences_up_to_one_keepalive_are_green_then_amber_to_red() {
+        let hue = |ratio: f64| silence_fill(ratio).split(['(', ',']).nth(1).unwrap().parse::<f64>().unwrap();
+        assert_eq!(hue(0.5), 120.0);
+        assert_eq!(hue(1.0 / 1.5), 120.0, "exactly one keepalive");
+        assert!(hue(1.2 / 1.5) < 90.0 && hue(1.2 / 1.5) > 30.0, "amber past it");
+        assert_eq!(hue(1.0), 0.0, "red at 1.5 x");
+        assert_eq!(
+            (counted(1, ("expiry", "expiries")), counted(2, ("expiry", "expiries"))),
+            ("1 expiry".into(), "2 expiries".into())
+        );
     }
 }
 

@@ -101,6 +101,17 @@ struct Handles {
     client_expired: Family<ClientLabels, Counter>,
 }
 
+/// Whether a close of `kind` can happen on `transport`: a TLS close_notify only inside TLS, a
+/// WebSocket close frame only on WebSocket (only the possible series are exposed before any
+/// traffic).
+fn close_possible(kind: CloseKind, transport: Transport) -> bool {
+    match kind {
+        CloseKind::CloseNotify => transport.is_tls(),
+        CloseKind::WsClose => matches!(transport, Transport::WebSocket | Transport::WebSocketTls),
+        CloseKind::Disconnect | CloseKind::Fin | CloseKind::Rst | CloseKind::Refused => true,
+    }
+}
+
 /// The metrics sink.
 pub struct Metrics {
     h: Handles,
@@ -221,8 +232,8 @@ impl Metrics {
                 h.client_expired.clone(),
             );
         }
-        // Every known label combination starts at 0, so series exist (and rates work) from the
-        // first scrape, not from the first event.
+        // Every label combination that can happen starts at 0, so series exist (and rates work)
+        // from the first scrape, not from the first event.
         // Every transport but `unknown` (a session shows its transport with its first bytes).
         let transports: Vec<Transport> = Transport::ALL.iter().copied().filter(|t| *t != Transport::Unknown).collect();
         for &transport in &transports {
@@ -235,7 +246,7 @@ impl Metrics {
             let _ = h.pings.get_or_create(&PingLabels { direction }); // creates the series at 0
         }
         for &transport in &transports {
-            for &kind in CloseKind::ALL {
+            for &kind in CloseKind::ALL.iter().filter(|k| close_possible(**k, transport)) {
                 for &by in Side::ALL {
                     let _ = h.closes.get_or_create(&CloseLabels { kind, by, transport }); // the series at 0
                 }
@@ -533,6 +544,37 @@ mod tests {
             clean_start: true,
             will: false,
         }
+    }
+
+    /// The series exposed before any traffic: only label combinations that can happen.
+    #[test]
+    fn only_possible_close_series_exist_before_traffic() {
+        let mut registry = Registry::default();
+        let _m = Metrics::new(&mut registry, 0);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let closes: Vec<&str> = text.lines().filter(|l| l.starts_with("mqtt_keepalive_closes_total{")).collect();
+        for impossible in [
+            r#"kind="ws_close",by="client",transport="tcp""#,
+            r#"kind="ws_close",by="broker",transport="tls""#,
+            r#"kind="close_notify",by="client",transport="tcp""#,
+            r#"kind="close_notify",by="broker",transport="websocket""#,
+        ] {
+            assert!(!closes.iter().any(|l| l.contains(impossible)), "{impossible} exposed");
+        }
+        for possible in [
+            r#"kind="ws_close",by="client",transport="websocket+tls""#,
+            r#"kind="close_notify",by="broker",transport="tls""#,
+            r#"kind="fin",by="client",transport="tcp""#,
+        ] {
+            assert!(closes.iter().any(|l| l.contains(possible)), "{possible} missing");
+        }
+        // 4 transports x 2 sides x (4 kinds anywhere + close_notify on 2 + ws_close on 2).
+        assert_eq!(closes.len(), 2 * (4 * 4 + 2 + 2));
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        let series: std::collections::HashSet<&str> =
+            text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(['{', ' ']).next().unwrap_or(l)).collect();
+        eprintln!("{samples} samples before traffic in {} metric names", series.len());
     }
 
     #[test]

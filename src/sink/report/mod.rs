@@ -4,16 +4,18 @@
 //! sessions end. Parts, one job each: [`totals`] folds them into the summary and adds the capture
 //! figures; [`json`] writes the documented `analyze --format json` document, streamed
 //! ([`JsonWriter`]) or whole ([`AnalysisReport`]); [`text`] renders the table people read;
-//! [`sessions`] is the live agent's `/sessions` document; [`rank`] orders sessions by severity;
+//! [`sessions`] is the live agent's `/sessions` document ([`sessions_text`] as a table); [`rank`] orders sessions by severity; [`deadline`] by how near their deadline;
 //! [`terminal`] makes captured strings safe to print and measures cells; [`times`] formats and
 //! parses times; [`filter`] chooses sessions and events; [`timeline`] is one session's events as
 //! text (`--session`).
 //! Output order is deterministic.
 
+pub mod deadline;
 pub mod filter;
 pub mod json;
 pub mod rank;
 pub mod sessions;
+pub mod sessions_text;
 pub mod terminal;
 pub mod text;
 pub mod timeline;
@@ -26,7 +28,7 @@ pub use crate::session::record::{
 };
 pub use json::{AnalysisReport, JSON_VERSION, JsonWriter};
 pub use rank::WorstSessions;
-pub use sessions::{RecentSessions, SessionsDocument, SessionsSelection};
+pub use sessions::{RecentSessions, SessionOrder, SessionsDocument, SessionsSelection};
 pub use totals::{CaptureStats, Percentiles, Report, Settings, Summary, Totals};
 
 #[cfg(test)]
@@ -123,7 +125,7 @@ mod tests {
         }
         let ids = |d: &SessionsDocument| d.sessions.iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(ids(&SessionsDocument::new(vec![], 2, &recent)), [7, 8], "the newest closed, newest last");
-        let dev = SessionsSelection { limit: 10, client_id: Some(filter::Glob::new("dev-*")) };
+        let dev = SessionsSelection { limit: 10, client_id: Some(filter::Glob::new("dev-*")), ..Default::default() };
         let open = vec![records[0].clone()]; // client id "a"
         let doc = SessionsDocument::select(open, &dev, &recent);
         assert_eq!((doc.open, ids(&doc)), (0, vec![5, 7, 8]), "only matching sessions, open ones counted so");

@@ -2,9 +2,11 @@
 //!
 //! Contract: [`SessionsDocument::select`] lists, of the sessions whose client id matches the
 //! selection's pattern (all without one), at most `limit` open sessions (the most severe, in the
-//! order they began) and counts them all, then at most `limit` of the [`RecentSessions`] closed
+//! order they began; or, by [`SessionOrder::Deadline`], the nearest their deadline, nearest
+//! first) and counts them all, then at most `limit` of the [`RecentSessions`] closed
 //! ones (the newest), newest last.
 
+use super::deadline::NearestDeadlines;
 use super::filter::Glob;
 use super::json::JSON_VERSION;
 use super::rank::WorstSessions;
@@ -28,7 +30,7 @@ impl SessionsDocument {
     /// The document listing at most `limit` of the `open` sessions given (the most severe) and
     /// of the closed ones.
     pub fn new(open: impl IntoIterator<Item = SessionRecord>, limit: usize, closed: &RecentSessions) -> Self {
-        Self::select(open, &SessionsSelection { limit, client_id: None }, closed)
+        Self::select(open, &SessionsSelection { limit, ..SessionsSelection::default() }, closed)
     }
 
     /// The document of the sessions `selection` chooses (see the module doc).
@@ -41,14 +43,22 @@ impl SessionsDocument {
             None => true,
             Some(g) => r.client_id.as_deref().is_some_and(|id| g.matches(id)),
         };
-        let mut worst = WorstSessions::new(selection.limit);
         let mut count = 0;
-        for r in open.into_iter().filter(|r| chosen(r)) {
-            count += 1;
-            worst.push(r);
-        }
-        let mut listed = worst.into_sorted();
-        listed.sort_unstable_by_key(|r| r.id);
+        let open = open.into_iter().filter(|r| chosen(r)).inspect(|_| count += 1);
+        let listed = match selection.order {
+            SessionOrder::Severity => {
+                let mut worst = WorstSessions::new(selection.limit);
+                open.for_each(|r| worst.push(r));
+                let mut listed = worst.into_sorted();
+                listed.sort_unstable_by_key(|r| r.id);
+                listed
+            }
+            SessionOrder::Deadline => {
+                let mut nearest = NearestDeadlines::new(selection.limit);
+                open.for_each(|r| nearest.push(r));
+                nearest.into_sorted()
+            }
+        };
         let mut recent: Vec<&SessionRecord> =
             closed.closed.iter().rev().filter(|r| chosen(r)).take(selection.limit).collect();
         recent.reverse();
@@ -58,11 +68,23 @@ impl SessionsDocument {
 }
 
 /// Which sessions `/sessions` lists: at most `limit` open and `limit` closed ones, those whose
-/// client id matches `client_id` (all without it).
-#[derive(Clone, Debug)]
+/// client id matches `client_id` (all without it), the open ones chosen and ordered by `order`.
+#[derive(Clone, Debug, Default)]
 pub struct SessionsSelection {
     pub limit: usize,
     pub client_id: Option<Glob>,
+    pub order: SessionOrder,
+}
+
+/// Which open sessions `/sessions` lists when there are more than its limit, and in what order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionOrder {
+    /// The most severe, listed in the order they began (`sort=severity`, the default).
+    #[default]
+    Severity,
+    /// The nearest their keepalive deadline, the nearest first; those past it first of all
+    /// (`sort=deadline`).
+    Deadline,
 }
 
 /// The most recently closed sessions, for a live agent's `/sessions`: at most `keep`.

@@ -29,7 +29,8 @@ pub struct TextOptions {
     pub filter: String,
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
+    "ID",
     "CLIENT",
     "CLIENT ID",
     "START",
@@ -44,17 +45,20 @@ const HEADER: [&str; 13] = [
     "CLOSE",
     "ENFORCEMENT",
 ];
-const ID_COLUMN: usize = 1;
+/// The CLIENT ID column (after ID and CLIENT).
+const ID_COLUMN: usize = 2;
 const GAP: usize = 2;
 
 /// What the table's abbreviations mean.
 const LEGEND: &str = "\
-Legend: PINGS 4/5 = answered/sent (PINGRESP/PINGREQ); ~4/5 = inferred from TLS record sizes (no keys:
-  --tls-keylog decrypts). KEEPALIVE 60->10 = declared -> effective
-  (MQTT 5 Server Keep Alive); ~5? = inferred from the ping interval (no CONNECT seen; no verdict);
-  ? = unknown; 0 = off. MAX SILENCE (2.81x) = longest client silence / keepalive. ENFORCEMENT early =
-  the broker closed after one keepalive of silence, before the 1.5 x keepalive deadline; (+3.9 s) =
-  how long after the deadline the broker closed. WILL yes = CONNECT carried a Will.
+Legend: ID = the session's id (--session ID shows its timeline). PINGS 4/5 = answered/sent
+  (PINGRESP/PINGREQ); ~4/5 = inferred from TLS record sizes (no keys: --tls-keylog decrypts);
+  CLIENT ID (TLS not decrypted) = unknown, the records stay encrypted. KEEPALIVE 60->10 =
+  declared -> effective (MQTT 5 Server Keep Alive); ~5? = inferred from the ping interval (no
+  CONNECT seen; no verdict); ? = unknown; 0 = off. MAX SILENCE (2.81x) = longest client silence /
+  keepalive. ENFORCEMENT early = the broker closed after one keepalive of silence, before the
+  1.5 x keepalive deadline; (+3.9 s) = how long after the deadline the broker closed. WILL yes =
+  CONNECT carried a Will.
 ";
 
 impl AnalysisReport {
@@ -108,9 +112,9 @@ impl AnalysisReport {
         // A TRANSPORT column when the sessions do not all share one.
         let mut id_column = ID_COLUMN;
         if order.iter().any(|r| r.transport != order[0].transport) {
-            header.insert(1, "TRANSPORT");
+            header.insert(ID_COLUMN, "TRANSPORT");
             for (row, r) in rows.iter_mut().zip(&order) {
-                row.insert(1, r.transport.as_str().to_string());
+                row.insert(ID_COLUMN, r.transport.as_str().to_string());
             }
             id_column += 1;
         }
@@ -195,7 +199,14 @@ impl AnalysisReport {
                 t.connections_rejected, t.flows_rejected
             );
         }
-        for w in c.warnings.iter().map(|w| escape(w).into_owned()).chain(capture_warnings(&self.settings, c, t)) {
+        let key_log = self.summary.key_log_warning();
+        for w in c
+            .warnings
+            .iter()
+            .map(|w| escape(w).into_owned())
+            .chain(capture_warnings(&self.settings, c, t))
+            .chain(key_log)
+        {
             let _ = writeln!(out, "warning: {w}");
         }
         out
@@ -208,14 +219,14 @@ fn close_time(r: &SessionRecord) -> Option<Timestamp> {
     if r.close.kind == crate::session::record::CloseRecord::OPEN_KIND {
         return None;
     }
-    r.events.iter().find(|e| matches!(e.kind, EventKind::Close { .. })).map(|e| e.ts).or(r.ended)
+    r.closed.or_else(|| r.events.iter().find(|e| matches!(e.kind, EventKind::Close { .. })).map(|e| e.ts)).or(r.ended)
 }
 
 fn plural(n: u64, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
-fn text_row(r: &SessionRecord, when: &dyn Fn(Option<Timestamp>) -> String) -> [String; 13] {
+fn text_row(r: &SessionRecord, when: &dyn Fn(Option<Timestamp>) -> String) -> [String; 14] {
     let dash = || "-".to_string();
     let keepalive = match (r.keepalive_s, r.effective_keepalive_s, r.inferred_keepalive_s) {
         (Some(d), Some(e), _) if d != e => format!("{d}->{e}"),
@@ -250,8 +261,13 @@ fn text_row(r: &SessionRecord, when: &dyn Fn(Option<Timestamp>) -> String) -> [S
         format!("{inferred}{}/{}", r.pingresp, r.pingreq)
     };
     [
+        r.id.to_string(),
         r.client.to_string(),
-        r.client_id.as_deref().map_or_else(dash, |id| escape(id).into_owned()),
+        match (&r.client_id, &r.tls) {
+            (Some(id), _) => escape(id).into_owned(),
+            (None, Some(t)) if !t.decrypted => "(TLS not decrypted)".into(),
+            (None, _) => dash(),
+        },
         when(Some(r.started)),
         when(close_time(r)),
         r.protocol.map_or_else(dash, |p| p.as_str().to_string()),

@@ -102,6 +102,11 @@ pub struct Summary {
     pub enforcement: BTreeMap<&'static str, u64>,
     /// Percentiles of every ping round trip, in milliseconds.
     pub ping_rtt_ms: Option<Percentiles>,
+    /// TLS sessions, those decrypted, and those a key log was given for but had no line
+    /// (`no_key_log_line`: the wrong file, or one written by other clients).
+    pub tls_sessions: u64,
+    pub tls_decrypted: u64,
+    pub tls_no_key_log_line: u64,
 }
 
 /// Nearest-rank percentiles.
@@ -147,6 +152,28 @@ impl Summary {
         }
         if let Some(e) = r.enforcement {
             *self.enforcement.entry(e.verdict.as_str()).or_default() += 1;
+        }
+        if let Some(t) = &r.tls {
+            self.tls_sessions += 1;
+            self.tls_decrypted += u64::from(t.decrypted);
+            self.tls_no_key_log_line += u64::from(!t.decrypted && t.encrypted_reason == Some("no_key_log_line"));
+        }
+    }
+
+    /// A warning when a key log was given and matched none, or only some, of the TLS sessions.
+    pub fn key_log_warning(&self) -> Option<String> {
+        match (self.tls_no_key_log_line, self.tls_decrypted) {
+            (0, _) => None,
+            (n, 0) => Some(format!(
+                "the TLS key log matched {}: it has no line with {} client random, so {} encrypted (was it written by these clients, as SSLKEYLOGFILE, while this capture ran?)",
+                if n == 1 { "no TLS session".to_string() } else { format!("none of the {n} TLS sessions") },
+                if n == 1 { "its" } else { "their" },
+                if n == 1 { "it stays" } else { "they stay" },
+            )),
+            (n, _) => Some(format!(
+                "the TLS key log has no line for {n} of the {} TLS sessions: those stay encrypted",
+                self.tls_sessions
+            )),
         }
     }
 }
