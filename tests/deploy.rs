@@ -141,7 +141,8 @@ fn each_backend_gets_only_its_capabilities_and_namespaces() {
         // The host PID namespace only where eBPF must find the broker's processes.
         assert_eq!(pod["hostPID"].as_bool().unwrap_or(false), backend.contains("ebpf"), "{what}");
         // ... and the node's tracefs, read-only, with it.
-        let tracefs = pod["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["hostPath"]["path"] == "/sys/kernel/tracing"));
+        let tracefs =
+            pod["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["hostPath"]["path"] == "/sys/kernel/tracing"));
         assert_eq!(tracefs, backend.contains("ebpf"), "{what}");
         if tracefs {
             assert_eq!(agent["volumeMounts"][0]["readOnly"], true);
@@ -187,7 +188,10 @@ fn the_prometheus_rule_and_dashboard_are_the_repositorys_files() {
     // The scrape's job label is the name the alert rules expect (up{job="mqtt-keepalive"}).
     let pm = kind(&docs, "PodMonitor");
     assert_eq!(pm["spec"]["jobLabel"], "app.kubernetes.io/name");
-    assert_eq!(kind(&docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "mqtt-keepalive");
+    assert_eq!(
+        kind(&docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+        "mqtt-keepalive"
+    );
     assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
 }
 
@@ -202,8 +206,11 @@ fn the_validator_rejects_what_a_cluster_would() {
         ("jobLabel: app.kubernetes.io/name", "jobLabel: 5", "5 is not of type 'string'"),
         ("  - alert: MqttPingsUnanswered", "  - alrt: MqttPingsUnanswered", "'alrt' was unexpected"),
         ("  name: mqtt-keepalive-dashboard", "  nme: mqtt-keepalive-dashboard", "'nme' was unexpected"),
-        ("  namespace: monitoring\n  labels:\n    app.kubernetes.io/name: mqtt-keepalive\n    app.kubernetes.io/component: agent\nspec:\n  jobLabel",
-         "  namespace: monitoring\n  labls: {}\nspec:\n  jobLabel", "metadata: Additional properties are not allowed ('labls'"),
+        (
+            "  namespace: monitoring\n  labels:\n    app.kubernetes.io/name: mqtt-keepalive\n    app.kubernetes.io/component: agent\nspec:\n  jobLabel",
+            "  namespace: monitoring\n  labls: {}\nspec:\n  jobLabel",
+            "metadata: Additional properties are not allowed ('labls'",
+        ),
     ] {
         assert!(good.contains(from), "{from}");
         let (code, out) = validate(&good.replacen(from, to, 1));
