@@ -12,6 +12,8 @@
 //! (tests/deploy.rs). Needs root, podman (and a runtime that works on the host: CI's setup says
 //! which), mosquitto, prometheus and python3; CI installs them.
 
+#![allow(clippy::disallowed_methods)] // waits on real processes (podman, Prometheus) in real time
+
 mod common;
 
 use common::*;
