@@ -7,15 +7,15 @@
 # reports the agent's CPU per packet, its share of a core, and its RSS every 10 s (flat after
 # warm-up). Needs root, mosquitto and python3.
 #   bash benches/churn.sh [SECONDS] [RATE] [MAX]       (default 180 s, 200/s, 600)
-# Environment: BIN=agent binary (default: cargo build --release), AGENT_ARGS=extra `live` options.
+# Environment: BIN=agent binary (default: cargo build --profile dist, the shipped profile), AGENT_ARGS=extra `live` options.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-180}
 rate=${2:-200}
 most=${3:-600}
 if [ -z "${BIN:-}" ]; then
-  cargo build --release -q
-  BIN=./target/release/mqtt-keepalive
+  cargo build --profile dist -q
+  BIN=./target/dist/mqtt-keepalive
 fi
 broker_port=18831
 http_port=19884

@@ -11,7 +11,7 @@
 //! mosquitto on a free port, and drives it with its own TLS clients (rustls, so the clients never
 //! enter the probed libssl): each connection keeps a window of QoS 1 PUBLISHes in flight (one
 //! TLS record each, 16-byte payloads), reads the PUBACKs, and sends a PINGREQ every 5,000
-//! publishes. The agent is the release binary (`live --backend ebpf --pid <mosquitto>`), started
+//! publishes. The agent is the binary `cargo bench` builds (the shipped profile's settings; `live --backend ebpf --pid <mosquitto>`), started
 //! and stopped around each measured phase, so its CPU is its own process's and a phase without
 //! it has no probes attached. Records a publish makes (SSL_read and SSL_write calls that moved
 //! bytes) are counted once by the same eBPF source run in this process. Needs root, mosquitto and
@@ -647,7 +647,7 @@ impl Broker {
     }
 }
 
-/// The agent: the release binary, `live --backend ebpf` on the broker's pid and port.
+/// The agent: the binary `cargo bench` built, `live --backend ebpf` on the broker's pid and port.
 struct Agent {
     child: Child,
     listen: String,

@@ -8,7 +8,7 @@
 #   bash benches/live-replay.sh [PCAP] [MBPS]     (MBPS: replay rate cap; default top speed)
 # For scale: bash benches/live-replay.sh target/bench-data/open-1000000.pcap (written by
 # `cargo bench --bench scale`).
-# Environment: BIN=path of the agent binary (default: cargo build --release), AGENT_ARGS=extra
+# Environment: BIN=path of the agent binary (default: cargo build --profile dist, the shipped profile), AGENT_ARGS=extra
 # `live` options (e.g. "--ring-size 0" for the recvmsg socket, "--backend libpcap"),
 # NO_PROBE=1 to skip the deadline probe.
 set -euo pipefail
@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 pcap=${1:-target/bench-data/workload-2000x10min.pcap}
 rate=${2:-}
 if [ -z "${BIN:-}" ]; then
-  cargo build --release -q
-  BIN=./target/release/mqtt-keepalive
+  cargo build --profile dist -q
+  BIN=./target/dist/mqtt-keepalive
 fi
 port=19883
 probe_port=18830
@@ -85,7 +85,7 @@ start=$(date +%s.%N)
 size=$(curl -s localhost:$port/sessions | wc -c)
 echo "/sessions:       $size bytes in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}') s"
 if [ -z "${NO_ANALYZE:-}" ]; then
-  analyze_bin=./target/release/mqtt-keepalive
+  analyze_bin=./target/dist/mqtt-keepalive
   [ -x "$analyze_bin" ] || analyze_bin=$BIN
   TIMEFORMAT='%U %S'
   t=$( { time "$analyze_bin" analyze -f json "$pcap" > /dev/null; } 2>&1 )

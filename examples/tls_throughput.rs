@@ -1,6 +1,6 @@
 //! Decryption throughput of the TLS layer on a capture.
 //!
-//! `cargo run --release --example tls_throughput -- CAPTURE.pcap KEYLOG PORT`
+//! `cargo run --profile dist --example tls_throughput -- CAPTURE.pcap KEYLOG PORT`
 //!
 //! Reassembles every connection to PORT into memory first (not timed), then times feeding the
 //! streams through `TlsLayer` with the key log (records framed, decrypted, plaintext handed to a

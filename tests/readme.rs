@@ -47,7 +47,7 @@ fn every_path_the_readme_names_exists() {
     let mut named = 0;
     for word in readme.split(|c: char| c.is_whitespace() || "`()[],;:\"'".contains(c)) {
         let word = word.trim_end_matches('.');
-        let top = ["src/", "tests/", "benches/", "fixtures/", "dashboards/", "packaging/", "fuzz/", ".ci/"];
+        let top = ["src/", "tests/", "benches/", "fixtures/", "dashboards/", "packaging/", "deploy/", "fuzz/", ".ci/"];
         if !top.iter().any(|t| word.starts_with(t)) || word.contains('*') {
             continue;
         }
