@@ -11,8 +11,8 @@
 use libfuzzer_sys::fuzz_target;
 use mqtt_keepalive::layer::Chunk;
 use mqtt_keepalive::layer::tls::handshake::{
-    CLIENT_HELLO, FINISHED, HRR_RANDOM, HandshakeReader, KEY_UPDATE, MAX_KEPT_BODY, SERVER_HELLO,
-    parse_client_hello, parse_server_hello,
+    CLIENT_HELLO, FINISHED, HRR_RANDOM, HandshakeReader, KEY_UPDATE, MAX_KEPT_BODY, SERVER_HELLO, parse_client_hello,
+    parse_server_hello,
 };
 
 #[path = "common/mod.rs"]
@@ -29,7 +29,11 @@ fn run(stream: &[u8], plan: &[common::Step]) -> Vec<Msg> {
                 if let Some(body) = m.body {
                     assert_eq!(body.len() as u64, u64::from(m.len));
                     assert!(body.len() <= MAX_KEPT_BODY);
-                    assert!(matches!(m.msg_type, CLIENT_HELLO | SERVER_HELLO | FINISHED | KEY_UPDATE), "{}", m.msg_type);
+                    assert!(
+                        matches!(m.msg_type, CLIENT_HELLO | SERVER_HELLO | FINISHED | KEY_UPDATE),
+                        "{}",
+                        m.msg_type
+                    );
                 } else if matches!(m.msg_type, CLIENT_HELLO | SERVER_HELLO | FINISHED | KEY_UPDATE) {
                     assert!(m.len as usize > MAX_KEPT_BODY, "a {}-byte type {} not kept", m.len, m.msg_type);
                 }

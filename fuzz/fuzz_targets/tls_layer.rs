@@ -105,7 +105,8 @@ fn framing_lost(item: &Item) -> bool {
             Item::Event(
                 _,
                 LayerEvent::Tls(
-                    TlsEvent::Resync { .. } | TlsEvent::Error(TlsError::BadRecordHeader | TlsError::RecordTooLong { .. })
+                    TlsEvent::Resync { .. }
+                        | TlsEvent::Error(TlsError::BadRecordHeader | TlsError::RecordTooLong { .. })
                 )
             )
         )

@@ -57,16 +57,18 @@ fn run(segs: &[Seg], mid_stream: bool) -> Recorder {
     up
 }
 
-/// What a side handed up until its framing was lost, any error in its HTTP head as one item (a
-/// gap in the head, or the head's own error the gap came before).
+/// What a side handed up until its framing was lost: its data joined (the other side's items
+/// between its pieces are left out), any error in its HTTP head as one item (a gap in the head,
+/// or the head's own error the gap came before).
 #[derive(Debug, PartialEq)]
 enum Out<'a> {
     HeadError,
+    Data(Vec<u8>),
     Item(&'a Item),
 }
 
 fn framed(r: &Recorder, side: Side) -> Vec<Out<'_>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Out<'_>> = Vec::new();
     for item in &r.items {
         let s = match item {
             Item::Data(s, _) | Item::Gap(s, _) | Item::Event(s, _) => *s,
@@ -74,12 +76,20 @@ fn framed(r: &Recorder, side: Side) -> Vec<Out<'_>> {
         if s != side {
             continue;
         }
-        out.push(match item {
-            Item::Event(_, LayerEvent::WebSocket(WsEvent::Error(
-                WsError::Head(_) | WsError::HeadTooLarge | WsError::GapInHandshake,
-            ))) => Out::HeadError,
-            _ => Out::Item(item),
-        });
+        match (item, out.last_mut()) {
+            (Item::Data(_, d), Some(Out::Data(prev))) => prev.extend_from_slice(d),
+            (Item::Data(_, d), _) => out.push(Out::Data(d.clone())),
+            (
+                Item::Event(
+                    _,
+                    LayerEvent::WebSocket(WsEvent::Error(
+                        WsError::Head(_) | WsError::HeadTooLarge | WsError::GapInHandshake,
+                    )),
+                ),
+                _,
+            ) => out.push(Out::HeadError),
+            _ => out.push(Out::Item(item)),
+        }
         if common::unknown_gap(item) {
             break;
         }

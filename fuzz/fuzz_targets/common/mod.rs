@@ -26,10 +26,12 @@ pub fn one_sided(data: &[u8]) -> Option<(Vec<Step>, &[u8], bool)> {
     let k = usize::from(flags & 0x0F).min(rest.len());
     let gaps = flags & 0x80 != 0;
     let (plan, stream) = rest.split_at(k);
-    let plan = plan
-        .iter()
-        .map(|&b| if gaps && b >= 0xC0 { Step::Gap(u64::from(b & 0x3F) * 97 + 1) } else { Step::Data(usize::from(b) + 1) })
-        .collect();
+    let plan =
+        plan.iter()
+            .map(|&b| {
+                if gaps && b >= 0xC0 { Step::Gap(u64::from(b & 0x3F) * 97 + 1) } else { Step::Data(usize::from(b) + 1) }
+            })
+            .collect();
     Some((plan, stream, gaps))
 }
 
