@@ -17,7 +17,6 @@ writes, per target (the input formats are documented at the top of each fuzz tar
 """
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +28,9 @@ PLANS = [b"", bytes([6, 199, 0, 40])]
 
 
 def segments(pcap):
-    """Per TCP connection: [(side, seq_offset_or_None, payload)] with side 0 = client (the
-    sender of the first packet seen), retransmissions dropped, and ('gap', n) where sequence
-    numbers skip."""
+    """Per TCP connection, its segments in order: (side, "data", bytes) or (side, "gap", n) where
+    sequence numbers skip; side 0 = the client (the sender of the first packet seen);
+    retransmitted bytes dropped."""
     out = subprocess.run(
         ["tshark", "-r", str(pcap), "-T", "fields", "-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src",
          "-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.len", "-e", "tcp.payload", "-e", "tcp.flags.syn",
