@@ -899,7 +899,7 @@ fn ebpf_agent_reads_amqtt_through_memory_bios() {
             port,
             &ca,
             &keylog,
-            &["--keepalive", "5", "--client-id", "amqtt-2", "ping", "sleep:0.2", "disconnect"],
+            &["--keepalive", "5", "--client-id", "amqtt-2", "sleep:0.5", "ping", "sleep:0.3", "disconnect"],
         ),
         tls_reaped(
             port,
