@@ -888,6 +888,8 @@ fn ebpf_agent_reads_amqtt_through_memory_bios() {
         &["--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.0.id().to_string()],
     );
     let keylog = dir.path().join("keys.log");
+    // Each pings only once its CONNACK could have come (the script's `ping` does not wait for it,
+    // and amqtt, slow under load, may leave a PINGREQ sent before it unanswered).
     let mut clients = [
         tls_reaped(
             port,
