@@ -3,7 +3,11 @@
 //!     without and with the agent attached, alternated in the same run (medians), and the broker
 //!     CPU a publish costs either way, hence the cost per probed SSL call;
 //! (b) the ring-buffer records a second the agent takes at those loads, and its drop counter;
-//! (c) the agent's CPU (user + system seconds per second of wall, from /proc/PID/stat).
+//! (c) the agent's CPU (user + system seconds per second of wall, from /proc/PID/stat);
+//! (d) the floor, in the same rounds: empty bpftrace programs on the same SSL functions (an
+//!     entry uprobe only, then an entry and a return uprobe), so the agent's cost per probed
+//!     SSL call is read as a ratio to what a uprobe costs on this machine now (uprobe traps
+//!     cost several times more on some VMs than on others: only ratios in one run compare).
 //!
 //!     cargo bench --bench ebpf           (EBPF_BENCH_SECS=N: seconds per phase, default 5)
 //!
@@ -98,10 +102,21 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
     // Warm-up (TLS session set-up paths, page cache, CPU frequency): not reported.
     load(client, port, 4, None, Duration::from_secs(2), None, None);
 
-    // (a) Alternate without / with, 4 connections publishing as fast as they can.
+    // (a) Alternate without / with, 4 connections publishing as fast as they can; (d) the
+    // floor's empty probes in the same rounds.
+    let libssl = mqtt_keepalive::capture::ebpf::target::Proc::system()
+        .ssl_libraries(mosq)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("mosquitto maps no libssl")?
+        .path;
+    let floors = common::have("bpftrace");
     let mut rows: Vec<(String, Phase)> = Vec::new();
     let mut without = Vec::new();
     let mut with = Vec::new();
+    let mut entry = Vec::new();
+    let mut entry_return = Vec::new();
     let mut checks = Vec::new();
     for round in 1..=3 {
         let p = load(client, port, 4, None, phase, Some(mosq), None);
@@ -115,6 +130,20 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
         agent.stop();
         rows.push((format!("with agent, round {round}"), p));
         with.push(p);
+        if floors {
+            for (returns, list, name) in
+                [(false, &mut entry, "empty entry probes"), (true, &mut entry_return, "empty entry+return")]
+            {
+                let floor = Floor::start(&libssl, mosq, returns)?;
+                let p = load(client, port, 4, None, phase, Some(mosq), None);
+                floor.stop();
+                // Uprobes are taken out after the program exits, not at once (seconds under
+                // load): the next phase must not run on them.
+                std::thread::sleep(Duration::from_secs(3));
+                rows.push((format!("{name}, round {round}"), p));
+                list.push(p);
+            }
+        }
     }
 
     // (b), (c): one agent through rising loads.
@@ -177,6 +206,32 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
          {:+.2} us per record (SSL call that moved bytes)",
         delta_us / per_pub
     );
+    if floors {
+        // The same SSL calls are probed in each: the ratio of the added CPU per publish is the
+        // ratio per probed call.
+        let added = |v: &[Phase]| med(v, Phase::broker_us_per_pub) - us_wo;
+        let (e, er) = (added(&entry), added(&entry_return));
+        println!(
+            "floor (empty bpftrace probes on {}): +{e:.2} us per publish with an entry probe, +{er:.2} with entry + \
+             return",
+            libssl.display()
+        );
+        println!(
+            "agent cost per probed SSL call: {:.2}x an empty entry probe's, {:.2}x an empty entry + return's \
+             (medians of 3 rounds; per round: {})",
+            delta_us / e,
+            delta_us / er,
+            (0..with.len())
+                .map(|i| {
+                    let base = without[i].broker_us_per_pub();
+                    format!("{:.2}x", (with[i].broker_us_per_pub() - base) / (entry[i].broker_us_per_pub() - base))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!("floor not measured: bpftrace is not installed");
+    }
 
     println!();
     println!("(b), (c) one agent through rising loads (records/s = publishes/s x {per_pub:.2})");
@@ -643,6 +698,51 @@ impl Broker {
 
     fn stop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An empty bpftrace program on the SSL data functions of `libssl` in process `pid`: entry
+/// uprobes only, or entry and return uprobes (the floor the agent's probes stand on).
+struct Floor {
+    child: Child,
+}
+
+impl Floor {
+    fn start(libssl: &Path, pid: u32, returns: bool) -> Result<Floor, String> {
+        let lib = libssl.display();
+        let functions = ["SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex"];
+        let mut probes: Vec<String> = functions.iter().map(|f| format!("uprobe:{lib}:{f}")).collect();
+        if returns {
+            probes.extend(functions.iter().map(|f| format!("uretprobe:{lib}:{f}")));
+        }
+        let program = format!("{} /pid == {pid}/ {{ }}", probes.join(","));
+        let out = std::env::temp_dir().join(format!("ebpf-bench-floor-{}.out", std::process::id()));
+        let mut child = dies_with_us(Command::new("bpftrace"))
+            .args(["-e", &program])
+            .stdout(std::fs::File::create(&out).map_err(|e| e.to_string())?)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("bpftrace: {e}"))?;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if std::fs::read_to_string(&out).unwrap_or_default().contains("Attaching") {
+                std::thread::sleep(Duration::from_millis(500)); // attached after it says so
+                return Ok(Floor { child });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("bpftrace exited ({status}) running `{program}`"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err("bpftrace did not attach within 30 s".into())
+    }
+
+    fn stop(mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
     }
 }

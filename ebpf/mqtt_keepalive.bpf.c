@@ -5,7 +5,8 @@
 // What it reports, through the ring buffer `events` (one `struct event` header, then for data
 // events the bytes copied):
 // - the plaintext the broker reads and writes through OpenSSL's libssl (uprobes and uretprobes
-//   on SSL_read, SSL_write, SSL_read_ex, SSL_write_ex; SSL_shutdown; SSL_free), tied to the TCP socket the call used:
+//   on SSL_read and SSL_read_ex, uprobes only on SSL_write and SSL_write_ex, whose data is all
+//   there at entry; SSL_shutdown; SSL_free), tied to the TCP socket the call used:
 //   while an SSL call is in flight on a thread, the socket the same thread receives from or
 //   sends to (tracepoints sock:sock_recv_length / sock_send_length, or, selectable for older
 //   kernels, syscalls:sys_enter_read/write/recvfrom/sendto with the fd looked up in the task's
@@ -52,8 +53,19 @@ struct conn {
 	__u64 sk;
 	struct tuple t;
 	__u64 lost[2]; // per direction: [0] read, [1] written
+	__u64 retry_buf; // the write the socket refused (EAGAIN): OpenSSL's caller repeats it
+	__u32 retry_len;
 	__u8 watched; // 1: a broker-port socket; 0: another socket, ignored
-	__u8 pad[7];
+	__u8 retry;   // retry_buf/retry_len are set
+	__u8 pad[2];
+};
+
+// The SSL_write a thread called last (its record is written at entry: no return probe).
+struct write_call {
+	__u64 ssl;
+	__u64 buf;
+	__u32 len;
+	__u32 pad;
 };
 
 // An SSL call in flight on a thread.
@@ -116,6 +128,13 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } last_rx SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct write_call);
+} last_write SEC(".maps");
 
 // Broker-port sockets seen changing state, by address: a socket that is reset as it closes
 // has already lost its port (Linux unhashes it before sending the RST of an abortive close).
@@ -320,6 +339,44 @@ static __always_inline void emit(__u8 kind, __u64 sk, struct tuple *t, int oldst
 	emit_at(bpf_ktime_get_ns(), kind, sk, t, oldstate, newstate);
 }
 
+// A data record: `len` bytes at `buf`, moved by an SSL call on `conn` that began at `ts`.
+static __always_inline int emit_data(struct conn *conn, __u8 write, __u64 buf, __u64 len, __u64 ts, __u32 tgid)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	__u64 copy = len < MAX_COPY ? len : MAX_COPY;
+	s->e.ts = ts;
+	s->e.sk = conn->sk;
+	s->e.t = conn->t;
+	s->e.tgid = tgid;
+	s->e.kind = write ? EV_WRITE : EV_READ;
+	s->e.oldstate = 0;
+	s->e.newstate = 0;
+	s->e.len = len;
+	__u32 dir = write ? 1 : 0;
+	s->e.lost = conn->lost[dir];
+	if (copy > MAX_COPY)
+		copy = MAX_COPY;
+	if (bpf_probe_read_user(s->data, copy, (void *)buf))
+		copy = 0;
+	s->e.copied = copy;
+	if (copy < len)
+		count(ST_LOST_BYTES, len - copy);
+	__u64 size = sizeof(struct event) + copy;
+	if (size > sizeof(struct scratch))
+		size = sizeof(struct scratch);
+	if (bpf_ringbuf_output(&events, s, size, data_wakeup())) {
+		count(ST_RING_DROPS, 1);
+		count(ST_LOST_BYTES, len);
+		conn->lost[dir] += len;
+	} else {
+		conn->lost[dir] = 0;
+	}
+	return 0;
+}
+
 // The call returned having moved `moved` bytes (<= 0: none): report them.
 static __always_inline int call_exit(long moved, int ex)
 {
@@ -364,40 +421,7 @@ static __always_inline int call_exit(long moved, int ex)
 	}
 	if (!conn->watched)
 		return 0;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
-	__u64 len = moved;
-	__u64 copy = len < MAX_COPY ? len : MAX_COPY;
-	s->e.ts = c.ts;
-	s->e.sk = conn->sk;
-	s->e.t = conn->t;
-	s->e.tgid = id >> 32;
-	s->e.kind = c.write ? EV_WRITE : EV_READ;
-	s->e.oldstate = 0;
-	s->e.newstate = 0;
-	s->e.len = len;
-	__u32 dir = c.write ? 1 : 0;
-	s->e.lost = conn->lost[dir];
-	if (copy > MAX_COPY)
-		copy = MAX_COPY;
-	if (bpf_probe_read_user(s->data, copy, (void *)c.buf))
-		copy = 0;
-	s->e.copied = copy;
-	if (copy < len)
-		count(ST_LOST_BYTES, len - copy);
-	__u64 size = sizeof(struct event) + copy;
-	if (size > sizeof(struct scratch))
-		size = sizeof(struct scratch);
-	if (bpf_ringbuf_output(&events, s, size, data_wakeup())) {
-		count(ST_RING_DROPS, 1);
-		count(ST_LOST_BYTES, len);
-		conn->lost[dir] += len;
-	} else {
-		conn->lost[dir] = 0;
-	}
-	return 0;
+	return emit_data(conn, c.write, c.buf, moved, c.ts, id >> 32);
 }
 
 SEC("uprobe/SSL_read")
@@ -412,16 +436,44 @@ int BPF_KRETPROBE(ssl_read_exit, int ret)
 	return call_exit(ret, 0);
 }
 
+// SSL_write has its data at entry: the record is written there, with no return probe (a
+// uretprobe costs a second trap per call). A write the socket refused (EAGAIN, seen by the
+// send tracepoint on the same thread) is repeated by OpenSSL's caller with the same buffer and
+// length: that repetition is not written again. SSL_write is assumed to write all or nothing
+// (OpenSSL's default; SSL_MODE_ENABLE_PARTIAL_WRITE would make its retries overlap).
+static __always_inline int write_enter(__u64 ssl, __u64 buf, __u64 num)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_watched(id >> 32))
+		return 0;
+	__u64 ts = bpf_ktime_get_ns();
+	struct write_call w = {};
+	w.ssl = ssl;
+	w.buf = buf;
+	w.len = num;
+	bpf_map_update_elem(&last_write, &id, &w, BPF_ANY);
+	if ((__s64)num <= 0)
+		return 0;
+	struct conn *conn = bpf_map_lookup_elem(&conns, &ssl);
+	if (!conn) {
+		count(ST_UNBOUND, 1);
+		count(ST_UNBOUND_BYTES, num);
+		return 0;
+	}
+	if (!conn->watched)
+		return 0;
+	if (conn->retry) {
+		conn->retry = 0;
+		if (conn->retry_buf == buf && conn->retry_len == (__u32)num)
+			return 0;
+	}
+	return emit_data(conn, 1, buf, num, ts, id >> 32);
+}
+
 SEC("uprobe/SSL_write")
 int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
 {
-	return call_enter((__u64)ssl, (__u64)buf, 0, 1);
-}
-
-SEC("uretprobe/SSL_write")
-int BPF_KRETPROBE(ssl_write_exit, int ret)
-{
-	return call_exit(ret, 0);
+	return write_enter((__u64)ssl, (__u64)buf, (__u64)(__s64)num);
 }
 
 SEC("uprobe/SSL_read_ex")
@@ -439,13 +491,7 @@ int BPF_KRETPROBE(ssl_read_ex_exit, int ret)
 SEC("uprobe/SSL_write_ex")
 int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
-	return call_enter((__u64)ssl, (__u64)buf, (__u64)written, 1);
-}
-
-SEC("uretprobe/SSL_write_ex")
-int BPF_KRETPROBE(ssl_write_ex_exit, int ret)
-{
-	return call_exit(ret, 1);
+	return write_enter((__u64)ssl, (__u64)buf, num);
 }
 
 // The broker closes TLS: SSL_shutdown sends its close_notify (first call; later calls only
@@ -475,6 +521,24 @@ int BPF_KPROBE(ssl_free, void *ssl)
 		emit(EV_FREE, conn->sk, &conn->t, 0, 0);
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
+}
+
+#define EAGAIN 11
+
+// The socket refused what this thread's last SSL_write sent (EAGAIN): if it is that SSL
+// object's socket, the write will be repeated.
+static __always_inline void refused_write(__u64 id, __u64 sk)
+{
+	struct write_call *w = bpf_map_lookup_elem(&last_write, &id);
+	if (!w)
+		return;
+	__u64 ssl = w->ssl;
+	struct conn *conn = bpf_map_lookup_elem(&conns, &ssl);
+	if (!conn || conn->sk != sk)
+		return;
+	conn->retry = 1;
+	conn->retry_buf = w->buf;
+	conn->retry_len = w->len;
 }
 
 // sock:sock_recv_length and sock:sock_send_length (Linux 6.3 and later): `sk` at offset 8,
@@ -513,6 +577,8 @@ static __always_inline int sock_length(struct sock_length_args *args, int rx)
 	} else if (rx && t && pid_watched(id >> 32)) {
 		bpf_map_update_elem(&last_rx, &id, &sk, BPF_ANY);
 	}
+	if (!rx && args->ret == -EAGAIN)
+		refused_write(id, sk);
 	return 0;
 }
 

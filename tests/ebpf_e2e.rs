@@ -888,6 +888,8 @@ fn ebpf_agent_reads_amqtt_through_memory_bios() {
         &["--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.0.id().to_string()],
     );
     let keylog = dir.path().join("keys.log");
+    // Each pings only once its CONNACK could have come (the script's `ping` does not wait for it,
+    // and amqtt, slow under load, may leave a PINGREQ sent before it unanswered).
     let mut clients = [
         tls_reaped(
             port,
@@ -899,7 +901,7 @@ fn ebpf_agent_reads_amqtt_through_memory_bios() {
             port,
             &ca,
             &keylog,
-            &["--keepalive", "5", "--client-id", "amqtt-2", "ping", "sleep:0.2", "disconnect"],
+            &["--keepalive", "5", "--client-id", "amqtt-2", "sleep:0.5", "ping", "sleep:0.3", "disconnect"],
         ),
         tls_reaped(
             port,

@@ -114,6 +114,15 @@ fn tcp_closes_are_reported_for_a_broker_whose_tls_is_not_visible() {
         // Nothing above TCP was visible: no client id, no MQTT packets.
         assert!(s.iter().all(|e| e["client_id"].is_null()), "{client}: {s:?}");
         assert!(!s.iter().any(|e| e["kind"] == "connect"), "{client}: {s:?}");
+        if !mid_stream {
+            // Bytes passed that no SSL call was tied to: not visible, and so not a close
+            // without DISCONNECT (one may have passed unseen).
+            assert!(
+                s.iter().any(|e| e["kind"] == "tls_keys" && e["decrypted"] == false && e["reason"] == "not_visible"),
+                "{client}: {s:?}"
+            );
+            assert!(!s.iter().any(|e| e["kind"] == "close_without_disconnect"), "{client}: {s:?}");
+        }
     }
     // The port check carried nothing: a connection without payload, as in a capture, not a
     // TLS session (its close is still reported, as a capture reports it).

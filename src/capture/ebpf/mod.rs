@@ -6,8 +6,9 @@
 //! CAP_PERFMON, a kernel with BTF and the tracepoints, the broker processes and the libssl they
 //! map) and fails with an [`EbpfError`] that names what is missing. It then loads the BPF
 //! program embedded in the binary (`ebpf/mqtt_keepalive.bpf.o`, compiled from the C beside it),
-//! attaches uprobes and uretprobes on `SSL_read`, `SSL_write`, their `_ex` forms, and uprobes on
-//! `SSL_shutdown` and `SSL_free`
+//! attaches uprobes and uretprobes on `SSL_read` and `SSL_read_ex`, uprobes only on `SSL_write`
+//! and `SSL_write_ex` (their data is all there at entry), and uprobes on `SSL_shutdown` and
+//! `SSL_free`
 //! in each libssl file (once per file, for every process mapping it; the kernel keeps only the
 //! watched processes' calls when processes were named), and the tracepoints that tie an SSL
 //! object to its socket and report TCP state changes and resets on the broker ports. The
@@ -104,13 +105,14 @@ impl EbpfError {
     }
 }
 
-/// The uprobe pairs: entry program, return program, symbol. Present in OpenSSL 1.1.1 and 3.x
-/// (the `_ex` forms since 1.1.1); a symbol a library lacks is skipped.
-const CALLS: [(&str, &str, &str); 4] = [
-    ("ssl_read_enter", "ssl_read_exit", "SSL_read"),
-    ("ssl_write_enter", "ssl_write_exit", "SSL_write"),
-    ("ssl_read_ex_enter", "ssl_read_ex_exit", "SSL_read_ex"),
-    ("ssl_write_ex_enter", "ssl_write_ex_exit", "SSL_write_ex"),
+/// The data uprobes: entry program, return program (the writes have their data at entry and
+/// need none), symbol. Present in OpenSSL 1.1.1 and 3.x (the `_ex` forms since 1.1.1); a
+/// symbol a library lacks is skipped.
+const CALLS: [(&str, Option<&str>, &str); 4] = [
+    ("ssl_read_enter", Some("ssl_read_exit"), "SSL_read"),
+    ("ssl_write_enter", None, "SSL_write"),
+    ("ssl_read_ex_enter", Some("ssl_read_ex_exit"), "SSL_read_ex"),
+    ("ssl_write_ex_enter", None, "SSL_write_ex"),
 ];
 
 /// The longest the ring buffer is left unread (data records do not wake the reader: a
@@ -273,7 +275,7 @@ impl EbpfSource {
             tp.load().map_err(|source| EbpfError::Program { program, source })?;
             tp.attach(category, name).map_err(|source| EbpfError::Program { program, source })?;
         }
-        let uprobes = CALLS.iter().flat_map(|&(enter, exit, _)| [enter, exit]);
+        let uprobes = CALLS.iter().flat_map(|&(enter, exit, _)| std::iter::once(enter).chain(exit));
         for program in uprobes.chain(SINGLE_PROBES.iter().map(|&(program, _)| program)) {
             let p: &mut UProbe = program_mut(&mut bpf, program)?;
             p.load().map_err(|source| EbpfError::Program { program, source })?;
@@ -319,7 +321,7 @@ impl EbpfSource {
         }
         let path = lib.path.display().to_string();
         for (enter, exit, symbol) in CALLS {
-            for program in [enter, exit] {
+            for program in std::iter::once(enter).chain(exit) {
                 let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
                 match p.attach(symbol, &lib.path, UProbeScope::AllProcesses) {
                     Ok(_) => {}
