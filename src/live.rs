@@ -509,6 +509,7 @@ impl<'w> CaptureLoop<'w> {
 
     /// The loop stops: the last counts, and the events written out.
     fn finish(mut self, source: &mut dyn Source) {
+        source.finish(&mut self.pipeline);
         self.hand_out();
         self.publish_counts(source);
         let _ = self.sinks.flush(); // a failing output is lenient: it logs

@@ -20,9 +20,10 @@ const LAYERS: &[&[&str]] = &[
     // Sources hand frames and streams to an intake (the pipeline implements it); outputs
     // consume events and records. Neither uses the other.
     &["capture", "sink"],
-    &["pipeline", "synth"],
+    &["pipeline", "synth", "sessions_query"],
     &["output", "server"],
     &["app", "live", "probe"],
+    &["top"], // the terminal view drives an analysis (app) or reads an agent over HTTP
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -80,6 +80,12 @@ pub trait Source {
     /// system call (the eBPF ring buffer: its data records do not wake the reader). Frame
     /// sources hand theirs over in [`Source::feed`].
     fn take_held(&mut self, _into: &mut dyn Intake) {}
+
+    /// The input ends: hands over everything the source still holds, even what it would
+    /// otherwise keep back a while (the eBPF source's reorder window).
+    fn finish(&mut self, into: &mut dyn Intake) {
+        self.take_held(into);
+    }
 }
 
 impl<T: LiveSource + ?Sized> Source for T {
@@ -148,5 +154,9 @@ impl Source for EbpfSource {
 
     fn take_held(&mut self, into: &mut dyn Intake) {
         EbpfSource::take_held(self, into);
+    }
+
+    fn finish(&mut self, into: &mut dyn Intake) {
+        EbpfSource::flush(self, into);
     }
 }
