@@ -132,7 +132,7 @@ fn a_silent_client_rises_to_the_top_counts_down_expires_and_its_close_appears() 
     // The timeline of the selected (top) session, from the keys.
     tmux.keys(&["Enter"]);
     let timeline =
-        tmux.wait("the timeline", Duration::from_secs(3), |s| s.contains("Session ") && s.contains("silent"));
+        tmux.wait("the timeline", Duration::from_secs(10), |s| s.contains("Session ") && s.contains("silent"));
     assert!(timeline.contains("connect") && timeline.contains("keepalive_s=6"), "{timeline}");
     tmux.keys(&["Escape"]);
 
@@ -155,7 +155,7 @@ fn a_silent_client_rises_to_the_top_counts_down_expires_and_its_close_appears() 
     let closed = if header.contains("expiries 1") {
         closed
     } else {
-        tmux.wait("the expiry counted", Duration::from_secs(3), |s| s.lines().take(3).any(|l| l.contains("expiries 1")))
+        tmux.wait("the expiry counted", Duration::from_secs(10), |s| s.lines().take(3).any(|l| l.contains("expiries 1")))
     };
     let header = closed.lines().take(3).collect::<Vec<_>>().join("  ");
     assert!(header.contains("open 1 (0 expired)") && header.contains("closes 1"), "{closed}");
@@ -166,14 +166,14 @@ fn a_silent_client_rises_to_the_top_counts_down_expires_and_its_close_appears() 
 
     // The filter: only client ids matching it, open and closed.
     tmux.keys(&["/", "s", "i", "l", "*", "Enter"]);
-    tmux.wait("the filter applied", Duration::from_secs(3), |s| s.contains("filter: sil*"));
+    tmux.wait("the filter applied", Duration::from_secs(10), |s| s.contains("filter: sil*"));
     let filtered =
-        tmux.wait("chatty filtered out", Duration::from_secs(3), |s| !s.contains("chatty") && s.contains("silent"));
+        tmux.wait("chatty filtered out", Duration::from_secs(10), |s| !s.contains("chatty") && s.contains("silent"));
     assert!(close_rows(&filtered).iter().any(|r| r.contains("silent")), "{filtered}");
 
     // q quits and gives the terminal back.
     tmux.keys(&["q"]);
-    tmux.wait("top to exit", Duration::from_secs(3), |_| {
+    tmux.wait("top to exit", Duration::from_secs(10), |_| {
         tmux.run(&["display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}"]).trim() == "1 0"
     });
 }
