@@ -11,7 +11,7 @@ fn readme_shows_the_real_output_of_the_quick_start_command() {
         .and_then(|rest| rest.split("<!-- classic-output:end -->").next())
         .expect("README has the classic-output block");
     let quoted = block.trim().trim_start_matches("```text").trim_end_matches("```").trim();
-    assert!(readme.contains("cargo run --release -- analyze fixtures/classic-keepalive5-silent.pcap"));
+    assert!(readme.contains("cargo run --profile quick -- analyze fixtures/classic-keepalive5-silent.pcap"));
     let out = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["analyze", "fixtures/classic-keepalive5-silent.pcap"])
