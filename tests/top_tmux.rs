@@ -155,7 +155,9 @@ fn a_silent_client_rises_to_the_top_counts_down_expires_and_its_close_appears() 
     let closed = if header.contains("expiries 1") {
         closed
     } else {
-        tmux.wait("the expiry counted", Duration::from_secs(10), |s| s.lines().take(3).any(|l| l.contains("expiries 1")))
+        tmux.wait("the expiry counted", Duration::from_secs(10), |s| {
+            s.lines().take(3).any(|l| l.contains("expiries 1"))
+        })
     };
     let header = closed.lines().take(3).collect::<Vec<_>>().join("  ");
     assert!(header.contains("open 1 (0 expired)") && header.contains("closes 1"), "{closed}");
