@@ -127,6 +127,12 @@ fn run_analyze_until(args: &AnalyzeArgs, stop: &std::sync::atomic::AtomicBool) -
     for w in capture_warnings(&totals.settings, &totals.capture, &totals.tcp) {
         eprintln!("mqtt-keepalive: warning: {w}");
     }
+    // The text report says it among its own warnings; the other formats' readers see stderr.
+    if args.format != Format::Text
+        && let Some(w) = totals.summary.key_log_warning()
+    {
+        eprintln!("mqtt-keepalive: warning: {w}");
+    }
     outputs.finish(&totals).map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref::<NoSuchSession>()) {
         Some(NoSuchSession(id)) => Failure::NoSuchSession(*id),
         None => Failure::Output(e),
