@@ -21,7 +21,7 @@
 //! Ring-buffer records lost for want of room are counted as drops, like a capture's kernel
 //! drops, and their bytes are gaps in their connections.
 
-#![allow(unsafe_code)] // clock_gettime, setrlimit, and poll on the ring buffer's descriptor
+#![allow(unsafe_code)] // clock_gettime and setrlimit (the ring buffer is polled through capture::poll)
 
 pub mod event;
 pub mod sockets;
