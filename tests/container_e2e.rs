@@ -112,63 +112,6 @@ fn run_once(options: &[&str], image: &Image, args: &[&str]) -> (i32, String) {
     )
 }
 
-struct Prometheus {
-    addr: std::net::SocketAddr,
-    _child: Reaped,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Prometheus scraping `agent` every second, with the alert rules and the fleet recording
-    /// rules (their 30 s group interval made 1 s, so the test need not wait for it).
-    fn start(agent: std::net::SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let fleet = std::fs::read_to_string(repo("deploy/prometheus/fleet-rules.yml")).unwrap();
-        assert!(fleet.contains("interval: 30s"));
-        std::fs::write(dir.path().join("fleet-rules.yml"), fleet.replace("interval: 30s", "interval: 1s")).unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-                 rule_files: [{alerts}, {fleet}]\n\
-                 scrape_configs:\n  - job_name: mqtt-keepalive\n    static_configs: [{{targets: [\"{agent}\"]}}]\n",
-                alerts = repo("dashboards/alerts.yml").display(),
-                fleet = dir.path().join("fleet-rules.yml").display(),
-            ),
-        )
-        .unwrap();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed");
-        let p = Prometheus { addr, _child: Reaped(child), _dir: dir };
-        wait_for("prometheus ready", Duration::from_secs(30), || {
-            matches!(http_get(addr, "/-/ready", None), Ok((200, _, _)))
-        });
-        p
-    }
-
-    fn value(&self, expr: &str) -> Option<f64> {
-        let encoded: String = expr
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let (status, _, body) = http_get(self.addr, &format!("/api/v1/query?query={encoded}"), None).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{expr}: {body}"));
-        assert_eq!((status, doc["status"].as_str()), (200, Some("success")), "{expr}: {body}");
-        doc["data"]["result"].as_array()?.first()?["value"][1].as_str()?.parse().ok()
-    }
-}
-
 #[test]
 #[ignore = "needs root and podman"]
 fn the_image_holds_the_agent_and_its_libraries_and_nothing_else() {
@@ -231,7 +174,13 @@ fn the_image_with_only_cap_net_raw_watches_a_real_broker_and_prometheus_scrapes_
         &args,
     );
     agent.wait_healthy(listen);
-    let prom = Prometheus::start(listen);
+    // The fleet recording rules' 30 s group interval made 1 s, so the test need not wait for it.
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = std::fs::read_to_string(repo("deploy/prometheus/fleet-rules.yml")).unwrap();
+    assert!(fleet.contains("interval: 30s"));
+    std::fs::write(dir.path().join("fleet-rules.yml"), fleet.replace("interval: 30s", "interval: 1s")).unwrap();
+    let rules = [repo("dashboards/alerts.yml"), dir.path().join("fleet-rules.yml")];
+    let prom = Prometheus::start(listen, &rules, dir);
     wait_for("the first scrape", Duration::from_secs(30), || prom.value("up{job=\"mqtt-keepalive\"}") == Some(1.0));
 
     let mut clients = [

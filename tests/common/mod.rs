@@ -405,3 +405,68 @@ impl TlsBroker {
         unsafe { libc::kill(self.child.0.id() as i32, signal) };
     }
 }
+
+/// A real Prometheus scraping `agent` every second (job `mqtt-keepalive`) with `rule_files`
+/// loaded, its data in a temporary directory; killed when dropped.
+pub struct Prometheus {
+    pub addr: std::net::SocketAddr,
+    _child: Reaped,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts it and waits until it is ready. Files that `rule_files` names may live in
+    /// `dir`, which it keeps.
+    pub fn start(agent: std::net::SocketAddr, rule_files: &[PathBuf], dir: tempfile::TempDir) -> Prometheus {
+        let config = dir.path().join("prometheus.yml");
+        let rules: Vec<String> = rule_files.iter().map(|p| p.display().to_string()).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 rule_files: [{}]\n\
+                 scrape_configs:\n  - job_name: mqtt-keepalive\n    static_configs: [{{targets: [\"{agent}\"]}}]\n",
+                rules.join(", ")
+            ),
+        )
+        .unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus is installed");
+        let p = Prometheus { addr, _child: Reaped(child), _dir: dir };
+        wait_for("prometheus ready", std::time::Duration::from_secs(30), || {
+            matches!(http_get(addr, "/-/ready", None), Ok((200, _, _)))
+        });
+        p
+    }
+
+    /// Runs an instant query; panics unless Prometheus accepts it.
+    pub fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", urlencode(expr));
+        let (status, _, body) = http_get(self.addr, &path, None).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{expr}: {body}"));
+        assert_eq!((status, doc["status"].as_str()), (200, Some("success")), "{expr}: {body}");
+        doc["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The first sample's value, `None` when the query returns nothing.
+    pub fn value(&self, expr: &str) -> Option<f64> {
+        self.query(expr).first().and_then(|r| r["value"][1].as_str()?.parse().ok())
+    }
+}
+
+/// Percent-encodes a query parameter.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
