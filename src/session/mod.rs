@@ -17,6 +17,7 @@
 //!   `not_enforced`. A broker close after at least one keepalive of silence but before the
 //!   deadline is `early`.
 
+pub mod cause;
 pub mod event;
 pub mod record;
 mod timers;
