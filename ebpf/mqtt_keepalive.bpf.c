@@ -47,6 +47,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define TCP_LISTEN 10
 
 // What an SSL object is tied to.
 struct conn {
@@ -138,6 +139,8 @@ struct {
 
 // Broker-port sockets seen changing state, by address: a socket that is reset as it closes
 // has already lost its port (Linux unhashes it before sending the RST of an abortive close).
+// An entry outlives its socket (the LRU map forgets it), and the kernel gives the memory to new
+// sockets: an entry is this socket's only while its addresses are (`same_peer`, `same_conn`).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
@@ -249,6 +252,25 @@ static __always_inline int read_tuple(struct sock *sk, struct tuple *t)
 		bpf_core_read(&t->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	return 1;
+}
+
+// Two addresses equal (16 bytes; BPF has no memcmp).
+static __always_inline int same_addr(const __u8 *a, const __u8 *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return x[0] == y[0] && x[1] == y[1];
+}
+
+// The same remote end (the part of a socket's addresses that closing it does not clear).
+static __always_inline int same_peer(const struct tuple *a, const struct tuple *b)
+{
+	return a->family == b->family && a->rport == b->rport && same_addr(a->raddr, b->raddr);
+}
+
+// The same connection: both ends.
+static __always_inline int same_conn(const struct tuple *a, const struct tuple *b)
+{
+	return same_peer(a, b) && a->lport == b->lport && same_addr(a->laddr, b->laddr);
 }
 
 // Notes that a broker-port socket carried bytes (a connection that carried none, a load
@@ -669,7 +691,9 @@ int inet_sock_set_state(struct set_state_args *args)
 	}
 	__u64 sk = (__u64)args->skaddr;
 	struct tuple *known = bpf_map_lookup_elem(&socks, &sk);
-	if (known)
+	// A new connection (a listener's child) starts afresh; an entry for other addresses is a
+	// closed socket whose memory the kernel gave to this one: its flags are not this one's.
+	if (known && args->oldstate != TCP_LISTEN && same_conn(known, &t))
 		t.flags = known->flags;
 	bpf_map_update_elem(&socks, &sk, &t, BPF_ANY);
 	emit(EV_STATE, sk, &t, args->oldstate, args->newstate);
@@ -681,11 +705,17 @@ static __always_inline void reset(__u8 kind, struct sock *sk)
 	if (!sk)
 		return;
 	__u64 key = (__u64)sk;
-	struct tuple *known = bpf_map_lookup_elem(&socks, &key);
 	struct tuple t = {};
-	if (known)
+	if (!read_tuple(sk, &t))
+		return;
+	// The entry kept for this address tells a socket already closed (Linux unhashes it, and
+	// forgets its port, before the RST of an abortive close) - if it is this connection's: the
+	// kernel gives a closed socket's memory to new sockets, and another socket's RST (a
+	// client's, on the same machine) must not end the old connection's successor.
+	struct tuple *known = bpf_map_lookup_elem(&socks, &key);
+	if (known && same_peer(known, &t))
 		t = *known;
-	else if (!read_tuple(sk, &t) || !port_watched(t.lport))
+	else if (!port_watched(t.lport))
 		return;
 	emit(kind, key, &t, 0, 0);
 }
