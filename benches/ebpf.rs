@@ -118,11 +118,14 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
     let mut entry = Vec::new();
     let mut entry_return = Vec::new();
     let mut checks = Vec::new();
+    let inner = mqtt_keepalive::capture::ebpf::inner::find(&libssl);
+    let mut with_exported = Vec::new();
+    let mut inner_floor = Vec::new();
     for round in 1..=3 {
         let p = load(client, port, 4, None, phase, Some(mosq), None);
         rows.push((format!("without agent, round {round}"), p));
         without.push(p);
-        let agent = Agent::start(dir, port, mosq)?;
+        let agent = Agent::start(dir, port, mosq, false)?;
         let before = agent.metrics();
         let p = load(client, port, 4, None, phase, Some(mosq), Some(agent.pid()));
         let after = agent.metrics();
@@ -130,6 +133,27 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
         agent.stop();
         rows.push((format!("with agent, round {round}"), p));
         with.push(p);
+        if inner.is_some() {
+            // The same agent probing the exported functions (the placement before).
+            let agent = Agent::start(dir, port, mosq, true)?;
+            let before = agent.metrics();
+            let p = load(client, port, 4, None, phase, Some(mosq), Some(agent.pid()));
+            let after = agent.metrics();
+            checks.push(Check::new(&format!("round {round}, exported"), &before, &after, &p));
+            agent.stop();
+            std::thread::sleep(Duration::from_secs(3));
+            rows.push((format!("agent, exported fns, {round}"), p));
+            with_exported.push(p);
+        }
+        if let Some(inner) = inner {
+            // The floor where the agent now probes: empty probes (tracefs events, no program).
+            let floor = TraceFsFloor::start(&libssl, inner)?;
+            let p = load(client, port, 4, None, phase, Some(mosq), None);
+            floor.stop();
+            std::thread::sleep(Duration::from_secs(3));
+            rows.push((format!("empty inner probes, {round}"), p));
+            inner_floor.push(p);
+        }
         if floors {
             for (returns, list, name) in
                 [(false, &mut entry, "empty entry probes"), (true, &mut entry_return, "empty entry+return")]
@@ -147,7 +171,7 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
     }
 
     // (b), (c): one agent through rising loads.
-    let agent = Agent::start(dir, port, mosq)?;
+    let agent = Agent::start(dir, port, mosq, false)?;
     let mut loads: Vec<(String, Phase)> = Vec::new();
     let idle = Duration::from_secs(2);
     loads.push(("idle (no clients)".into(), load(client, port, 0, None, idle, Some(mosq), Some(agent.pid()))));
@@ -231,6 +255,33 @@ fn run(broker: &Broker, client: &Arc<ClientConfig>, dir: &Path, phase: Duration)
         );
     } else {
         println!("floor not measured: bpftrace is not installed");
+    }
+    let added = |v: &[Phase]| med(v, Phase::broker_us_per_pub) - us_wo;
+    match inner {
+        Some(inner) => {
+            let (x, f) = (added(&with_exported), added(&inner_floor));
+            println!(
+                "probe placement: the agent probes libssl's inner read ({:#x}, entry + return) and write ({:#x}, \
+                 entry); with the exported functions probed instead: +{x:.2} us per publish ({:.1}x the inner \
+                 placement's +{delta_us:.2})",
+                inner.read,
+                inner.write,
+                x / delta_us
+            );
+            println!(
+                "floor at the inner placement (empty tracefs uprobes, entry + return on the read, entry on the \
+                 write): +{f:.2} us per publish; the agent is {:.2}x it",
+                delta_us / f
+            );
+            if floors {
+                let e = added(&entry);
+                println!(
+                    "agent (inner placement) per probed call: {:.2}x an empty entry probe on the exported functions",
+                    delta_us / e
+                );
+            }
+        }
+        None => println!("probe placement: the exported SSL functions (no inner functions found in this libssl)"),
     }
 
     println!();
@@ -747,6 +798,53 @@ impl Floor {
     }
 }
 
+/// Empty uprobes where the agent probes when it finds libssl's inner functions, as tracefs
+/// events (no BPF program: bpftrace 0.17 cannot probe by offset): entry and return on the
+/// inner read, entry on the inner write. Tracing is off meanwhile so nothing is recorded.
+struct TraceFsFloor {
+    events: PathBuf,
+}
+
+impl TraceFsFloor {
+    const GROUP: &'static str = "mqtt_keepalive_floor";
+
+    fn start(libssl: &Path, inner: mqtt_keepalive::capture::ebpf::inner::Inner) -> Result<TraceFsFloor, String> {
+        let tracing = Path::new("/sys/kernel/tracing");
+        let events = tracing.join("uprobe_events");
+        let lib = libssl.display();
+        let g = Self::GROUP;
+        let defs = format!(
+            "p:{g}/read {lib}:{:#x}\nr:{g}/read_ret {lib}:{:#x}\np:{g}/write {lib}:{:#x}\n",
+            inner.read, inner.read, inner.write
+        );
+        let write = |path: PathBuf, text: &str| {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        write(tracing.join("tracing_on"), "0")?;
+        write(events.clone(), &defs)?;
+        write(tracing.join("events").join(g).join("enable"), "1")?;
+        Ok(TraceFsFloor { events })
+    }
+
+    fn stop(self) {
+        let tracing = Path::new("/sys/kernel/tracing");
+        let g = Self::GROUP;
+        let _ = std::fs::write(tracing.join("events").join(g).join("enable"), "0");
+        for e in ["read", "read_ret", "write"] {
+            let _ = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.events)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, format!("-:{g}/{e}\n").as_bytes()));
+        }
+        let _ = std::fs::write(tracing.join("tracing_on"), "1");
+    }
+}
+
 /// The agent: the binary `cargo bench` built, `live --backend ebpf` on the broker's pid and port.
 struct Agent {
     child: Child,
@@ -754,11 +852,16 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(dir: &Path, port: u16, broker: u32) -> Result<Agent, String> {
+    /// `exported`: probe the exported SSL functions even where the inner ones are found.
+    fn start(dir: &Path, port: u16, broker: u32, exported: bool) -> Result<Agent, String> {
         let listen = format!("127.0.0.1:{}", free_port());
         let log: PathBuf = dir.join("agent.log");
         let err = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let mut child = dies_with_us(Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive")))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"));
+        if exported {
+            cmd.env(mqtt_keepalive::capture::ebpf::EXPORTED_PROBES_ENV, "1");
+        }
+        let mut child = dies_with_us(cmd)
             .args(["live", "--backend", "ebpf", "--port", &port.to_string(), "--pid", &broker.to_string()])
             .args(["--listen", &listen])
             .stdout(Stdio::null())

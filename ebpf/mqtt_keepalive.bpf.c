@@ -399,8 +399,13 @@ static __always_inline int emit_data(struct conn *conn, __u8 write, __u64 buf, _
 	return 0;
 }
 
-// The call returned having moved `moved` bytes (<= 0: none): report them.
-static __always_inline int call_exit(long moved, int ex)
+// How a read function's return value says what it moved.
+#define RET_COUNT 0 // SSL_read: the count (0: a close_notify, or the receive ended)
+#define RET_EX 1    // SSL_read_ex: 1 and the count at `len_ptr`, else 0 (a close_notify not told apart)
+#define RET_INNER 2 // ssl_read_internal: > 0 and the count at `len_ptr`, 0 as SSL_read's, < 0 none
+
+// The read returned `ret`: report what it moved.
+static __always_inline int call_exit(long ret, int how)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct call *cp = bpf_map_lookup_elem(&calls, &id);
@@ -408,14 +413,14 @@ static __always_inline int call_exit(long moved, int ex)
 		return 0;
 	struct call c = *cp;
 	bpf_map_delete_elem(&calls, &id);
-	if (ex) {
-		// SSL_read_ex / SSL_write_ex return 1 on success and write the length moved.
+	long moved = ret;
+	if (how != RET_COUNT && ret > 0) {
 		__u64 n = 0;
-		if (moved != 1 || !c.len_ptr || bpf_probe_read_user(&n, sizeof(n), (void *)c.len_ptr))
+		if ((how == RET_EX && ret != 1) || !c.len_ptr || bpf_probe_read_user(&n, sizeof(n), (void *)c.len_ptr))
 			return 0;
 		moved = n;
 	}
-	if (moved == 0 && !ex && !c.write) {
+	if (ret == 0 && how != RET_EX && !c.write) {
 		// SSL_read returns 0 for a close_notify, but also when the socket's receive ended
 		// without one (the peer's FIN or RST): a close_notify is bytes received.
 		if (c.rx_seen && c.rx_ret <= 0)
@@ -455,7 +460,7 @@ int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
 SEC("uretprobe/SSL_read")
 int BPF_KRETPROBE(ssl_read_exit, int ret)
 {
-	return call_exit(ret, 0);
+	return call_exit(ret, RET_COUNT);
 }
 
 // SSL_write has its data at entry: the record is written there, with no return probe (a
@@ -507,11 +512,35 @@ int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, __u64 num, __u64 *readby
 SEC("uretprobe/SSL_read_ex")
 int BPF_KRETPROBE(ssl_read_ex_exit, int ret)
 {
-	return call_exit(ret, 1);
+	return call_exit(ret, RET_EX);
 }
 
 SEC("uprobe/SSL_write_ex")
 int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	return write_enter((__u64)ssl, (__u64)buf, num);
+}
+
+// The functions OpenSSL's SSL_read and SSL_read_ex (and SSL_write and SSL_write_ex) both wrap,
+// `ssl_read_internal(s, buf, num, &readbytes)` and `ssl_write_internal(s, buf, num, &written)`:
+// not exported, found in the library's code by the agent (src/capture/ebpf/inner.rs) and
+// probed by file offset instead of the wrappers when it finds them. They begin with a `push`,
+// which the kernel emulates: a probe there costs one trap; the wrappers begin with `sub
+// $N,%rsp`, single-stepped out of line: two traps (on a VM, 10-20x the cost).
+SEC("uprobe/ssl_read_internal")
+int BPF_KPROBE(ssl_read_inner_enter, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	return call_enter((__u64)ssl, (__u64)buf, (__u64)readbytes, 0);
+}
+
+SEC("uretprobe/ssl_read_internal")
+int BPF_KRETPROBE(ssl_read_inner_exit, int ret)
+{
+	return call_exit(ret, RET_INNER);
+}
+
+SEC("uprobe/ssl_write_internal")
+int BPF_KPROBE(ssl_write_inner_enter, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
 	return write_enter((__u64)ssl, (__u64)buf, num);
 }

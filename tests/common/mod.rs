@@ -383,13 +383,27 @@ impl TlsBroker {
             ),
         )
         .unwrap();
-        let child = std::process::Command::new(program)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
+        let spawn = || {
+            std::process::Command::new(program)
+                .arg("-c")
+                .arg(&conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        };
+        // A program copied just now (a broker under another name) may still be open for writing
+        // in a child another test thread forked meanwhile, until it execs: ETXTBSY, briefly.
+        let mut child = spawn();
+        for _ in 0..50 {
+            match &child {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    child = spawn();
+                }
+                _ => break,
+            }
+        }
+        let child = child.expect("mosquitto is installed");
         let broker = TlsBroker { port, child: Reaped(child) };
         // Not by connecting: a bare TCP connection would show in a capture or to an agent.
         wait_for("mosquitto's TLS listener", std::time::Duration::from_secs(5), || listening(port));

@@ -6,9 +6,12 @@
 //! CAP_PERFMON, a kernel with BTF and the tracepoints, the broker processes and the libssl they
 //! map) and fails with an [`EbpfError`] that names what is missing. It then loads the BPF
 //! program embedded in the binary (`ebpf/mqtt_keepalive.bpf.o`, compiled from the C beside it),
-//! attaches uprobes and uretprobes on `SSL_read` and `SSL_read_ex`, uprobes only on `SSL_write`
-//! and `SSL_write_ex` (their data is all there at entry), and uprobes on `SSL_shutdown` and
-//! `SSL_free`
+//! attaches an entry and a return uprobe on the function `SSL_read` and `SSL_read_ex` both
+//! wrap and an entry uprobe on the one `SSL_write` and `SSL_write_ex` wrap (found in the code by
+//! [`inner`]: a probe there costs the broker one trap, not two), or where they are not found
+//! (or [`EXPORTED_PROBES_ENV`] is `1`) uprobes and uretprobes on `SSL_read` and `SSL_read_ex`
+//! and uprobes only on `SSL_write` and `SSL_write_ex` (their data is all there at entry); and
+//! uprobes on `SSL_shutdown` and `SSL_free`
 //! in each libssl file (once per file, for every process mapping it; the kernel keeps only the
 //! watched processes' calls when processes were named), and the tracepoints that tie an SSL
 //! object to its socket and report TCP state changes and resets on the broker ports. The
@@ -24,6 +27,7 @@
 #![allow(unsafe_code)] // clock_gettime and setrlimit (the ring buffer is polled through capture::poll)
 
 pub mod event;
+pub mod inner;
 pub mod sockets;
 pub mod target;
 pub mod translate;
@@ -32,7 +36,7 @@ use super::Intake;
 use crate::capture::KernelStats;
 use crate::time::Timestamp;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
 use aya::programs::{TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use std::collections::HashSet;
@@ -114,6 +118,25 @@ const CALLS: [(&str, Option<&str>, &str); 4] = [
     ("ssl_read_ex_enter", Some("ssl_read_ex_exit"), "SSL_read_ex"),
     ("ssl_write_ex_enter", None, "SSL_write_ex"),
 ];
+
+/// Which inner function a program probes.
+#[derive(Clone, Copy)]
+enum InnerFn {
+    Read,
+    Write,
+}
+
+/// The data uprobes on the inner functions the exported ones wrap ([`inner`]): program, function
+/// (the read's entry and return, the write's entry).
+const INNER_CALLS: [(&str, InnerFn); 3] = [
+    ("ssl_read_inner_enter", InnerFn::Read),
+    ("ssl_read_inner_exit", InnerFn::Read),
+    ("ssl_write_inner_enter", InnerFn::Write),
+];
+
+/// Set to `1`, the agent probes the exported SSL functions even where it finds the inner ones
+/// (to compare their cost, and to test that path).
+pub const EXPORTED_PROBES_ENV: &str = "MQTT_KEEPALIVE_EBPF_EXPORTED_PROBES";
 
 /// The longest the ring buffer is left unread (data records do not wake the reader: a
 /// wake-up per SSL call cost the broker more than the probes' own work).
@@ -263,7 +286,8 @@ impl EbpfSource {
             tp.attach(category, name).map_err(|source| EbpfError::Program { program, source })?;
         }
         let uprobes = CALLS.iter().flat_map(|&(enter, exit, _)| std::iter::once(enter).chain(exit));
-        for program in uprobes.chain(SINGLE_PROBES.iter().map(|&(program, _)| program)) {
+        let inner = INNER_CALLS.iter().map(|&(program, _)| program);
+        for program in uprobes.chain(inner).chain(SINGLE_PROBES.iter().map(|&(program, _)| program)) {
             let p: &mut UProbe = program_mut(&mut bpf, program)?;
             p.load().map_err(|source| EbpfError::Program { program, source })?;
         }
@@ -301,12 +325,47 @@ impl EbpfSource {
         Ok(source)
     }
 
-    /// Attaches the uprobes to one libssl file (once per file).
+    /// Attaches the uprobes to one libssl file (once per file): on the inner read and write
+    /// functions where its code shows them ([`inner`]), else on the exported functions.
     fn attach(&mut self, lib: &Library) -> Result<(), EbpfError> {
         if !self.attached.insert((lib.dev, lib.ino)) {
             return Ok(());
         }
         let path = lib.path.display().to_string();
+        let found = if std::env::var_os(EXPORTED_PROBES_ENV).is_some_and(|v| v == "1") {
+            None
+        } else {
+            inner::find(&lib.path)
+        };
+        if let Some(found) = found {
+            tracing::info!(library = %path, read = found.read, write = found.write, "probing libssl's inner read and write functions");
+            for (program, which) in INNER_CALLS {
+                let offset = match which {
+                    InnerFn::Read => found.read,
+                    InnerFn::Write => found.write,
+                };
+                let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
+                p.attach(UProbeAttachLocation::AbsoluteOffset(offset), &lib.path, UProbeScope::AllProcesses)
+                    .map_err(|source| EbpfError::Attach { symbol: program, path: path.clone(), source })?;
+            }
+        } else {
+            tracing::info!(library = %path, "probing libssl's exported SSL_read, SSL_write and their _ex forms");
+            self.attach_exported(lib, &path)?;
+        }
+        for (program, symbol) in SINGLE_PROBES {
+            let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
+            p.attach(symbol, &lib.path, UProbeScope::AllProcesses).map_err(|source| EbpfError::Attach {
+                symbol,
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The data probes on the exported functions (entry and return for the reads).
+    fn attach_exported(&mut self, lib: &Library, path: &str) -> Result<(), EbpfError> {
+        let path = path.to_string();
         for (enter, exit, symbol) in CALLS {
             for program in std::iter::once(enter).chain(exit) {
                 let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
@@ -320,14 +379,6 @@ impl EbpfSource {
                     Err(source) => return Err(EbpfError::Attach { symbol, path, source }),
                 }
             }
-        }
-        for (program, symbol) in SINGLE_PROBES {
-            let p: &mut UProbe = program_mut(&mut self.bpf, program)?;
-            p.attach(symbol, &lib.path, UProbeScope::AllProcesses).map_err(|source| EbpfError::Attach {
-                symbol,
-                path: path.clone(),
-                source,
-            })?;
         }
         Ok(())
     }
