@@ -30,10 +30,16 @@ struct EbpfAgent {
 impl EbpfAgent {
     /// Starts the agent with `extra` arguments and waits until its probes are attached.
     fn start(dir: &Path, name: &str, args: &[&str]) -> EbpfAgent {
+        Self::start_env(dir, name, args, &[])
+    }
+
+    /// [`EbpfAgent::start`] with environment variables.
+    fn start_env(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> EbpfAgent {
         let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let events = dir.join(format!("{name}.jsonl"));
         let stderr = dir.join(format!("{name}.stderr"));
         let child = Command::new(env!("CARGO_BIN_EXE_mqtt-keepalive"))
+            .envs(env.iter().copied())
             .args(["live", "--listen", &listen.to_string(), "--events"])
             .arg(&events)
             .args(args)
@@ -142,6 +148,24 @@ fn unix_now() -> f64 {
 #[test]
 #[ignore = "needs root (eBPF)"]
 fn ebpf_agent_reports_tls_sessions_as_a_decrypted_capture_does() {
+    tls_sessions_as_a_decrypted_capture(Probes::Inner);
+}
+
+/// The same with the probes on the exported SSL functions (the placement where a libssl's
+/// inner functions are not found).
+#[test]
+#[ignore = "needs root (eBPF)"]
+fn ebpf_agent_on_the_exported_ssl_functions_reports_as_a_decrypted_capture_does() {
+    tls_sessions_as_a_decrypted_capture(Probes::Exported);
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Probes {
+    Inner,
+    Exported,
+}
+
+fn tls_sessions_as_a_decrypted_capture(probes: Probes) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certificates(dir.path());
     let broker = TlsBroker::start_with(dir.path(), Path::new("mosquitto"), free_port(), "max_keepalive 10");
@@ -158,11 +182,19 @@ fn ebpf_agent_reports_tls_sessions_as_a_decrypted_capture_does() {
         .spawn()
         .expect("tcpdump is installed");
     let mut tcpdump = Reaped(tcpdump);
-    let agent = EbpfAgent::start(
+    let env: &[(&str, &str)] =
+        if probes == Probes::Exported { &[(mqtt_keepalive::capture::ebpf::EXPORTED_PROBES_ENV, "1")] } else { &[] };
+    let agent = EbpfAgent::start_env(
         dir.path(),
         "agent",
         &["--backend", "ebpf", "--port", &port, "--pid", &broker.pid().to_string()],
+        env,
     );
+    let placement = match probes {
+        Probes::Inner => "probing libssl's inner read and write functions",
+        Probes::Exported => "probing libssl's exported SSL_read",
+    };
+    assert!(agent.stderr().contains(placement), "{probes:?}: {}", agent.stderr());
     wait_for("tcpdump listening", Duration::from_secs(10), || {
         std::fs::read_to_string(&tcpdump_err).unwrap_or_default().contains("listening on")
     });

@@ -332,11 +332,8 @@ impl EbpfSource {
             return Ok(());
         }
         let path = lib.path.display().to_string();
-        let found = if std::env::var_os(EXPORTED_PROBES_ENV).is_some_and(|v| v == "1") {
-            None
-        } else {
-            inner::find(&lib.path)
-        };
+        let found =
+            if std::env::var_os(EXPORTED_PROBES_ENV).is_some_and(|v| v == "1") { None } else { inner::find(&lib.path) };
         if let Some(found) = found {
             tracing::info!(library = %path, read = found.read, write = found.write, "probing libssl's inner read and write functions");
             for (program, which) in INNER_CALLS {
